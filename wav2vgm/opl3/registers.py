@@ -1,0 +1,430 @@
+"""The YMF262 (OPL3) register map: the one owner of the chip's 512 register bytes.
+
+Everything that reads or writes OPL3 registers -- the emulator, the converter,
+the VGM tools and the tests -- goes through the names and helpers here.
+
+Register space: bank 0 (VGM port 0, addresses 0x000-0x0FF) and bank 1 (port 1,
+0x100-0x1FF).  Channel registers in bank 1 drive channels 9-17 exactly as bank 0
+drives channels 0-8.  Bit map::
+
+    addr        bit7  bit6  bit5  bit4  bit3  bit2  bit1  bit0
+    0x001       test register (ignored in OPL3 mode)
+    0x002-004   timers (no effect on sound)
+    0x008       --    NTS   --    --    --    --    --    --
+    0x20+op     AM    VIB   EGT   KSR   MULT---------------
+    0x40+op     KSL-------  TL---------------------------------
+    0x60+op     AR----------------------  DR-------------------
+    0x80+op     SL----------------------  RR-------------------
+    0xA0+ch     FNUM bits 7-0
+    0xB0+ch     --    --    KEYON BLOCK------------  FNUM 9-8--
+    0x0BD       DAM   DVB   RHY   BD    SD    TOM   TC    HH      (bank 0 only)
+    0xC0+ch     CHD   CHC   CHB   CHA   FB-----------------  CNT
+    0xE0+op     --    --    --    --    --    WS-----------------
+    0x104       --    --    4-op enable for pairs 11+14 10+13 9+12 2+5 1+4 0+3
+    0x105       --    --    --    --    --    --    NEW2  NEW
+
+``op`` is an operator offset (0x00-0x05, 0x08-0x0D, 0x10-0x15) and ``ch`` a
+channel index 0-8 within the bank.  CHA is the left and CHB the right output on
+PC cards; CHC/CHD are dropped by every player.
+
+Slots: the emulator numbers the 36 operators ("slots") as Nuked-OPL3 does,
+``slot = 18*bank + off - 2*(off // 8)``; a 2-op channel ``c`` of a bank has its
+first operator at ``off1 = 8*(c // 3) + c % 3`` and its second at ``off1 + 3``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ParameterError
+
+# --------------------------------------------------------------------------
+# Chip constants
+# --------------------------------------------------------------------------
+CLOCK_HZ = 14_318_180
+"""Master clock of PC OPL3 cards (4 x NTSC colour burst); the VGM header value."""
+NATIVE_RATE_HZ = CLOCK_HZ / 288
+"""One output sample per 288 master clocks: 49715.90 Hz."""
+NATIVE_RATE_INT = 49716
+"""The native rate rounded as Nuked-OPL3 and AdPlug use it for output files."""
+
+N_CHANNELS = 18
+N_SLOTS = 36
+N_REGISTERS = 0x200
+
+# Global registers
+REG_TEST = 0x001
+REG_NTS = 0x008
+REG_RHYTHM = 0x0BD
+REG_4OP = 0x104
+REG_NEW = 0x105
+
+# Per-operator register bases (add the operator offset, and 0x100 for bank 1)
+OP_AM_VIB_EGT_KSR_MULT = 0x20
+OP_KSL_TL = 0x40
+OP_AR_DR = 0x60
+OP_SL_RR = 0x80
+OP_WS = 0xE0
+OPERATOR_BASES = (OP_AM_VIB_EGT_KSR_MULT, OP_KSL_TL, OP_AR_DR, OP_SL_RR, OP_WS)
+
+# Per-channel register bases (add the channel index 0-8, and 0x100 for bank 1)
+CH_FNUM_LO = 0xA0
+CH_KEY_BLOCK_FNUM_HI = 0xB0
+CH_OUT_FB_CNT = 0xC0
+
+# Output bits of 0xC0
+OUT_LEFT = 0x10   # CHA
+OUT_RIGHT = 0x20  # CHB
+OUT_C = 0x40
+OUT_D = 0x80
+OUT_STEREO = OUT_LEFT | OUT_RIGHT
+
+OPERATOR_OFFSETS = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05,
+                    0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D,
+                    0x10, 0x11, 0x12, 0x13, 0x14, 0x15)
+"""The 18 valid operator offsets of a bank, in slot order."""
+
+MULT_X2 = (1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 20, 24, 24, 30, 30)
+"""Twice the frequency multiplier of MULT register values 0-15 (x0.5 ... x15)."""
+MULT_FACTORS = tuple(m / 2 for m in MULT_X2)
+"""Frequency multiplier of MULT register values 0-15."""
+
+FOUR_OP_PAIRS = ((0, 3), (1, 4), (2, 5), (9, 12), (10, 13), (11, 14))
+"""(primary, secondary) channels joined by bits 0-5 of 0x104."""
+
+KSL_DB_PER_OCTAVE = {0: 0.0, 1: 3.0, 2: 1.5, 3: 6.0}
+"""Key-scale-level register codes and their nominal slopes."""
+
+TL_STEP_DB = 20 * math.log10(2) * 4 / 32  # 4 EG units of 6.02/32 dB: 0.7526 dB
+"""Attenuation of one TL step in dB."""
+FULL_SCALE_OPERATOR = 4084
+"""Peak output of one operator at zero attenuation (about -18 dBFS of int16)."""
+
+WAVEFORM_NAMES = ("sine", "half-sine", "abs-sine", "quarter-pulse",
+                  "alternating-sine", "camel-sine", "square", "log-saw")
+
+
+# --------------------------------------------------------------------------
+# Slot / channel map
+# --------------------------------------------------------------------------
+def operator_offset(channel: int, op: int) -> int:
+    """Register offset (0x00-0x15) of operator ``op`` (0 or 1) of a 2-op channel 0-17."""
+    if not 0 <= channel < N_CHANNELS:
+        raise ParameterError(f"channel must be 0-17, got {channel!r}")
+    if op not in (0, 1):
+        raise ParameterError(f"operator must be 0 or 1, got {op!r}")
+    c = channel % 9
+    return 8 * (c // 3) + c % 3 + 3 * op
+
+
+def operator_register(base: int, channel: int, op: int) -> int:
+    """Full register address (0x000-0x1FF) of an operator register of a 2-op channel."""
+    return (0x100 if channel >= 9 else 0) + base + operator_offset(channel, op)
+
+
+def channel_register(base: int, channel: int) -> int:
+    """Full register address of channel register ``base`` (0xA0, 0xB0, 0xC0)."""
+    if not 0 <= channel < N_CHANNELS:
+        raise ParameterError(f"channel must be 0-17, got {channel!r}")
+    return (0x100 if channel >= 9 else 0) + base + channel % 9
+
+
+def slot_index(bank: int, offset: int) -> int:
+    """Nuked-OPL3 slot number 0-35 of an operator offset, or -1 for the unused offsets."""
+    if offset not in OPERATOR_OFFSETS:
+        return -1
+    return 18 * bank + offset - 2 * (offset // 8)
+
+
+def channel_slots(channel: int) -> tuple[int, int]:
+    """Slot numbers (op1, op2) of 2-op channel 0-17."""
+    bank = channel // 9
+    return (slot_index(bank, operator_offset(channel, 0)),
+            slot_index(bank, operator_offset(channel, 1)))
+
+
+SLOT_CHANNEL = np.zeros(N_SLOTS, dtype=np.int64)
+"""Channel 0-17 owning each slot."""
+SLOT_IS_OP2 = np.zeros(N_SLOTS, dtype=bool)
+"""True for the second operator of its 2-op channel."""
+CHANNEL_SLOTS = np.zeros((N_CHANNELS, 2), dtype=np.int64)
+"""Slots (op1, op2) of each channel."""
+for _ch in range(N_CHANNELS):
+    _s1, _s2 = channel_slots(_ch)
+    CHANNEL_SLOTS[_ch] = (_s1, _s2)
+    SLOT_CHANNEL[_s1] = SLOT_CHANNEL[_s2] = _ch
+    SLOT_IS_OP2[_s2] = True
+SLOT_REGISTER_OFFSET = np.array(
+    [(0x100 if s >= 18 else 0) + OPERATOR_OFFSETS[s % 18] for s in range(N_SLOTS)],
+    dtype=np.int64)
+"""Register offset (with bank) of each slot: add an operator base to address it."""
+
+
+# --------------------------------------------------------------------------
+# Frequency and level math
+# --------------------------------------------------------------------------
+def fnum_to_hz(fnum, block, mult=1, *, rate_hz: float = NATIVE_RATE_HZ):
+    """Frequency in Hz of an operator: ``fnum * 2**block * MULT * fs / 2**20``.
+
+    ``mult`` is the MULT *register value* (0-15); block 0 loses the F-number's
+    lowest bit exactly as the phase generator does.  Works on arrays.
+    """
+    fnum = np.asarray(fnum, dtype=np.int64)
+    block = np.asarray(block, dtype=np.int64)
+    m2 = np.asarray(MULT_X2)[np.asarray(mult, dtype=np.int64)]
+    inc = (((fnum << block) >> 1) * m2) >> 1  # phase increment per native sample
+    hz = inc * rate_hz / 2.0 ** 19
+    return float(hz) if np.ndim(hz) == 0 else hz
+
+
+def hz_to_fnum(f_hz, *, mult: int = 1, rate_hz: float = NATIVE_RATE_HZ):
+    """Best (fnum, block) for frequency ``f_hz`` with MULT register value ``mult``.
+
+    Picks the smallest block whose F-number range holds the frequency (the
+    finest resolution), rounds the F-number, and clamps to the chip's range
+    (fnum 0-1023, block 0-7).  Works on arrays; returns int64 arrays (or ints).
+    """
+    f = np.asarray(f_hz, dtype=np.float64)
+    m = MULT_FACTORS[mult] if np.ndim(mult) == 0 else np.asarray(MULT_FACTORS)[mult]
+    base = np.maximum(f, 0.0) / m  # frequency with MULT = 1
+    # fnum = base * 2**(20-block) / fs; want the smallest block with fnum <= 1023
+    ratio = base * 2.0 ** 20 / rate_hz
+    with np.errstate(divide="ignore"):
+        block = np.ceil(np.log2(np.maximum(ratio, 1e-12) / 1023.5)).astype(np.int64)
+    block = np.clip(block, 1, 7)  # block 0 halves the resolution: never better than 1
+    fnum = np.rint(ratio / 2.0 ** block).astype(np.int64)
+    over = fnum > 1023
+    fnum = np.where(over, 1023, fnum)
+    fnum = np.clip(fnum, 0, 1023)
+    if np.ndim(fnum) == 0:
+        return int(fnum), int(block)
+    return fnum, block
+
+
+MAX_FNUM_HZ = fnum_to_hz(1023, 7, 1)
+"""Highest frequency reachable with MULT = 1 (about 6.2 kHz)."""
+
+
+def best_frequency_setting(f_hz: float, *, rate_hz: float = NATIVE_RATE_HZ) -> tuple[int, int, int]:
+    """(fnum, block, mult) that reaches ``f_hz`` with the smallest error.
+
+    MULT = 1 covers up to 6.2 kHz with the finest steps; above it the
+    multipliers 2-15 reach every partial up to the Nyquist frequency.
+    """
+    best = None
+    for mult in range(1, 16):
+        if MULT_FACTORS[mult] != MULT_X2[mult] / 2:  # pragma: no cover - table sanity
+            continue
+        fnum, block = hz_to_fnum(f_hz, mult=mult, rate_hz=rate_hz)
+        err = abs(fnum_to_hz(fnum, block, mult, rate_hz=rate_hz) - f_hz)
+        if best is None or err < best[0] - 1e-9:
+            best = (err, fnum, block, mult)
+        if f_hz < MAX_FNUM_HZ * 0.98 and mult == 1:
+            break
+    _, fnum, block, mult = best
+    return fnum, block, mult
+
+
+def tl_to_db(tl):
+    """Attenuation in dB of a TL value (0.7526 dB per step)."""
+    return np.asarray(tl) * TL_STEP_DB
+
+
+def db_to_tl(attenuation_db):
+    """Nearest TL (0-63) for an attenuation in dB (rounding in the log domain)."""
+    tl = np.rint(np.asarray(attenuation_db, dtype=np.float64) / TL_STEP_DB)
+    tl = np.clip(tl, 0, 63).astype(np.int64)
+    return int(tl) if tl.ndim == 0 else tl
+
+
+# --------------------------------------------------------------------------
+# Field encoding
+# --------------------------------------------------------------------------
+def _check(name: str, value: int, hi: int) -> int:
+    value = int(value)
+    if not 0 <= value <= hi:
+        raise ParameterError(f"{name} must be 0-{hi}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The per-operator fields of registers 0x20, 0x40, 0x60, 0x80 and 0xE0."""
+
+    mult: int = 1
+    tl: int = 63
+    ar: int = 15
+    dr: int = 0
+    sl: int = 0
+    rr: int = 15
+    ws: int = 0
+    ksl: int = 0
+    am: bool = False
+    vib: bool = False
+    egt: bool = True
+    ksr: bool = False
+
+    def __post_init__(self):
+        for name, hi in (("mult", 15), ("tl", 63), ("ar", 15), ("dr", 15), ("sl", 15),
+                         ("rr", 15), ("ws", 7), ("ksl", 3)):
+            _check(name, getattr(self, name), hi)
+
+    def register_bytes(self) -> tuple[int, int, int, int, int]:
+        """Values of (0x20, 0x40, 0x60, 0x80, 0xE0) for this operator."""
+        r20 = (self.am << 7) | (self.vib << 6) | (self.egt << 5) | (self.ksr << 4) | self.mult
+        r40 = (self.ksl << 6) | self.tl
+        r60 = (self.ar << 4) | self.dr
+        r80 = (self.sl << 4) | self.rr
+        return (int(r20), int(r40), int(r60), int(r80), int(self.ws))
+
+    @classmethod
+    def from_register_bytes(cls, r20: int, r40: int, r60: int, r80: int, re0: int) -> "Operator":
+        return cls(mult=r20 & 15, ksr=bool(r20 & 0x10), egt=bool(r20 & 0x20),
+                   vib=bool(r20 & 0x40), am=bool(r20 & 0x80),
+                   tl=r40 & 63, ksl=r40 >> 6, ar=r60 >> 4, dr=r60 & 15,
+                   sl=r80 >> 4, rr=r80 & 15, ws=re0 & 7)
+
+
+SILENT_OPERATOR = Operator(tl=63, ar=0, dr=0, sl=0, rr=15, egt=True)
+"""An operator that never attacks (AR=0): silent even while keyed."""
+
+
+def b0_value(fnum: int, block: int, key: bool) -> int:
+    """Value of register 0xB0+ch: key-on bit, block and the F-number's two high bits."""
+    return (int(bool(key)) << 5) | (_check("block", block, 7) << 2) | (_check("fnum", fnum, 1023) >> 8)
+
+
+def c0_value(fb: int, cnt: int, outputs: int = OUT_STEREO) -> int:
+    """Value of register 0xC0+ch: output bits, feedback and connection."""
+    return (outputs & 0xF0) | (_check("feedback", fb, 7) << 1) | _check("connection", cnt, 1)
+
+
+# --------------------------------------------------------------------------
+# Register frames and the writes between them
+# --------------------------------------------------------------------------
+_ORDER_GLOBAL = (REG_NEW, REG_4OP, REG_NTS, REG_RHYTHM)
+
+
+def _write_rank(reg: int) -> int:
+    """Rank of a register in the order every emulator accepts (OPL3.md, 'Order that works')."""
+    if reg in _ORDER_GLOBAL:
+        return _ORDER_GLOBAL.index(reg)
+    low = reg & 0xFF
+    if 0x20 <= low < 0xA0 or low >= 0xE0 or 0xC0 <= low < 0xC9:
+        return 10
+    if 0xA0 <= low < 0xA9:
+        return 20
+    if 0xB0 <= low < 0xB9:
+        return 30
+    return 5
+
+
+class RegisterFrame:
+    """The full register state the converter wants the chip to hold at one instant.
+
+    A thin wrapper over the 512-byte register image with typed setters for
+    operators and channels.  :meth:`writes_from` gives the minimal list of
+    writes that takes the chip from another frame to this one, in an order
+    every emulator accepts: 0x105, 0x104, 0x08, 0xBD; key-offs of channels
+    that stop; operator registers and 0xC0; 0xA0; 0xB0 with key-ons last.
+    """
+
+    __slots__ = ("image",)
+
+    def __init__(self, image: bytes | bytearray | None = None):
+        if image is None:
+            self.image = bytearray(N_REGISTERS)
+        else:
+            if len(image) != N_REGISTERS:
+                raise ParameterError(f"a register image has 512 bytes, got {len(image)}")
+            self.image = bytearray(image)
+
+    def copy(self) -> "RegisterFrame":
+        return RegisterFrame(self.image)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RegisterFrame) and self.image == other.image
+
+    def __getitem__(self, reg: int) -> int:
+        return self.image[reg]
+
+    def __setitem__(self, reg: int, value: int) -> None:
+        if not 0 <= reg < N_REGISTERS:
+            raise ParameterError(f"register must be 0x000-0x1FF, got {reg:#x}")
+        self.image[reg] = _check("register value", value, 255)
+
+    # -- typed setters -------------------------------------------------------
+    def set_operator(self, channel: int, op: int, operator: Operator) -> None:
+        """Write the five registers of operator ``op`` (0/1) of 2-op channel ``channel``."""
+        for base, value in zip(OPERATOR_BASES, operator.register_bytes()):
+            self.image[operator_register(base, channel, op)] = value
+
+    def operator(self, channel: int, op: int) -> Operator:
+        return Operator.from_register_bytes(
+            *(self.image[operator_register(b, channel, op)] for b in OPERATOR_BASES))
+
+    def set_channel(self, channel: int, *, fnum: int, block: int, key: bool,
+                    fb: int = 0, cnt: int = 0, outputs: int = OUT_STEREO) -> None:
+        """Set F-number, block, key and the 0xC0 fields of ``channel``."""
+        self.image[channel_register(CH_FNUM_LO, channel)] = _check("fnum", fnum, 1023) & 0xFF
+        self.image[channel_register(CH_KEY_BLOCK_FNUM_HI, channel)] = b0_value(fnum, block, key)
+        self.image[channel_register(CH_OUT_FB_CNT, channel)] = c0_value(fb, cnt, outputs)
+
+    def set_key(self, channel: int, key: bool) -> None:
+        reg = channel_register(CH_KEY_BLOCK_FNUM_HI, channel)
+        self.image[reg] = (self.image[reg] & 0x1F) | (int(bool(key)) << 5)
+
+    def key(self, channel: int) -> bool:
+        return bool(self.image[channel_register(CH_KEY_BLOCK_FNUM_HI, channel)] & 0x20)
+
+    def fnum_block(self, channel: int) -> tuple[int, int]:
+        lo = self.image[channel_register(CH_FNUM_LO, channel)]
+        hi = self.image[channel_register(CH_KEY_BLOCK_FNUM_HI, channel)]
+        return ((hi & 3) << 8) | lo, (hi >> 2) & 7
+
+    def set_four_op(self, mask: int) -> None:
+        self.image[REG_4OP] = _check("4-op mask", mask, 63)
+
+    def set_opl3_mode(self, on: bool = True) -> None:
+        self.image[REG_NEW] = int(bool(on))
+
+    # -- diff -------------------------------------------------------------------
+    def writes_from(self, previous: "RegisterFrame | None") -> list[tuple[int, int]]:
+        """Minimal ``(register, value)`` writes taking the chip from ``previous`` to this frame.
+
+        ``previous=None`` means a chip just reset (all registers 0).  Channels
+        whose key goes from on to off are keyed off first (keeping their old
+        pitch), so a release never sounds with the new frame's settings.
+        """
+        old = previous.image if previous is not None else bytes(N_REGISTERS)
+        new = self.image
+        changed = np.flatnonzero(np.frombuffer(bytes(old), np.uint8)
+                                 != np.frombuffer(bytes(new), np.uint8)).tolist()
+        if not changed:
+            return []
+        writes: list[tuple[int, int]] = []
+        key_offs: list[tuple[int, int]] = []
+        rest: list[tuple[int, int, int]] = []
+        for reg in changed:
+            low = reg & 0xFF
+            if 0xB0 <= low < 0xB9 and old[reg] & 0x20 and not new[reg] & 0x20:
+                key_offs.append((reg, old[reg] & 0x1F))
+            rest.append((_write_rank(reg), reg, new[reg]))
+        rest.sort()
+        globals_ = [(r, v) for rank, r, v in rest if rank < 5]
+        writes.extend(globals_)
+        writes.extend(key_offs)
+        off_regs = {r: v for r, v in key_offs}
+        for rank, reg, value in rest:
+            if rank < 5:
+                continue
+            if reg in off_regs and off_regs[reg] == value:
+                continue  # the key-off write already set this exact value
+            writes.append((reg, value))
+        return writes
+
+
