@@ -355,6 +355,11 @@ class Chip:
             else:
                 self.ws[s] = v & (0x07 if self.newm else 0x03)
             return
+        if regm == 0xBD:
+            if not high:
+                self.dam, self.dvb = bool(v & 0x80), bool(v & 0x40)
+                self._update_rhythm(v)
+            return
         if regm & 0x0F >= 9:
             return
         ch = 9 * high + (regm & 0x0F)
@@ -364,10 +369,6 @@ class Chip:
             self.ch_fnum[ch] = (self.ch_fnum[ch] & 0x300) | v
             self._freq_changed(ch)
         elif top == 0xB0:
-            if regm == 0xBD and not high:
-                self.dam, self.dvb = bool(v & 0x80), bool(v & 0x40)
-                self._update_rhythm(v)
-                return
             if not (self.newm and self.ch_type[ch] == CH_4OP2):
                 self.ch_fnum[ch] = (self.ch_fnum[ch] & 0xFF) | ((v & 3) << 8)
                 self.ch_block[ch] = (v >> 2) & 7
@@ -460,7 +461,8 @@ class Chip:
         fb_slots = [s for s in range(36) if self.mod_src[s] == MOD_FEEDBACK
                     and self.ch_fb[ch[s]] > 0]
         loud = [s for s in fb_slots if eg_out[s].min() < 384]
-        if loud:
+        if loud:  # the loop costs the same for every operator: take the quiet ones too
+            loud = fb_slots
             idx = np.array(loud)
             env = eg_out[idx]
             if (env == env[:, :1]).all():

@@ -1,0 +1,108 @@
+"""Timed register writes -> audio: how a VGM player drives the chip.
+
+A VGM stamps writes in 44.1 kHz samples; the chip runs at its native rate
+(49,716 Hz).  :func:`player_write_times` maps one to the other the way the
+reference player (AdPlug's ``adplay`` with the Nuked core) does, so that our
+render lines up with the reference sample for sample; ``timing="exact"`` maps
+times by plain rounding instead.  :func:`render_events` runs the emulator and
+optionally resamples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import resample_poly
+from math import gcd
+
+from ..errors import ParameterError
+from . import registers as R
+from .emulator import Chip, render_writes
+
+VGM_RATE_HZ = 44100
+ADPLAY_MIN_WAIT = 40      # AdPlug drops shorter waits
+ADPLAY_BUFFER = 512       # adplay's default buffer, in samples
+
+
+def player_write_times(times_vgm, end_vgm: int, *, rate_hz: int = R.NATIVE_RATE_INT,
+                       timing: str = "adplay") -> tuple[np.ndarray, int]:
+    """Native-rate sample at which each write reaches the chip, and the render length.
+
+    ``timing="adplay"`` replays adplay's scheduling: the player runs one
+    "update" per wait of at least 40 VGM samples (shorter waits are dropped),
+    and the host renders ``rate/refresh`` samples between updates in chunks
+    rounded to multiples of 4, with the rounding carried (AdPlug ``vgm.cpp``,
+    adplay ``output.cc``).  ``timing="exact"`` rounds ``t * rate / 44100``.
+    """
+    times_vgm = np.asarray(times_vgm, dtype=np.int64)
+    end_vgm = int(max(end_vgm, times_vgm[-1] if times_vgm.size else 0))
+    if timing == "exact":
+        scale = rate_hz / VGM_RATE_HZ
+        return (np.floor(times_vgm * scale + 0.5).astype(np.int64),
+                int(np.floor(end_vgm * scale + 0.5)))
+    if timing != "adplay":
+        raise ParameterError(f"timing must be 'adplay' or 'exact', got {timing!r}")
+    # updates: the player stops at each wait >= 40 samples
+    stamps = np.unique(np.concatenate([times_vgm, [0, end_vgm]]))
+    waits = np.diff(stamps)
+    update_of_stamp = np.zeros(stamps.size, dtype=np.int64)
+    update_waits: list[int] = []
+    u = 0
+    for j, w in enumerate(waits.tolist()):
+        update_of_stamp[j] = u
+        if w >= ADPLAY_MIN_WAIT:
+            update_waits.append(int(w))
+            u += 1
+    update_of_stamp[-1] = u
+    n_updates = u + 1
+    update_pos = np.zeros(n_updates, dtype=np.int64)
+    f32 = np.float32
+    minicnt = 0
+    refresh = f32(1000.0)
+    pos = 0
+    nxt = 0
+    while nxt < n_updates:
+        towrite = ADPLAY_BUFFER
+        while towrite > 0 and nxt < n_updates:
+            while minicnt < 0 and nxt < n_updates:
+                minicnt += rate_hz
+                update_pos[nxt] = pos
+                if nxt < len(update_waits):
+                    refresh = f32(f32(VGM_RATE_HZ) / f32(update_waits[nxt]))
+                nxt += 1
+            if nxt >= n_updates:
+                break
+            i = min(towrite, int(f32(f32(minicnt) / refresh) + f32(4)) & ~3)
+            pos += i
+            towrite -= i
+            minicnt -= int(refresh * f32(i))
+    # the last update (end of data) is followed by the final wait's worth of samples
+    tail = int(round((end_vgm - stamps[-1]) * rate_hz / VGM_RATE_HZ))
+    total = int(update_pos[-1] + tail)
+    stamp_index = np.searchsorted(stamps, times_vgm)
+    return update_pos[update_of_stamp[stamp_index]], total
+
+
+def resample(stereo: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
+    """Polyphase resampling of (n, channels) audio; returns float32."""
+    x = np.asarray(stereo, dtype=np.float32)
+    if from_hz == to_hz:
+        return x
+    g = gcd(int(from_hz), int(to_hz))
+    return resample_poly(x, int(to_hz) // g, int(from_hz) // g, axis=0).astype(np.float32)
+
+
+def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None = None,
+                  timing: str = "adplay", tail_s: float = 0.0) -> np.ndarray:
+    """Render VGM-timed writes; returns (n, 2) float32 in [-1, 1) at ``rate_hz``.
+
+    ``rate_hz=None`` keeps the native rate (49,716 Hz).  ``tail_s`` renders
+    that much extra after the end so release tails are heard.
+    """
+    native = R.NATIVE_RATE_INT
+    times, n_native = player_write_times(times_vgm, end_vgm, rate_hz=native, timing=timing)
+    n_native += int(round(tail_s * native))
+    stereo = render_writes(times, regs, values, n_samples=n_native, chip=Chip())
+    out = stereo.astype(np.float32) / 32768.0
+    if rate_hz is not None and int(rate_hz) != native:
+        out = resample(out, from_hz=native, to_hz=int(rate_hz))
+    return out
