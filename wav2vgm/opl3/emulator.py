@@ -512,7 +512,7 @@ class Chip:
         phase[13] = (x_hh << 9) | np.where((x_hh ^ n13) > 0, 0xD0, 0x34)
         phase[16] = (hh8 << 9) | ((hh8 ^ n16) << 8)
         x_tc = (hh2 ^ hh7) | (hh3 ^ tc5) | (tc3 ^ tc5)
-        phase[17] = (x_tc << 9) | 0x80
+        phase[17] = (x_tc << 9) | 0x100
         self.rm_tc_bits = (int(tc3[-1]), int(tc5[-1]))
 
     # -- envelope generator (OPL3_EnvelopeCalc) ------------------------------------
