@@ -428,3 +428,92 @@ class RegisterFrame:
         return writes
 
 
+
+
+# --------------------------------------------------------------------------
+# Vectorised register frames: many frames at once (the converter's path)
+# --------------------------------------------------------------------------
+@dataclass
+class ChannelFrames:
+    """Per-frame settings of the 18 two-operator channels, arrays of shape (n_frames, 18).
+
+    ``key`` is bool; every other field is an integer register field:
+    ``fnum`` (0-1023), ``block`` (0-7), ``fb`` (0-7), ``cnt`` (0/1),
+    ``mult1``/``mult2`` (0-15), ``tl1``/``tl2`` (0-63), ``ws1``/``ws2`` (0-7),
+    ``outputs`` (0xC0 output bits, default left+right).  Operators use
+    AR=15, DR=0, SL=0, EGT=1 (constant level while keyed) and RR=``rr``
+    (default 15: a voice that stops is muted within a few milliseconds).
+    """
+
+    fnum: np.ndarray
+    block: np.ndarray
+    key: np.ndarray
+    fb: np.ndarray
+    cnt: np.ndarray
+    mult1: np.ndarray
+    mult2: np.ndarray
+    tl1: np.ndarray
+    tl2: np.ndarray
+    ws1: np.ndarray
+    ws2: np.ndarray
+    outputs: np.ndarray | None = None
+    rr: int = 15
+
+    @classmethod
+    def silent(cls, n_frames: int, n_channels: int = N_CHANNELS) -> "ChannelFrames":
+        z = lambda: np.zeros((n_frames, n_channels), np.int64)  # noqa: E731
+        f = cls(fnum=z(), block=z(), key=np.zeros((n_frames, n_channels), bool), fb=z(),
+                cnt=z(), mult1=z() + 1, mult2=z() + 1, tl1=z() + 63, tl2=z() + 63,
+                ws1=z(), ws2=z())
+        return f
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.fnum.shape[0])
+
+
+_OP1_OFFSETS = np.array([operator_offset(c, 0) + (0x100 if c >= 9 else 0) for c in range(N_CHANNELS)])
+_OP2_OFFSETS = _OP1_OFFSETS + 3
+_CH_OFFSETS = np.array([(0x100 if c >= 9 else 0) + c % 9 for c in range(N_CHANNELS)])
+
+
+def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0) -> np.ndarray:
+    """The 512-byte register image of every frame: (n_frames, 512) uint8."""
+    n, n_ch = frames.fnum.shape
+    img = np.zeros((n, N_REGISTERS), np.uint8)
+    img[:, REG_NEW] = 1
+    img[:, REG_4OP] = four_op_mask
+    ch_off = _CH_OFFSETS[:n_ch]
+    outputs = frames.outputs if frames.outputs is not None else np.full((n, n_ch), OUT_STEREO)
+    for offs, mult, tl, ws in ((_OP1_OFFSETS[:n_ch], frames.mult1, frames.tl1, frames.ws1),
+                               (_OP2_OFFSETS[:n_ch], frames.mult2, frames.tl2, frames.ws2)):
+        img[:, OP_AM_VIB_EGT_KSR_MULT + offs] = 0x20 | mult
+        img[:, OP_KSL_TL + offs] = tl
+        img[:, OP_AR_DR + offs] = 0xF0
+        img[:, OP_SL_RR + offs] = frames.rr
+        img[:, OP_WS + offs] = ws
+    img[:, CH_OUT_FB_CNT + ch_off] = (outputs & 0xF0) | (frames.fb << 1) | frames.cnt
+    img[:, CH_FNUM_LO + ch_off] = frames.fnum & 0xFF
+    img[:, CH_KEY_BLOCK_FNUM_HI + ch_off] = ((frames.key.astype(np.int64) << 5)
+                                             | (frames.block << 2) | (frames.fnum >> 8))
+    return img
+
+
+_RANK = np.array([_write_rank(r) for r in range(N_REGISTERS)])
+
+
+def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
+    """All register writes between consecutive images, vectorised.
+
+    ``images``: (n_frames, 512) uint8; ``previous`` the image before the first
+    frame (default: a chip just reset, all zeros).  Returns ``(frame, reg,
+    value)`` int arrays sorted by frame and then in the order every emulator
+    accepts (globals, operators and 0xC0, 0xA0, 0xB0 with key-ons last).
+    """
+    images = np.asarray(images, np.uint8)
+    prev = np.zeros(N_REGISTERS, np.uint8) if previous is None else np.asarray(previous, np.uint8)
+    before = np.concatenate([prev[None, :], images[:-1]], axis=0)
+    frame, reg = np.nonzero(images != before)
+    order = np.lexsort((reg, _RANK[reg], frame))
+    frame, reg = frame[order], reg[order]
+    return frame, reg, images[frame, reg]

@@ -106,3 +106,14 @@ def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None 
     if rate_hz is not None and int(rate_hz) != native:
         out = resample(out, from_hz=native, to_hz=int(rate_hz))
     return out
+
+
+def render_vgm(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
+               tail_s: float = 0.0) -> np.ndarray:
+    """Render a parsed VGM (:class:`wav2vgm.vgm.VgmFile`) to (n, 2) float32 at ``rate_hz``.
+
+    OPL2 files (YM3812 only) play on the OPL3 in its OPL2-compatible mode,
+    as they would on a real OPL3 card.
+    """
+    return render_events(vgm.times, vgm.regs, vgm.values, end_vgm=int(vgm.end_time),
+                         rate_hz=rate_hz, timing=timing, tail_s=tail_s)

@@ -1,0 +1,159 @@
+"""The ``wav2vgm`` command line: parse, show progress on stderr, map errors to exit codes.
+
+Every command is a thin layer over plain functions (:mod:`wav2vgm.convert`,
+:mod:`wav2vgm.batch`, :mod:`wav2vgm.opl3.render`, :mod:`wav2vgm.vgm`,
+:mod:`wav2vgm.spectrum`).  Data goes to stdout, messages and progress bars to
+stderr.  Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 output
+error, 5 some files of a batch failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import EXIT_INTERNAL, ParameterError, Wav2VgmError
+
+
+def _fail(exc: BaseException) -> None:
+    """Print a one-line error and exit with the error's code."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    click.echo(f"wav2vgm: error: {msg}", err=True)
+    code = getattr(exc, "exit_code", EXIT_INTERNAL)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Wav2VgmError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("wav2vgm: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(0)
+        except MemoryError:
+            _fail(Wav2VgmError("out of memory"))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wav2vgm")
+def main():
+    """Turn recordings into VGM files for the Yamaha YMF262 (OPL3)."""
+
+
+# ----------------------------------------------------------------------------
+# convert
+# ----------------------------------------------------------------------------
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", default=None,
+              help="Output .vgm/.vgz file, '-' for stdout, or a folder for folder inputs.")
+@click.option("--method", type=click.Choice(["model", "sines"]), default="model", show_default=True,
+              help="Inverse model (default) or the sines baseline.")
+@click.option("--frame-rate", "frame_rate", type=float, default=60.0, show_default=True,
+              help="Register updates per second (1-1000).")
+@click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")
+@click.option("--gain", "gain_db", type=float, default=0.0, show_default=True,
+              help="Extra gain in dB on top of the loudness normalisation.")
+@click.option("--quality", type=click.Choice(["fast", "balanced", "best"]), default="balanced",
+              show_default=True, help="Speed/quality trade-off of the model method.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="Use another exported ONNX model.")
+@click.option("--title", default="", help="GD3 title (default: the input's name).")
+@click.option("--author", default="", help="GD3 author.")
+@click.option("--game", default="", help="GD3 game/album.")
+@click.option("--notes", default="", help="GD3 notes.")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes for folders (default: cores).")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist (folders).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_path, title,
+            author, game, notes, jobs, overwrite, quiet):
+    """Convert audio files (or folders of them, or '-' for stdin) to VGM.
+
+    \b
+    wav2vgm convert song.wav                 # writes song.vgm
+    wav2vgm convert song.flac -o song.vgz    # gzip-compressed
+    sox in.mp3 -t wav - | wav2vgm convert - -o - > out.vgm
+    wav2vgm convert SONGS/ -o OUT/ --jobs 4
+    """
+    from .batch import run_convert
+    from .convert import ConvertOptions
+
+    options = ConvertOptions(method=method, frame_rate_hz=frame_rate, voices=voices,
+                             gain_db=gain_db, quality=quality, model_path=model_path,
+                             title=title, author=author, game=game, notes=notes)
+    code = run_convert(list(inputs), output, options, jobs=jobs, overwrite=overwrite, quiet=quiet)
+    sys.exit(code)
+
+
+# ----------------------------------------------------------------------------
+# render / info
+# ----------------------------------------------------------------------------
+@main.command()
+@click.argument("vgm_path", metavar="IN.vgm")
+@click.option("-o", "--output", required=True, help="Output WAV file ('-' for stdout).")
+@click.option("--rate", "rate_hz", type=click.IntRange(8000, 192000), default=44100,
+              show_default=True, help="Sample rate of the WAV.")
+@click.option("--timing", type=click.Choice(["adplay", "exact"]), default="adplay",
+              show_default=True, help="Write timing: like adplay, or exactly as stamped.")
+def render(vgm_path, output, rate_hz, timing):
+    """Play an OPL3/OPL2 VGM through the emulator into a 16-bit stereo WAV."""
+    from .audio import write_wav
+    from .opl3.render import render_vgm
+    from .vgm import read_vgm
+
+    vgm = read_vgm(_input_path(vgm_path))
+    stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing)
+    write_wav(output, stereo, rate_hz)
+    if output != "-":
+        click.echo(f"wrote {output}: {stereo.shape[0] / rate_hz:.2f} s at {rate_hz} Hz", err=True)
+
+
+@main.command()
+@click.argument("vgm_path", metavar="IN.vgm")
+def info(vgm_path):
+    """Print a VGM's header, GD3 tag and write statistics."""
+    from .vgm import read_vgm, vgm_statistics
+
+    vgm = read_vgm(_input_path(vgm_path))
+    for key, value in vgm_statistics(vgm).items():
+        click.echo(f"{key + ':':<22}{value}")
+
+
+# ----------------------------------------------------------------------------
+# score
+# ----------------------------------------------------------------------------
+@main.command()
+@click.argument("reference", metavar="REF.wav")
+@click.argument("vgm_path", metavar="OUT.vgm")
+@click.option("--player", type=click.Choice(["emulator", "adplay"]), default="emulator",
+              show_default=True, help="Who renders the VGM.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Draw both spectrograms into a PNG (needs matplotlib).")
+def score(reference, vgm_path, player, plot_path):
+    """Log-mel distance in dB between REF.wav and OUT.vgm as rendered (lower is better)."""
+    from .quality import score_vgm
+
+    result = score_vgm(_input_path(reference), _input_path(vgm_path), player=player,
+                       plot_path=plot_path)
+    click.echo(f"distance_db: {result.distance_db:.3f}")
+    click.echo(f"lag_ms: {result.lag_s * 1000:.1f}")
+    click.echo(f"gain_db: {result.gain_db:.2f}")
+
+
+def _input_path(path: str) -> str:
+    if path != "-" and not os.path.exists(path):
+        from .errors import InputError
+        raise InputError(f"no such file: {path}")
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,204 @@
+"""The conversion pipeline: audio -> frames -> spectra -> voices -> registers -> VGM.
+
+Each stage is a plain function or object; :func:`convert` wires them and the
+CLI only parses options and shows progress.  Audio is read in blocks and the
+VGM is written as it goes; the only whole-file state is the per-frame voice
+table (a few hundred bytes per frame), needed because the loudness is
+normalised over the whole input before levels are quantised.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import audio as audio_mod
+from . import spectrum
+from .errors import OutputError, ParameterError
+from .methods.base import VoiceFrames, quantise
+from .opl3 import registers as R
+from .vgm import Gd3, VgmWriter
+
+ANALYSIS_RATE_HZ = 44100
+WINDOW = 2048               # analysis window (46 ms)
+N_FFT = 4096                # zero-padded FFT: 10.8 Hz bins
+HEADROOM = 30000.0          # int16 units the loudest frame's operator sum may reach
+METHODS = ("model", "sines")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything that shapes a conversion (the CLI's options)."""
+
+    method: str = "model"
+    frame_rate_hz: float = 60.0
+    voices: int = 18
+    gain_db: float = 0.0
+    quality: str = "balanced"
+    model_path: str | None = None
+    title: str = ""
+    author: str = ""
+    game: str = ""
+    notes: str = ""
+    date: str = ""
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ParameterError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not (isinstance(self.frame_rate_hz, (int, float)) and math.isfinite(self.frame_rate_hz)
+                and 1.0 <= self.frame_rate_hz <= 1000.0):
+            raise ParameterError(f"frame rate must be 1-1000 Hz, got {self.frame_rate_hz!r}")
+        if not 1 <= int(self.voices) <= 18 or int(self.voices) != self.voices:
+            raise ParameterError(f"voices must be 1-18, got {self.voices!r}")
+        if not math.isfinite(self.gain_db) or abs(self.gain_db) > 60:
+            raise ParameterError(f"gain must be within -60..60 dB, got {self.gain_db!r}")
+        if self.quality not in ("fast", "balanced", "best"):
+            raise ParameterError(f"quality must be fast, balanced or best, got {self.quality!r}")
+
+
+def make_method(options: ConvertOptions):
+    """The spectra -> voices stage for ``options.method``."""
+    if options.method == "sines":
+        from .methods.sines import SinesMethod
+        return SinesMethod(n_voices=options.voices)
+    from .methods.model import ModelMethod
+    return ModelMethod(n_voices=options.voices, model_path=options.model_path,
+                       quality=options.quality)
+
+
+def frame_times(n_samples: int, frame_rate_hz: float) -> np.ndarray:
+    """Centre (in 44.1 kHz samples) of every analysis frame covering ``n_samples``."""
+    hop = ANALYSIS_RATE_HZ / frame_rate_hz
+    n_frames = max(1, int(math.ceil(n_samples / hop))) if n_samples > 0 else 0
+    return np.rint(np.arange(n_frames) * hop).astype(np.int64)
+
+
+def write_times(centres: np.ndarray, frame_rate_hz: float) -> np.ndarray:
+    """VGM time of each frame's writes: half a hop before its centre (no lag), >= 0."""
+    hop = ANALYSIS_RATE_HZ / frame_rate_hz
+    return np.maximum(np.rint(centres - hop / 2), 0).astype(np.int64)
+
+
+class FrameAnalyser:
+    """Cuts a stream of audio blocks into centred frames and their magnitude spectra."""
+
+    def __init__(self, centres: np.ndarray):
+        self.centres = centres
+        self.next_frame = 0
+        self.buffer = np.zeros(WINDOW // 2, np.float32)   # left zero padding
+        self.buffer_start = -WINDOW // 2                  # sample index of buffer[0]
+        self.window = np.hanning(WINDOW + 2)[1:-1].astype(np.float32)
+        self.freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / ANALYSIS_RATE_HZ)
+
+    def push(self, block: np.ndarray | None) -> np.ndarray:
+        """Add a block (None = end of input); return the spectra of frames now complete."""
+        if block is not None:
+            self.buffer = np.concatenate([self.buffer, block.astype(np.float32)])
+        else:
+            self.buffer = np.concatenate([self.buffer, np.zeros(WINDOW, np.float32)])
+        end = self.buffer_start + self.buffer.size
+        last = self.next_frame
+        while last < self.centres.size and self.centres[last] + WINDOW // 2 <= end:
+            last += 1
+        if last == self.next_frame:
+            return np.zeros((0, N_FFT // 2 + 1), np.float32)
+        starts = self.centres[self.next_frame:last] - WINDOW // 2 - self.buffer_start
+        idx = starts[:, None] + np.arange(WINDOW)[None, :]
+        frames = self.buffer[idx]
+        self.next_frame = last
+        keep_from = (self.centres[last] - WINDOW // 2 - self.buffer_start
+                     if last < self.centres.size else self.buffer.size)
+        keep_from = int(max(0, min(keep_from, self.buffer.size)))
+        self.buffer = self.buffer[keep_from:]
+        self.buffer_start += keep_from
+        return spectrum.magnitude_spectra(frames, window=self.window, n_fft=N_FFT)
+
+
+def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
+            ) -> tuple[VoiceFrames, np.ndarray]:
+    """Run the method over the whole stream; returns the voice table and frame centres."""
+    centres = frame_times(stream.n_samples, options.frame_rate_hz)
+    method = make_method(options)
+    analyser = FrameAnalyser(centres)
+    parts: list[VoiceFrames] = []
+    for block in stream.blocks():
+        mag = analyser.push(block)
+        if mag.shape[0]:
+            parts.append(method.process(mag, analyser.freqs_hz))
+        if progress:
+            progress(block.size)
+    mag = analyser.push(None)
+    if mag.shape[0]:
+        parts.append(method.process(mag, analyser.freqs_hz))
+    if not parts:
+        return VoiceFrames.empty(0, options.voices), centres
+    return VoiceFrames.concatenate(parts), centres
+
+
+def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
+    """Input units -> int16 units so the loudest frame's operator sum fits the headroom."""
+    peak = float(voices.peak_sum().max()) if voices.n_frames else 0.0
+    base = HEADROOM / peak if peak > 1e-9 else 1.0
+    return base * 10 ** (gain_db / 20)
+
+
+def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
+                    chunk: int = 4096):
+    """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes."""
+    gain = loudness_gain(voices, gain_db=options.gain_db)
+    times = write_times(centres, options.frame_rate_hz)
+    previous_frames = None
+    previous_image = None
+    for lo in range(0, voices.n_frames, chunk):
+        hi = min(lo + chunk, voices.n_frames)
+        part = VoiceFrames(**{n: getattr(voices, n)[lo:hi]
+                              for n in VoiceFrames.__dataclass_fields__ if n != "outputs"})
+        frames = quantise(part, gain=gain, previous=previous_frames)
+        images = R.channel_images(_pad_channels(frames))
+        f, reg, val = R.image_writes(images, previous=previous_image)
+        yield times[lo:hi][f], reg, val
+        previous_frames = frames
+        previous_image = images[-1]
+
+
+def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:
+    """Extend a frame table with fewer than 18 channels by silent channels."""
+    n, n_ch = frames.fnum.shape
+    if n_ch == R.N_CHANNELS:
+        return frames
+    full = R.ChannelFrames.silent(n)
+    for name in ("fnum", "block", "key", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2"):
+        getattr(full, name)[:, :n_ch] = getattr(frames, name)
+    return full
+
+
+def gd3_for(options: ConvertOptions, input_name: str) -> Gd3:
+    title = options.title or (Path(input_name).stem if input_name not in ("-", "") else "stdin")
+    notes = options.notes or f"converted by wav2vgm ({options.method}, {options.frame_rate_hz:g} Hz)"
+    return Gd3(title=title, author=options.author, game=options.game, date=options.date,
+               notes=notes)
+
+
+def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
+                      progress: Callable[[int], None] | None = None) -> dict:
+    """Convert an open audio stream into an open :class:`VgmWriter`; returns statistics."""
+    voices, centres = analyse(stream, options, progress=progress)
+    n_writes = 0
+    now = 0
+    for times, regs, vals in register_events(voices, centres, options):
+        for t, r, v in zip(times.tolist(), regs.tolist(), vals.tolist()):
+            if t > now:
+                writer.wait(t - now)
+                now = t
+            writer.write(r, v)
+        n_writes += len(times)
+    if stream.n_samples > now:
+        writer.wait(stream.n_samples - now)
+        now = stream.n_samples
+    return {"n_frames": voices.n_frames, "n_writes": n_writes, "n_samples": stream.n_samples}

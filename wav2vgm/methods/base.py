@@ -1,0 +1,119 @@
+"""What every method produces: per-frame channel settings before the level is fixed.
+
+A method turns magnitude spectra into :class:`VoiceFrames` -- for each frame
+and each of the 18 channels, the register fields that do not depend on
+loudness (F-number, block, multipliers, waveforms, feedback, connection) and
+the linear amplitudes its operators should sound at, in input units (a
+full-scale sine has amplitude 1.0).  :func:`quantise` then applies the one
+global gain and turns amplitudes into TL values and key bits, holding the
+pitch of a channel that stops so its release never glides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..opl3 import registers as R
+
+
+@dataclass
+class VoiceFrames:
+    """Per-frame, per-channel voice settings, arrays of shape (n_frames, n_channels).
+
+    ``amp1``/``amp2``: linear amplitude of operator 1/2 in input units (0 =
+    silent).  ``mod_tl1``: for FM channels (``cnt == 0``) operator 1 is a
+    modulator whose TL sets the timbre, not the loudness; it is given
+    directly and ``amp1`` is ignored.
+    """
+
+    fnum: np.ndarray
+    block: np.ndarray
+    mult1: np.ndarray
+    mult2: np.ndarray
+    ws1: np.ndarray
+    ws2: np.ndarray
+    fb: np.ndarray
+    cnt: np.ndarray
+    amp1: np.ndarray
+    amp2: np.ndarray
+    mod_tl1: np.ndarray
+    outputs: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, n_frames: int, n_channels: int) -> "VoiceFrames":
+        zi = lambda: np.zeros((n_frames, n_channels), np.int64)  # noqa: E731
+        zf = lambda: np.zeros((n_frames, n_channels), np.float32)  # noqa: E731
+        return cls(fnum=zi(), block=zi(), mult1=zi() + 1, mult2=zi() + 1, ws1=zi(), ws2=zi(),
+                   fb=zi(), cnt=zi() + 1, amp1=zf(), amp2=zf(), mod_tl1=zi() + 63)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.fnum.shape[0])
+
+    @staticmethod
+    def concatenate(parts: list["VoiceFrames"]) -> "VoiceFrames":
+        names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
+        out = VoiceFrames(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+        if all(p.outputs is not None for p in parts) and parts:
+            out.outputs = np.concatenate([p.outputs for p in parts])
+        return out
+
+    def peak_sum(self) -> np.ndarray:
+        """Per frame, the sum of every sounding operator's amplitude (input units)."""
+        a = self.amp2 + np.where(self.cnt == 1, self.amp1, 0.0)
+        return a.sum(axis=1)
+
+
+FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
+MIN_AMP = FULL_SCALE * 10 ** (-63.5 * R.TL_STEP_DB / 20)  # below TL 63: silent
+
+
+def amp_to_tl(amp_out: np.ndarray) -> np.ndarray:
+    """TL (0-63) for a linear amplitude in int16 output units (4084 = TL 0)."""
+    with np.errstate(divide="ignore"):
+        att_db = 20 * np.log10(FULL_SCALE / np.maximum(amp_out, 1e-9))
+    return np.clip(np.rint(att_db / R.TL_STEP_DB), 0, 63).astype(np.int64)
+
+
+def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | None = None
+             ) -> R.ChannelFrames:
+    """Apply the global ``gain`` (input units -> int16 units) and fix TL and key bits.
+
+    A channel is keyed while its loudest operator is above TL 63; when it
+    stops, its pitch and timbre are held at the last sounding frame's values
+    so the key-off is the only write and the release does not glide.
+    """
+    n, n_ch = voices.fnum.shape
+    a1 = voices.amp1 * gain
+    a2 = voices.amp2 * gain
+    fm = voices.cnt == 0
+    key = (a2 >= MIN_AMP) | (~fm & (a1 >= MIN_AMP))
+    tl1 = np.where(fm, voices.mod_tl1, amp_to_tl(a1))
+    tl2 = amp_to_tl(a2)
+    f = R.ChannelFrames(fnum=voices.fnum.copy(), block=voices.block.copy(), key=key,
+                        fb=voices.fb.copy(), cnt=voices.cnt.copy(), mult1=voices.mult1.copy(),
+                        mult2=voices.mult2.copy(), tl1=tl1, tl2=tl2, ws1=voices.ws1.copy(),
+                        ws2=voices.ws2.copy(),
+                        outputs=None if voices.outputs is None else voices.outputs.copy())
+    # hold every field of a silent channel at its last keyed frame (forward fill)
+    idx = np.where(key, np.arange(n)[:, None], -1)
+    idx = np.maximum.accumulate(idx, axis=0)
+    held = idx >= 0
+    src = np.where(held, idx, 0)
+    cols = np.arange(n_ch)[None, :]
+    for name in ("fnum", "block", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2"):
+        arr = getattr(f, name)
+        filled = arr[src, cols]
+        if previous is not None:
+            prev_row = getattr(previous, name)[-1][None, :]
+            filled = np.where(held, filled, prev_row)
+        else:
+            filled = np.where(held, filled, arr[0][None, :] * 0 + _SILENT_DEFAULT[name])
+        setattr(f, name, filled)
+    return f
+
+
+_SILENT_DEFAULT = {"fnum": 0, "block": 0, "fb": 0, "cnt": 1, "mult1": 1, "mult2": 1,
+                   "tl1": 63, "tl2": 63, "ws1": 0, "ws2": 0}

@@ -1,0 +1,144 @@
+"""The baseline: spectral peaks played as pure sines (the seed's idea, done right).
+
+* peaks are picked per frame with sub-bin (parabolic, log-magnitude)
+  interpolation of frequency and amplitude;
+* the loudest peaks are tracked across frames so each channel follows one
+  partial and keeps its key on while its pitch and level change;
+* a partial above 6.2 kHz is reached through the multiplier;
+* the second operator of each additive channel plays a further partial when
+  its frequency is a multiplier ratio away from the channel's partial, so up
+  to 36 partials sound on 18 channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..opl3 import registers as R
+from .base import VoiceFrames
+
+_MULT_VALUES = np.array(R.MULT_FACTORS)                 # by MULT register value
+_MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct factors
+_RATIO_TOL = 0.004          # relative frequency error accepted for the paired partial
+_TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
+_MAX_BASE_HZ = R.MAX_FNUM_HZ * 0.985
+
+
+def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
+               range_db: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_peaks`` loudest spectral peaks of each frame.
+
+    ``mag``: (n_frames, n_bins) linear amplitudes.  Returns (freq_hz, amp),
+    each (n_frames, n_peaks), loudest first, amp 0 where a frame has fewer
+    peaks.  Peaks are local maxima above ``floor_db`` (re full scale) and
+    within ``range_db`` of the frame's loudest peak.
+    """
+    n_frames, n_bins = mag.shape
+    if n_frames == 0:
+        return np.zeros((0, n_peaks)), np.zeros((0, n_peaks))
+    lm = 20 * np.log10(np.maximum(mag, 1e-9))
+    centre = lm[:, 1:-1]
+    is_peak = (centre > lm[:, :-2]) & (centre >= lm[:, 2:])
+    top = centre.max(axis=1, keepdims=True)
+    is_peak &= (centre > floor_db) & (centre > top - range_db)
+    score = np.where(is_peak, centre, -np.inf)
+    k = min(n_peaks, score.shape[1])
+    idx = np.argpartition(-score, k - 1, axis=1)[:, :k]
+    sc = np.take_along_axis(score, idx, axis=1)
+    order = np.argsort(-sc, axis=1)
+    idx = np.take_along_axis(idx, order, axis=1) + 1       # bin index in the full spectrum
+    valid = np.isfinite(np.take_along_axis(sc, order, axis=1))
+    rows = np.arange(n_frames)[:, None]
+    a, b, c = lm[rows, idx - 1], lm[rows, idx], lm[rows, idx + 1]
+    denom = a - 2 * b + c
+    delta = np.where(np.abs(denom) > 1e-9, 0.5 * (a - c) / np.where(denom == 0, 1, denom), 0.0)
+    delta = np.clip(delta, -0.5, 0.5)
+    peak_db = b - 0.25 * (a - c) * delta
+    bin_hz = freqs_hz[1] - freqs_hz[0]
+    f = freqs_hz[idx] + delta * bin_hz
+    amp = np.where(valid, 10 ** (peak_db / 20), 0.0)
+    out_f = np.zeros((n_frames, n_peaks))
+    out_a = np.zeros((n_frames, n_peaks))
+    out_f[:, :k] = np.where(valid, f, 0.0)
+    out_a[:, :k] = amp
+    return out_f, out_a
+
+
+def _operator_setting(f_hz: float) -> tuple[int, int, int]:
+    """(fnum, block, mult) for one partial: MULT=1 below 6.2 kHz, else the best multiplier."""
+    return R.best_frequency_setting(f_hz)
+
+
+class SinesMethod:
+    """Stateful across blocks of frames: tracks carry over block boundaries."""
+
+    name = "sines"
+
+    def __init__(self, *, n_voices: int = 18):
+        self.n_voices = int(n_voices)
+        self.track_hz = np.zeros(self.n_voices)       # frequency each channel played last
+        self.track_on = np.zeros(self.n_voices, bool)
+
+    def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
+        n_frames = mag.shape[0]
+        nv = self.n_voices
+        out = VoiceFrames.empty(n_frames, nv)
+        out.cnt[:] = 1
+        pf, pa = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
+        for i in range(n_frames):
+            self._frame(pf[i], pa[i], out, i)
+        return out
+
+    def _frame(self, pf: np.ndarray, pa: np.ndarray, out: VoiceFrames, i: int) -> None:
+        nv = self.n_voices
+        ok = (pa > 0) & (pf > 20.0) & (pf < 22000.0)
+        pf, pa = pf[ok], pa[ok]
+        main = np.arange(min(nv, pf.size))
+        spare = list(range(min(nv, pf.size), pf.size))
+        # -- track: continue channels whose partial moved little --------------------
+        assign = np.full(nv, -1)
+        used = np.zeros(pf.size, bool)
+        if main.size and self.track_on.any():
+            on = np.flatnonzero(self.track_on)
+            cents = 1200 * np.abs(np.log2(pf[main][:, None] / self.track_hz[on][None, :]))
+            for flat in np.argsort(cents, axis=None):
+                p, c = divmod(int(flat), on.size)
+                if cents[p, c] > _TRACK_TOL_CENTS:
+                    break
+                ch = on[c]
+                if assign[ch] < 0 and not used[p]:
+                    assign[ch] = p
+                    used[p] = True
+        free = [c for c in range(nv) if assign[c] < 0]
+        free.sort(key=lambda c: self.track_on[c])       # silent channels first
+        for p in main:
+            if not used[p] and free:
+                assign[free.pop(0)] = p
+                used[p] = True
+        # -- op2 plays the channel's partial; op1 a partner at a multiplier ratio ----
+        partners = sorted(spare, key=lambda p: -pa[p])
+        taken = set()
+        for ch in range(nv):
+            p = assign[ch]
+            if p < 0:
+                self.track_on[ch] = False
+                continue
+            f_c, a_c = float(pf[p]), float(pa[p])
+            fnum, block, m2 = _operator_setting(f_c)
+            base = R.fnum_to_hz(fnum, block, 1)
+            m1, a1 = m2, 0.0      # no partner: op1 (TL 63) doubles op2's partial in phase
+            for q in partners:
+                if q in taken:
+                    continue
+                ratio = pf[q] / max(base, 1e-6)
+                j = int(np.argmin(np.abs(_MULT_VALUES[_MULT_REGS] - ratio)))
+                mreg = int(_MULT_REGS[j])
+                if abs(_MULT_VALUES[mreg] * base / pf[q] - 1) < _RATIO_TOL:
+                    m1, a1 = mreg, float(pa[q])
+                    taken.add(q)
+                    break
+            out.fnum[i, ch], out.block[i, ch] = fnum, block
+            out.mult2[i, ch], out.mult1[i, ch] = m2, m1
+            out.amp2[i, ch], out.amp1[i, ch] = a_c, a1
+            self.track_hz[ch] = f_c
+            self.track_on[ch] = True
