@@ -885,3 +885,34 @@ def check_strict(data: bytes, *, min_wait: int = MIN_WAIT_SAMPLES) -> list[str]:
                     problems.append(f"GD3 tag ends at 0x{tag_end:X}, not at the end of the file "
                                     f"(0x{n:X})")
     return problems
+
+
+def vgm_statistics(vgm: VgmFile) -> dict:
+    """What ``wav2vgm info`` prints: header, timing, GD3 fields and write statistics."""
+    duration_s = vgm.end_time / VGM_RATE_HZ
+    if vgm.times.size:
+        _, counts = np.unique(vgm.times, return_counts=True)
+        burst = int(counts.max())
+    else:
+        burst = 0
+    chip = (f"YMF262 (OPL3) {vgm.ymf262_clock} Hz" if vgm.ymf262_clock
+            else f"YM3812 (OPL2) {vgm.ym3812_clock} Hz" if vgm.ym3812_clock else "none")
+    out = {
+        "version": f"{vgm.version >> 8:x}.{vgm.version & 0xFF:02x}",
+        "chip": chip + (" x2" if vgm.dual_chip else ""),
+        "duration_s": f"{duration_s:.3f}",
+        "total_samples": str(vgm.total_samples),
+        "writes": str(vgm.n_writes),
+        "writes_per_second": f"{vgm.n_writes / duration_s:.1f}" if duration_s > 0 else "0",
+        "largest_burst": str(burst),
+        "other_commands": str(vgm.n_other_commands),
+    }
+    if vgm.truncated:
+        out["warning"] = "data ends without an end-of-data command"
+    gd3 = vgm.gd3
+    if gd3 is not None:
+        for f in fields(gd3):
+            value = getattr(gd3, f.name)
+            if value:
+                out[f"gd3_{f.name}"] = value.replace("\n", " ")
+    return out

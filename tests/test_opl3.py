@@ -1,0 +1,192 @@
+"""Register map, frequency math, emulator blocks and the batch voice renderer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wav2vgm.errors import ParameterError
+from wav2vgm.opl3 import registers as R
+from wav2vgm.opl3.emulator import Chip, render_writes
+from wav2vgm.opl3.render import player_write_times
+from wav2vgm.opl3.voices import VoiceBatch, render_voices
+
+
+def test_slot_map_matches_nuked():
+    assert R.channel_slots(0) == (0, 3)
+    assert R.channel_slots(3) == (6, 9)
+    assert R.channel_slots(8) == (14, 17)
+    assert R.channel_slots(9) == (18, 21)
+    assert sorted(R.CHANNEL_SLOTS.ravel().tolist()) == list(range(36))
+    assert R.operator_register(R.OP_KSL_TL, 10, 1) == 0x100 + 0x40 + 0x04
+
+
+@pytest.mark.parametrize("f_hz", [27.5, 110.0, 440.0, 1000.0, 3000.0, 6000.0])
+def test_frequency_round_trip_below_6k(f_hz):
+    fnum, block = R.hz_to_fnum(f_hz)
+    assert 0 <= fnum <= 1023 and 1 <= block <= 7
+    assert abs(R.fnum_to_hz(fnum, block) / f_hz - 1) < 0.002
+
+
+@pytest.mark.parametrize("f_hz", [7000.0, 8000.0, 12000.0, 16000.0, 20000.0])
+def test_multipliers_reach_high_partials(f_hz):
+    fnum, block, mult = R.best_frequency_setting(f_hz)
+    assert mult > 1
+    assert abs(R.fnum_to_hz(fnum, block, mult) / f_hz - 1) < 0.003
+
+
+def test_tl_math():
+    assert R.db_to_tl(0) == 0
+    assert R.db_to_tl(7.5) == 10
+    assert R.db_to_tl(100) == 63
+    assert abs(R.tl_to_db(8) - 6.02) < 0.01
+
+
+def test_operator_field_checks():
+    with pytest.raises(ParameterError, match="tl must be 0-63, got 64"):
+        R.Operator(tl=64)
+
+
+def test_register_frame_writes_are_minimal_and_ordered():
+    a = R.RegisterFrame()
+    a.set_opl3_mode()
+    a.set_operator(0, 1, R.Operator(tl=0))
+    a.set_channel(0, fnum=580, block=4, key=True, cnt=1)
+    w = a.writes_from(None)
+    regs = [r for r, _ in w]
+    assert regs[0] == R.REG_NEW
+    assert regs[-1] == 0xB0                # key-on last
+    assert regs.index(0xA0) < regs.index(0xB0)
+    b = a.copy()
+    b[0x43] = 5                            # TL change only
+    assert b.writes_from(a) == [(0x43, 5)]
+    c = a.copy()
+    c.set_key(0, False)
+    assert c.writes_from(a) == [(0xB0, a[0xB0] & 0x1F)]
+
+
+def test_channel_images_and_vectorised_writes_agree_with_register_frames():
+    f = R.ChannelFrames.silent(3)
+    f.key[1, 2] = True
+    f.fnum[1:, 2] = 300
+    f.block[1:, 2] = 3
+    f.tl2[1, 2] = 10
+    imgs = R.channel_images(f)
+    frame, reg, val = R.image_writes(imgs)
+    for i in range(3):
+        prev = R.RegisterFrame(bytes(imgs[i - 1])) if i else None
+        expect = R.RegisterFrame(bytes(imgs[i])).writes_from(prev)
+        got = [(int(r), int(v)) for fr, r, v in zip(frame, reg, val) if fr == i]
+        assert sorted(got) == sorted(expect)
+        ranks = [R._write_rank(r) for r, _ in got]
+        assert ranks == sorted(ranks)                 # globals, operators/C0, A0, B0
+
+
+def _tone_writes(ws=0, fb=0, cnt=1, mod_tl=63):
+    w = [(0x105, 1), (0x20, 0x21), (0x40, mod_tl), (0x60, 0xF0 if mod_tl < 63 else 0x00),
+         (0x80, 0x0F), (0xE0, ws), (0x23, 0x21), (0x43, 0x00), (0x63, 0xF0), (0x83, 0x0F),
+         (0xE3, ws), (0xC0, R.c0_value(fb, cnt)), (0xA0, 580 & 0xFF), (0xB0, R.b0_value(580, 4, True))]
+    return w
+
+
+def test_chip_sine_peak_and_pitch():
+    chip = Chip()
+    for r, v in _tone_writes():
+        chip.write(r, v)
+    y = chip.generate(49716)
+    assert y[:, 0].max() == 4084 and y[:, 0].min() in (-4085, -4086)
+    spec = np.abs(np.fft.rfft(y[:, 0].astype(float)))
+    assert abs(np.argmax(spec) * 49716 / y.shape[0] - R.fnum_to_hz(580, 4)) < 1.0
+
+
+def test_key_on_sounds_one_sample_after_the_write_on_channel_0():
+    chip = Chip()
+    for r, v in _tone_writes():
+        chip.write(r, v)
+    y = chip.generate(8)
+    assert y[0, 0] == 0 and y[1, 0] != 0        # EG lags one sample (OPL3.md section 11)
+    assert y[1, 1] == 0 and y[2, 1] != 0        # output B one sample later
+
+
+def test_output_bits_route_left_and_right():
+    chip = Chip()
+    for r, v in _tone_writes():
+        chip.write(r, v)
+    chip.write(0xC0, R.c0_value(0, 1, R.OUT_LEFT))
+    y = chip.generate(2000)
+    assert np.abs(y[:, 0]).max() > 4000 and np.abs(y[:, 1]).max() <= 1
+
+
+def test_release_silences_the_voice():
+    chip = Chip()
+    for r, v in _tone_writes():
+        chip.write(r, v)
+    chip.generate(1000)
+    chip.write(0xB0, R.b0_value(580, 4, False))
+    y = chip.generate(4000)
+    assert np.abs(y[-500:, 0]).max() <= 2     # two idle operators output -1 each
+
+
+def test_eighteen_full_channels_clip_not_wrap():
+    chip = Chip()
+    chip.write(0x105, 1)
+    for ch in range(18):
+        for op in (0, 1):
+            for base, v in zip(R.OPERATOR_BASES, R.Operator(tl=0).register_bytes()):
+                chip.write(R.operator_register(base, ch, op), v)
+        chip.write(R.channel_register(0xC0, ch), R.c0_value(0, 1))
+        chip.write(R.channel_register(0xA0, ch), 0)
+        chip.write(R.channel_register(0xB0, ch), R.b0_value(512, 1, True))
+    y = chip.generate(6000)
+    assert y.max() == 32767 and y.min() == -32768
+
+
+def test_render_writes_applies_buffered_spacing():
+    w = _tone_writes()
+    times = np.zeros(len(w), int)
+    regs = [r for r, _ in w]
+    vals = [v for _, v in w]
+    a = render_writes(times, regs, vals, n_samples=200, write_spacing=0)
+    b = render_writes(times, regs, vals, n_samples=200, write_spacing=2)
+    start = lambda y: int(np.flatnonzero(y[:, 0])[0])  # noqa: E731
+    assert start(b) - start(a) == 2 * (len(w) - 1) + 1
+
+
+def test_player_timing_exact_and_adplay():
+    t, n = player_write_times([0, 735, 1470], 2205, timing="exact")
+    assert t.tolist() == [0, 829, 1657] and n == 2486
+    t, n = player_write_times([0, 735, 1470], 2205, timing="adplay")
+    assert t[0] == 4                              # adplay renders 4 samples before the first update
+    assert abs(t[2] - t[1] - 829) <= 4
+    with pytest.raises(ParameterError):
+        player_write_times([0], 10, timing="nope")
+
+
+@pytest.mark.parametrize("n_ops,algs", [(2, (0, 1)), (4, (0, 1, 2, 3))])
+def test_batch_voices_equal_the_chip(n_ops, algs):
+    rng = np.random.default_rng(7)
+    for alg in algs:
+        fnum, block, fb = int(rng.integers(300, 1000)), int(rng.integers(2, 6)), 3
+        mult = rng.integers(1, 8, n_ops)
+        tl = rng.integers(0, 30, n_ops)
+        ws = rng.integers(0, 8, n_ops)
+        vb = VoiceBatch(np.array([fnum]), np.array([block]), np.array([fb]), np.array([alg]),
+                        mult[None], tl[None], ws[None])
+        y = render_voices(vb, n_samples=3000)[0]
+        chip = Chip()
+        chip.write(0x105, 1)
+        if n_ops == 4:
+            chip.write(0x104, 0b10)
+        for j, (ch, op) in enumerate([(1, 0), (1, 1), (4, 0), (4, 1)][:n_ops]):
+            o = R.Operator(mult=int(mult[j]), tl=int(tl[j]), ws=int(ws[j]))
+            for base, v in zip(R.OPERATOR_BASES, o.register_bytes()):
+                chip.write(R.operator_register(base, ch, op), v)
+        if n_ops == 2:
+            chip.write(0xC1, R.c0_value(fb, alg, R.OUT_LEFT))
+        else:
+            chip.write(0xC1, R.c0_value(fb, alg >> 1, R.OUT_LEFT))
+            chip.write(0xC4, R.c0_value(0, alg & 1, R.OUT_LEFT))
+        chip.write(0xA1, fnum & 0xFF)
+        chip.write(0xB1, R.b0_value(fnum, block, True))
+        z = chip.generate(3001)[:, 0].astype(int)
+        assert np.abs(z[200:3000] - y[200:3000]).max() == 0   # steady state, f"{n_ops}-op alg {alg}"

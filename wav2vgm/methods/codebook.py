@@ -1,0 +1,103 @@
+"""The timbre codebook: the OPL3 voices the inverse model chooses from.
+
+Each timbre is a 2-operator patch whose carrier runs at MULT=1, so a voice
+is fully described by (timbre, base frequency, level).  The codebook spans
+what the chip offers beyond sines: FM spectra of several brightnesses and
+ratios (including the sub-octave MULT=0.5), the eight waveforms, feedback
+timbres, and feedback-7 noise for unpitched sound.
+
+Templates -- the steady-state magnitude of every harmonic of every timbre,
+relative to its carrier's full level -- come from the emulator
+(:func:`~wav2vgm.opl3.voices.render_voices`) and are what the converter uses
+to compute levels and what training uses to label data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..opl3 import registers as R
+
+
+@dataclass(frozen=True)
+class Timbre:
+    """A 2-op patch; ``cnt=1`` with ``tl1=63`` and ``mult1=1`` is a plain waveform voice."""
+
+    name: str
+    cnt: int
+    fb: int
+    mult1: int
+    ws1: int
+    ws2: int
+    tl1: int        # modulator TL (FM) -- fixed: it sets the timbre
+    noise: bool = False
+
+
+def _build() -> tuple[Timbre, ...]:
+    out = [Timbre("sine", 1, 0, 1, 0, 0, 63)]
+    for ws in range(1, 8):
+        out.append(Timbre(f"wave{ws}", 1, 0, 1, ws, ws, 63))
+    for mult1, tls in ((1, (36, 28, 22, 16, 10)), (2, (36, 28, 22, 16)), (3, (34, 26, 18)),
+                       (4, (34, 26)), (0, (30, 22))):
+        for tl in tls:
+            out.append(Timbre(f"fm{R.MULT_FACTORS[mult1]:g}-tl{tl}", 0, 0, mult1, 0, 0, tl))
+    for fb in (3, 5):
+        out.append(Timbre(f"fb{fb}", 0, fb, 1, 0, 0, 20))
+    for ws in (1, 2):
+        out.append(Timbre(f"fm1-ws{ws}", 0, 0, 1, ws, ws, 24))
+    out.append(Timbre("noise", 1, 7, 1, 0, 0, 0, noise=True))
+    return tuple(out)
+
+
+TIMBRES: tuple[Timbre, ...] = _build()
+N_TIMBRES = len(TIMBRES)
+N_HARMONICS = 48
+NOISE_CLASS = next(i for i, t in enumerate(TIMBRES) if t.noise)
+
+# Template rendering: a base frequency whose period is a whole number of
+# native samples, so every harmonic falls exactly on an FFT bin.
+_TEMPLATE_PERIOD = 512                    # native samples: base = 49716/512 = 97.1 Hz
+_TEMPLATE_CYCLES = 16
+
+
+def voice_fields(timbre: int, f_hz) -> dict:
+    """Register fields of a codebook voice at base frequency ``f_hz`` (arrays ok)."""
+    t = TIMBRES[int(timbre)]
+    fnum, block = R.hz_to_fnum(f_hz, mult=1)
+    return dict(fnum=fnum, block=block, cnt=t.cnt, fb=t.fb, mult1=t.mult1, mult2=1,
+                ws1=t.ws1, ws2=t.ws2, tl1=t.tl1)
+
+
+@lru_cache(maxsize=1)
+def harmonic_templates() -> np.ndarray:
+    """(N_TIMBRES, N_HARMONICS) linear amplitude of harmonic h*f/2 (h = 1..) re one full-scale sine.
+
+    Index ``i`` holds the partial at ``(i + 1) / 2`` times the base frequency,
+    so the sub-octave (MULT=0.5) timbres are covered; for the noise timbre the
+    row is its average magnitude per half-harmonic band.
+    """
+    from ..opl3.voices import VoiceBatch, render_voices
+
+    n = _TEMPLATE_PERIOD * _TEMPLATE_CYCLES * 2
+    inc_target = (2 ** 19) // _TEMPLATE_PERIOD          # one cycle per 512 samples
+    # fnum/block with ((fnum << block) >> 1) == inc_target at MULT=1 (inc = base*2 >> 1)
+    block = 4
+    fnum = (inc_target << 1) >> block
+    k = N_TIMBRES
+    batch = VoiceBatch(
+        fnum=np.full(k, fnum), block=np.full(k, block),
+        fb=np.array([t.fb for t in TIMBRES]), alg=np.array([t.cnt for t in TIMBRES]),
+        mult=np.array([[t.mult1, 1] for t in TIMBRES]),
+        tl=np.array([[t.tl1 if not t.noise else 0, 0 if not t.noise else 63] for t in TIMBRES]),
+        ws=np.array([[t.ws1, t.ws2] for t in TIMBRES]))
+    y = render_voices(batch, n_samples=n + 4096)[:, 4096:].astype(np.float64)
+    spec = np.abs(np.fft.rfft(y, axis=1)) / (n / 2)     # sine amplitude per bin
+    per_half = _TEMPLATE_CYCLES                          # bins per half-harmonic step... (n / 512 / 2)
+    out = np.zeros((k, N_HARMONICS))
+    for i in range(N_HARMONICS):
+        centre = (i + 1) * per_half
+        out[:, i] = spec[:, centre]
+    return out / float(R.FULL_SCALE_OPERATOR)

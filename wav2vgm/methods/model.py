@@ -1,0 +1,205 @@
+"""The default method: the exported ONNX inverse model, decoded into channels.
+
+Per block of frames: log-frequency features -> one batched onnxruntime call
+-> per (timbre, semitone) detection probabilities and levels -> the most
+probable voices per frame (local maxima, at most one per channel) -> each
+voice's pitch refined on the linear spectrum (the timbre's strongest partial
+is located by parabolic interpolation) -> voices assigned to channels so a
+voice that continues keeps its channel (and its key) -> :class:`VoiceFrames`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..opl3 import registers as R
+from . import codebook, features
+from .base import VoiceFrames
+
+MODEL_SCHEMA = "wav2vgm-inverse-1"
+MODEL_FILE = "inverse.onnx"
+THRESHOLD = {"fast": 0.5, "balanced": 0.35, "best": 0.25}
+_TRACK_CENTS = 100.0
+
+
+def feature_settings() -> dict:
+    """What the model was trained on; checked against the runtime before use."""
+    return {"rate_hz": features.ANALYSIS_RATE_HZ, "n_fft": features.N_FFT,
+            "window": features.WINDOW, "bins_per_octave": features.BINS_PER_OCTAVE,
+            "f_min_hz": features.F_MIN_HZ, "n_bins": features.N_BINS,
+            "floor_db": features.FLOOR_DB, "n_timbres": codebook.N_TIMBRES}
+
+
+def default_model_path() -> Path:
+    """The shipped model: installed as package data, or the repository's models/."""
+    try:
+        from importlib.resources import files
+        p = files("wav2vgm.models") / MODEL_FILE
+        if p.is_file():
+            return Path(str(p))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "models" / MODEL_FILE
+
+
+@lru_cache(maxsize=4)
+def load_session(path: str):
+    """One onnxruntime session per process and model file, metadata checked."""
+    import onnxruntime as ort
+
+    if not os.path.isfile(path):
+        raise ModelError(f"model file not found: {path}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(f"cannot load model {path}: {str(exc).splitlines()[0]}") from None
+    meta = sess.get_modelmeta().custom_metadata_map
+    if meta.get("wav2vgm_schema") != MODEL_SCHEMA:
+        raise ModelError(f"{path} is not a wav2vgm inverse model (schema "
+                         f"{meta.get('wav2vgm_schema')!r}, expected {MODEL_SCHEMA!r})")
+    try:
+        trained = json.loads(meta.get("features", "{}"))
+    except ValueError:
+        trained = {}
+    if trained != json.loads(json.dumps(feature_settings())):
+        raise ModelError(f"{path} was trained with other feature settings: {trained} "
+                         f"(this wav2vgm uses {feature_settings()})")
+    return sess
+
+
+def _strongest_partial() -> np.ndarray:
+    """Per timbre, the multiple of the base frequency carrying the most energy (0.5 steps)."""
+    t = codebook.harmonic_templates()[:, :16]
+    return (np.argmax(t, axis=1) + 1) / 2.0
+
+
+class ModelMethod:
+    name = "model"
+
+    def __init__(self, *, n_voices: int = 18, model_path: str | None = None,
+                 quality: str = "balanced"):
+        self.n_voices = int(n_voices)
+        path = str(model_path) if model_path else str(default_model_path())
+        self.session = load_session(path)
+        self.threshold = THRESHOLD[quality]
+        self.partial = _strongest_partial()
+        self.timbres = codebook.TIMBRES
+        self.prev_class = np.full(self.n_voices, -1)
+        self.prev_f = np.zeros(self.n_voices)
+
+    # -- model -> detections -------------------------------------------------------
+    def detect(self, mag: np.ndarray, freqs_hz: np.ndarray):
+        """Per frame the detected voices: (class, f0_hz, amplitude), arrays (n_frames, n_voices)."""
+        x, peak_db = features.model_features(mag)
+        logits, levels = self.session.run(None, {"features": x})
+        prob = 1.0 / (1.0 + np.exp(-logits))                    # (n, K, B)
+        padded = np.pad(prob, ((0, 0), (0, 0), (1, 1)))
+        local = (prob >= padded[:, :, :-2]) & (prob >= padded[:, :, 2:]) & (prob > self.threshold)
+        score = np.where(local, prob, 0.0).reshape(prob.shape[0], -1)
+        n, nv = prob.shape[0], self.n_voices
+        top = np.argpartition(-score, nv - 1, axis=1)[:, :nv] if score.shape[1] > nv else \
+            np.tile(np.arange(score.shape[1]), (n, 1))
+        sc = np.take_along_axis(score, top, axis=1)
+        cls, j = np.divmod(top, prob.shape[2])
+        valid = sc > 0
+        lvl_db = np.take_along_axis(levels.reshape(n, -1), top, axis=1) * 20.0 + peak_db[:, None]
+        amp = np.where(valid, 10 ** (lvl_db / 20.0), 0.0)
+        f_bin = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
+        f0 = self._refine(mag, freqs_hz, cls, f_bin)
+        return cls, f0, amp, sc
+
+    def _refine(self, mag, freqs_hz, cls, f_bin):
+        """Move each voice's pitch onto the spectral peak of its strongest partial."""
+        bin_hz = freqs_hz[1] - freqs_hz[0]
+        r = self.partial[cls]
+        target = f_bin * r / bin_hz                              # fractional FFT bin
+        half = np.clip(np.ceil(target * (2 ** (0.6 / 12) - 1)), 1, 12).astype(int)
+        centre = np.rint(target).astype(int)
+        offs = np.arange(-12, 13)
+        idx = np.clip(centre[..., None] + offs, 1, mag.shape[1] - 2)
+        rows = np.arange(mag.shape[0])[:, None, None]
+        m = mag[rows, idx]
+        m = np.where(np.abs(offs) <= half[..., None], m, 0.0)
+        best = np.argmax(m, axis=-1)
+        k = np.take_along_axis(idx, best[..., None], axis=-1)[..., 0]
+        lm = 20 * np.log10(np.maximum(mag, 1e-9))
+        r0 = np.arange(mag.shape[0])[:, None]
+        a, b, c = lm[r0, k - 1], lm[r0, k], lm[r0, k + 1]
+        den = a - 2 * b + c
+        d = np.where(np.abs(den) > 1e-9, 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0)
+        f_peak = (k + np.clip(d, -0.5, 0.5)) * bin_hz
+        ok = (b > a) & (b >= c) & (cls != codebook.NOISE_CLASS)
+        return np.where(ok, f_peak / r, f_bin)
+
+    # -- detections -> channels ------------------------------------------------------
+    def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
+        n = mag.shape[0]
+        nv = self.n_voices
+        out = VoiceFrames.empty(n, nv)
+        if n == 0:
+            return out
+        cls, f0, amp, _ = self.detect(mag, freqs_hz)
+        ch_cls = np.full((n, nv), -1)
+        ch_f = np.zeros((n, nv))
+        ch_a = np.zeros((n, nv))
+        prev_c, prev_f = self.prev_class.copy(), self.prev_f.copy()
+        for i in range(n):
+            live = np.flatnonzero(amp[i] > 0)
+            assigned = np.full(nv, -1)
+            taken = np.zeros(live.size, bool)
+            if live.size and (prev_c >= 0).any():
+                cents = 1200 * np.abs(np.log2(f0[i, live][:, None] / np.maximum(prev_f[None, :], 1e-6)))
+                same = cls[i, live][:, None] == prev_c[None, :]
+                cost = np.where(same & (cents < _TRACK_CENTS), cents, np.inf)
+                for flat in np.argsort(cost, axis=None)[: live.size * nv]:
+                    p, c = divmod(int(flat), nv)
+                    if not np.isfinite(cost[p, c]):
+                        break
+                    if assigned[c] < 0 and not taken[p]:
+                        assigned[c] = live[p]
+                        taken[p] = True
+            free = [c for c in np.argsort(prev_c >= 0, kind="stable") if assigned[c] < 0]
+            for p in np.flatnonzero(~taken):
+                if not free:
+                    break
+                assigned[free.pop(0)] = live[p]
+            on = assigned >= 0
+            sel = assigned[on]
+            ch_cls[i, on] = cls[i, sel]
+            ch_f[i, on] = f0[i, sel]
+            ch_a[i, on] = amp[i, sel]
+            prev_c = np.where(on, ch_cls[i], -1)
+            prev_f = np.where(on, ch_f[i], 0.0)
+        self.prev_class, self.prev_f = prev_c, prev_f
+        self._fill(out, ch_cls, ch_f, ch_a)
+        return out
+
+    def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a) -> None:
+        on = ch_cls >= 0
+        k = np.where(on, ch_cls, 0)
+        tab = self.timbres
+        cnt = np.array([t.cnt for t in tab])[k]
+        noise = np.array([t.noise for t in tab])[k]
+        fnum, block = R.hz_to_fnum(np.where(on, ch_f, 440.0), mult=1)
+        out.fnum[:] = fnum
+        out.block[:] = block
+        out.mult1[:] = np.array([t.mult1 for t in tab])[k]
+        out.mult2[:] = 1
+        out.ws1[:] = np.array([t.ws1 for t in tab])[k]
+        out.ws2[:] = np.array([t.ws2 for t in tab])[k]
+        out.fb[:] = np.array([t.fb for t in tab])[k]
+        out.cnt[:] = cnt
+        out.mod_tl1[:] = np.array([t.tl1 for t in tab])[k]
+        a = np.where(on, ch_a, 0.0).astype(np.float32)
+        out.amp1[:] = np.where(noise, a, 0.0)
+        out.amp2[:] = np.where(noise, 0.0, a)
