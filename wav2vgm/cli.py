@@ -40,6 +40,12 @@ class _Group(click.Group):
             sys.exit(0)
         except MemoryError:
             _fail(Wav2VgmError("out of memory"))
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug: one line, exit 1 (WAV2VGM_DEBUG=1 shows the traceback)
+            if os.environ.get("WAV2VGM_DEBUG"):
+                raise
+            _fail(Wav2VgmError(f"internal error: {type(exc).__name__}: {exc}"))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

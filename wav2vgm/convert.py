@@ -88,12 +88,17 @@ def write_times(centres: np.ndarray, frame_rate_hz: float) -> np.ndarray:
 class FrameAnalyser:
     """Cuts a stream of audio blocks into centred frames and their magnitude spectra."""
 
-    def __init__(self, centres: np.ndarray):
+    def __init__(self, centres: np.ndarray, *, window: str = "hann", n_samples: int | None = None):
         self.centres = centres
         self.next_frame = 0
         self.buffer = np.zeros(WINDOW // 2, np.float32)   # left zero padding
         self.buffer_start = -WINDOW // 2                  # sample index of buffer[0]
-        self.window = np.hanning(WINDOW + 2)[1:-1].astype(np.float32)
+        if window == "hann":     # the model's features were trained with this exact window
+            self.window = np.hanning(WINDOW + 2)[1:-1].astype(np.float32)
+        else:
+            from scipy.signal import get_window
+            self.window = get_window(window, WINDOW).astype(np.float32)
+        self.n_samples = int(n_samples) if n_samples is not None else None
         self.freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / ANALYSIS_RATE_HZ)
 
     def push(self, block: np.ndarray | None) -> np.ndarray:
@@ -109,6 +114,7 @@ class FrameAnalyser:
         if last == self.next_frame:
             return np.zeros((0, N_FFT // 2 + 1), np.float32)
         starts = self.centres[self.next_frame:last] - WINDOW // 2 - self.buffer_start
+        first_abs = starts + self.buffer_start
         idx = starts[:, None] + np.arange(WINDOW)[None, :]
         frames = self.buffer[idx]
         self.next_frame = last
@@ -117,7 +123,21 @@ class FrameAnalyser:
         keep_from = int(max(0, min(keep_from, self.buffer.size)))
         self.buffer = self.buffer[keep_from:]
         self.buffer_start += keep_from
-        return spectrum.magnitude_spectra(frames, window=self.window, n_fft=N_FFT)
+        mag = spectrum.magnitude_spectra(frames, window=self.window, n_fft=N_FFT)
+        if self.n_samples is not None:
+            # frames that reach past either end of the input: analyse only the
+            # part that exists, with a window fitted to it (a cut would read as
+            # a burst of partials)
+            first = first_abs
+            for i in np.flatnonzero((first < 0) | (first + WINDOW > self.n_samples)):
+                lo = max(0, -first[i])
+                hi = min(WINDOW, self.n_samples - first[i])
+                if hi - lo < 64:
+                    mag[i] = 0.0
+                    continue
+                w = np.hanning(hi - lo + 2)[1:-1].astype(np.float32)
+                mag[i] = spectrum.magnitude_spectra(frames[i:i + 1, lo:hi], window=w, n_fft=N_FFT)[0]
+        return mag
 
 
 def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
@@ -125,7 +145,8 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     """Run the method over the whole stream; returns the voice table and frame centres."""
     centres = frame_times(stream.n_samples, options.frame_rate_hz)
     method = make_method(options)
-    analyser = FrameAnalyser(centres)
+    analyser = FrameAnalyser(centres, window=getattr(method, "window", "hann"),
+                             n_samples=stream.n_samples)
     parts: list[VoiceFrames] = []
     for block in stream.blocks():
         mag = analyser.push(block)
@@ -155,12 +176,15 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     times = write_times(centres, options.frame_rate_hz)
     previous_frames = None
     previous_image = None
+    used = np.zeros(R.N_CHANNELS, bool)
     for lo in range(0, voices.n_frames, chunk):
         hi = min(lo + chunk, voices.n_frames)
         part = VoiceFrames(**{n: getattr(voices, n)[lo:hi]
                               for n in VoiceFrames.__dataclass_fields__ if n != "outputs"})
         frames = quantise(part, gain=gain, previous=previous_frames)
-        images = R.channel_images(_pad_channels(frames))
+        full = _pad_channels(frames)
+        images = R.channel_images(full, lazy=True, used_before=used)
+        used |= full.key.any(axis=0)
         f, reg, val = R.image_writes(images, previous=previous_image)
         yield times[lo:hi][f], reg, val
         previous_frames = frames
@@ -189,16 +213,28 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
                       progress: Callable[[int], None] | None = None) -> dict:
     """Convert an open audio stream into an open :class:`VgmWriter`; returns statistics."""
     voices, centres = analyse(stream, options, progress=progress)
+    frame_t = write_times(centres, options.frame_rate_hz)
     n_writes = 0
     now = 0
+    f_next = 0
     for times, regs, vals in register_events(voices, centres, options):
         for t, r, v in zip(times.tolist(), regs.tolist(), vals.tolist()):
-            if t > now:
-                writer.wait(t - now)
-                now = t
+            while t > now:          # one wait command per frame, writes or not
+                while f_next < frame_t.size and frame_t[f_next] <= now:
+                    f_next += 1
+                step = (int(frame_t[f_next]) if f_next < frame_t.size else t) - now
+                step = min(max(step, 1), t - now)
+                writer.wait(step)
+                writer.tick()
+                now += step
             writer.write(r, v)
         n_writes += len(times)
-    if stream.n_samples > now:
-        writer.wait(stream.n_samples - now)
-        now = stream.n_samples
+    while now < stream.n_samples:
+        while f_next < frame_t.size and frame_t[f_next] <= now:
+            f_next += 1
+        nxt = int(frame_t[f_next]) if f_next < frame_t.size else stream.n_samples
+        step = min(max(nxt - now, 1), stream.n_samples - now)
+        writer.wait(step)
+        writer.tick()
+        now += step
     return {"n_frames": voices.n_frames, "n_writes": n_writes, "n_samples": stream.n_samples}

@@ -325,6 +325,22 @@ class VgmWriter:
             self._intended += n_samples
             self._group_open = False
 
+    def tick(self) -> None:
+        """Emit the pending wait now as its own command(s), even with no writes after it.
+
+        Players such as AdPlug run one update per wait command and carry
+        rounding between updates in units of the update rate; a converter that
+        ticks once per frame keeps that rate constant (and the timing exact)
+        through stretches without writes.  Waits shorter than ``min_wait`` are
+        left pending.
+        """
+        if self._closed:
+            raise OutputError(f"cannot write VGM to {self._name}: the writer is closed")
+        gap = self._intended - self._emitted
+        if gap >= max(self._min_wait, 1):
+            _encode_wait(self._buf, gap)
+            self._emitted = self._intended
+
     def close(self, end_samples: int | None = None) -> int:
         """Finish the file and return its total length in samples.
 
@@ -524,6 +540,8 @@ class VgmFile:
     the absolute byte position of the loop point in the (decompressed) file,
     0 if none.  ``end_time`` is the time at the 0x66 or at the end of the data;
     ``truncated`` is True when the data ended cleanly without a 0x66.
+    ``wait_ends`` holds the time at the end of every wait command: players such
+    as AdPlug run one update per wait command, which shapes their timing.
     """
 
     version: int
@@ -535,6 +553,7 @@ class VgmFile:
     regs: np.ndarray
     values: np.ndarray
     end_time: int
+    wait_ends: np.ndarray
     gd3: Gd3 | None
     dual_chip: bool
     truncated: bool
@@ -690,6 +709,7 @@ def _parse(data: bytes) -> VgmFile:
     times = array("q")
     regs = array("H")
     values = array("B")
+    wait_ends = array("q")
     kind_of, size_of = _KIND, _SIZE
     pos = data_pos
     t = 0
@@ -707,17 +727,21 @@ def _parse(data: bytes) -> VgmFile:
             pos += 3
         elif kind == _K_WAITN:
             t += (cmd & 0x0F) + 1
+            wait_ends.append(t)
             pos += 1
         elif kind == _K_WAIT16:
             if pos + 3 > limit:
                 _cut(cmd, pos, limit)
             t += data[pos + 1] | (data[pos + 2] << 8)
+            wait_ends.append(t)
             pos += 3
         elif kind == _K_SKIP:
             if cmd == 0x62:
                 t += 735
+                wait_ends.append(t)
             elif cmd == 0x63:
                 t += 882
+                wait_ends.append(t)
             else:
                 n_other += 1
             pos += 1 + size_of[cmd]
@@ -760,6 +784,7 @@ def _parse(data: bytes) -> VgmFile:
         regs=np.frombuffer(regs, dtype=np.uint16).copy() if regs else np.zeros(0, np.uint16),
         values=np.frombuffer(values, dtype=np.uint8).copy() if values else np.zeros(0, np.uint8),
         end_time=t,
+        wait_ends=np.frombuffer(wait_ends, dtype=np.int64).copy() if wait_ends else np.zeros(0, np.int64),
         gd3=gd3,
         dual_chip=bool((ymf262 | ym3812) & _DUAL_BIT),
         truncated=not ended,

@@ -25,42 +25,54 @@ _MAX_BASE_HZ = R.MAX_FNUM_HZ * 0.985
 
 
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
-               range_db: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_peaks`` loudest spectral peaks of each frame.
+               range_db: float = 60.0, window_bins: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_peaks`` loudest spectral peaks of each frame (Hann-windowed spectra).
 
     ``mag``: (n_frames, n_bins) linear amplitudes.  Returns (freq_hz, amp),
     each (n_frames, n_peaks), loudest first, amp 0 where a frame has fewer
-    peaks.  Peaks are local maxima above ``floor_db`` (re full scale) and
-    within ``range_db`` of the frame's loudest peak.
+    peaks.  Peaks are local maxima above ``floor_db`` (re full scale), within
+    ``range_db`` of the frame's loudest peak, and above the Hann side-lobe
+    envelope of every louder peak (side lobes and the ripple of a note that
+    starts inside the window are not partials).  ``window_bins``: FFT bins
+    per window bin (the zero-padding factor).
     """
     n_frames, n_bins = mag.shape
+    out_f = np.zeros((n_frames, n_peaks))
+    out_a = np.zeros((n_frames, n_peaks))
     if n_frames == 0:
-        return np.zeros((0, n_peaks)), np.zeros((0, n_peaks))
+        return out_f, out_a
     lm = 20 * np.log10(np.maximum(mag, 1e-9))
     centre = lm[:, 1:-1]
     is_peak = (centre > lm[:, :-2]) & (centre >= lm[:, 2:])
     top = centre.max(axis=1, keepdims=True)
     is_peak &= (centre > floor_db) & (centre > top - range_db)
     score = np.where(is_peak, centre, -np.inf)
-    k = min(n_peaks, score.shape[1])
-    idx = np.argpartition(-score, k - 1, axis=1)[:, :k]
+    n_cand = min(4 * n_peaks, score.shape[1])
+    idx = np.argpartition(-score, n_cand - 1, axis=1)[:, :n_cand]
     sc = np.take_along_axis(score, idx, axis=1)
     order = np.argsort(-sc, axis=1)
-    idx = np.take_along_axis(idx, order, axis=1) + 1       # bin index in the full spectrum
-    valid = np.isfinite(np.take_along_axis(sc, order, axis=1))
+    idx = np.take_along_axis(idx, order, axis=1) + 1        # bin index in the full spectrum
+    sc = np.take_along_axis(sc, order, axis=1)
     rows = np.arange(n_frames)[:, None]
     a, b, c = lm[rows, idx - 1], lm[rows, idx], lm[rows, idx + 1]
     denom = a - 2 * b + c
     delta = np.where(np.abs(denom) > 1e-9, 0.5 * (a - c) / np.where(denom == 0, 1, denom), 0.0)
     delta = np.clip(delta, -0.5, 0.5)
-    peak_db = b - 0.25 * (a - c) * delta
+    peak_db = np.where(np.isfinite(sc), b - 0.25 * (a - c) * delta, -np.inf)
+    pos = idx + delta
+    # side-lobe test: Hann side lobes are -31.5 dB at 2.5 window bins, falling 18 dB/octave
+    dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins        # (n, cand, cand)
+    envelope = peak_db[:, None, :] - 31.5 - 18 * np.log2(np.maximum(dist, 2.5) / 2.5)
+    louder = peak_db[:, None, :] > peak_db[:, :, None]
+    masked = (louder & (dist >= 1.5) & (peak_db[:, :, None] < envelope + 3.0)).any(axis=2)
+    masked |= (louder & (dist < 1.5)).any(axis=2)           # inside a louder main lobe
+    keep = np.isfinite(peak_db) & ~masked
+    rank = np.cumsum(keep, axis=1) - 1
+    sel = keep & (rank < n_peaks)
+    r, cidx = np.nonzero(sel)
     bin_hz = freqs_hz[1] - freqs_hz[0]
-    f = freqs_hz[idx] + delta * bin_hz
-    amp = np.where(valid, 10 ** (peak_db / 20), 0.0)
-    out_f = np.zeros((n_frames, n_peaks))
-    out_a = np.zeros((n_frames, n_peaks))
-    out_f[:, :k] = np.where(valid, f, 0.0)
-    out_a[:, :k] = amp
+    out_f[r, rank[r, cidx]] = freqs_hz[idx[r, cidx]] + delta[r, cidx] * bin_hz
+    out_a[r, rank[r, cidx]] = 10 ** (peak_db[r, cidx] / 20)
     return out_f, out_a
 
 

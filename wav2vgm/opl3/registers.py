@@ -477,8 +477,13 @@ _OP2_OFFSETS = _OP1_OFFSETS + 3
 _CH_OFFSETS = np.array([(0x100 if c >= 9 else 0) + c % 9 for c in range(N_CHANNELS)])
 
 
-def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0) -> np.ndarray:
-    """The 512-byte register image of every frame: (n_frames, 512) uint8."""
+def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool = False,
+                   used_before: np.ndarray | None = None) -> np.ndarray:
+    """The 512-byte register image of every frame: (n_frames, 512) uint8.
+
+    ``lazy``: channels never keyed so far (in these frames or, per
+    ``used_before`` (n_channels,) bool, earlier) keep their reset value 0.
+    """
     n, n_ch = frames.fnum.shape
     img = np.zeros((n, N_REGISTERS), np.uint8)
     img[:, REG_NEW] = 1
@@ -496,6 +501,21 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0) -> np.ndarra
     img[:, CH_FNUM_LO + ch_off] = frames.fnum & 0xFF
     img[:, CH_KEY_BLOCK_FNUM_HI + ch_off] = ((frames.key.astype(np.int64) << 5)
                                              | (frames.block << 2) | (frames.fnum >> 8))
+    if lazy:
+        # a channel's registers stay at their reset value (0) until it is first
+        # keyed, so the first frames do not spend the player's write budget on
+        # channels that are still silent
+        used = np.maximum.accumulate(frames.key, axis=0)
+        if used_before is not None:
+            used |= np.asarray(used_before, bool)[None, :n_ch]
+        for c in range(n_ch):
+            idle = ~used[:, c]
+            if idle.any():
+                regs = [base + _OP1_OFFSETS[c] for base in OPERATOR_BASES]
+                regs += [base + _OP2_OFFSETS[c] for base in OPERATOR_BASES]
+                regs += [CH_OUT_FB_CNT + ch_off[c], CH_FNUM_LO + ch_off[c],
+                         CH_KEY_BLOCK_FNUM_HI + ch_off[c]]
+                img[np.ix_(idle, regs)] = 0
     return img
 
 

@@ -24,7 +24,7 @@ ADPLAY_BUFFER = 512       # adplay's default buffer, in samples
 
 
 def player_write_times(times_vgm, end_vgm: int, *, rate_hz: int = R.NATIVE_RATE_INT,
-                       timing: str = "adplay") -> tuple[np.ndarray, int]:
+                       timing: str = "adplay", wait_ends=None) -> tuple[np.ndarray, int]:
     """Native-rate sample at which each write reaches the chip, and the render length.
 
     ``timing="adplay"`` replays adplay's scheduling: the player runs one
@@ -32,6 +32,8 @@ def player_write_times(times_vgm, end_vgm: int, *, rate_hz: int = R.NATIVE_RATE_
     and the host renders ``rate/refresh`` samples between updates in chunks
     rounded to multiples of 4, with the rounding carried (AdPlug ``vgm.cpp``,
     adplay ``output.cc``).  ``timing="exact"`` rounds ``t * rate / 44100``.
+    ``wait_ends``: the time at the end of each wait command, when known (one
+    update per command); otherwise every gap between writes is one wait.
     """
     times_vgm = np.asarray(times_vgm, dtype=np.int64)
     end_vgm = int(max(end_vgm, times_vgm[-1] if times_vgm.size else 0))
@@ -42,7 +44,8 @@ def player_write_times(times_vgm, end_vgm: int, *, rate_hz: int = R.NATIVE_RATE_
     if timing != "adplay":
         raise ParameterError(f"timing must be 'adplay' or 'exact', got {timing!r}")
     # updates: the player stops at each wait >= 40 samples
-    stamps = np.unique(np.concatenate([times_vgm, [0, end_vgm]]))
+    extra = [] if wait_ends is None else [np.asarray(wait_ends, np.int64)]
+    stamps = np.unique(np.concatenate([times_vgm, [0, end_vgm], *extra]))
     waits = np.diff(stamps)
     update_of_stamp = np.zeros(stamps.size, dtype=np.int64)
     update_waits: list[int] = []
@@ -92,14 +95,15 @@ def resample(stereo: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
 
 
 def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None = None,
-                  timing: str = "adplay", tail_s: float = 0.0) -> np.ndarray:
+                  timing: str = "adplay", tail_s: float = 0.0, wait_ends=None) -> np.ndarray:
     """Render VGM-timed writes; returns (n, 2) float32 in [-1, 1) at ``rate_hz``.
 
     ``rate_hz=None`` keeps the native rate (49,716 Hz).  ``tail_s`` renders
     that much extra after the end so release tails are heard.
     """
     native = R.NATIVE_RATE_INT
-    times, n_native = player_write_times(times_vgm, end_vgm, rate_hz=native, timing=timing)
+    times, n_native = player_write_times(times_vgm, end_vgm, rate_hz=native, timing=timing,
+                                         wait_ends=wait_ends)
     n_native += int(round(tail_s * native))
     stereo = render_writes(times, regs, values, n_samples=n_native, chip=Chip())
     out = stereo.astype(np.float32) / 32768.0
@@ -116,4 +120,5 @@ def render_vgm(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
     as they would on a real OPL3 card.
     """
     return render_events(vgm.times, vgm.regs, vgm.values, end_vgm=int(vgm.end_time),
-                         rate_hz=rate_hz, timing=timing, tail_s=tail_s)
+                         rate_hz=rate_hz, timing=timing, tail_s=tail_s,
+                         wait_ends=getattr(vgm, "wait_ends", None))
