@@ -125,18 +125,28 @@ class FrameAnalyser:
         self.buffer_start += keep_from
         mag = spectrum.magnitude_spectra(frames, window=self.window, n_fft=N_FFT)
         if self.n_samples is not None:
-            # frames that reach past either end of the input: analyse only the
-            # part that exists, with a window fitted to it (a cut would read as
-            # a burst of partials)
+            # frames that reach past either end of the input take the spectrum
+            # of the nearest frame that lies inside, scaled to the energy of the
+            # part that exists: a cut would read as a burst of partials
             first = first_abs
-            for i in np.flatnonzero((first < 0) | (first + WINDOW > self.n_samples)):
+            edge = (first < 0) | (first + WINDOW > self.n_samples)
+            inside = np.flatnonzero(~edge)
+            for i in np.flatnonzero(edge):
                 lo = max(0, -first[i])
                 hi = min(WINDOW, self.n_samples - first[i])
-                if hi - lo < 64:
+                part = frames[i, lo:hi] if hi > lo else frames[i, :0]
+                if part.size < 64:
                     mag[i] = 0.0
                     continue
-                w = np.hanning(hi - lo + 2)[1:-1].astype(np.float32)
-                mag[i] = spectrum.magnitude_spectra(frames[i:i + 1, lo:hi], window=w, n_fft=N_FFT)[0]
+                if inside.size:
+                    j = inside[np.argmin(np.abs(inside - i))]
+                    ref = frames[j, lo:hi]
+                    e_ref = float(np.sum(ref * ref))
+                    gain = np.sqrt(float(np.sum(part * part)) / e_ref) if e_ref > 0 else 0.0
+                    mag[i] = mag[j] * min(gain, 4.0)
+                else:
+                    w = np.hanning(part.size + 2)[1:-1].astype(np.float32)
+                    mag[i] = spectrum.magnitude_spectra(part[None, :], window=w, n_fft=N_FFT)[0]
         return mag
 
 
@@ -170,7 +180,7 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
-                    chunk: int = 4096):
+                    chunk: int = 4096, state: dict | None = None):
     """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes."""
     gain = loudness_gain(voices, gain_db=options.gain_db)
     times = write_times(centres, options.frame_rate_hz)
@@ -189,6 +199,8 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
         yield times[lo:hi][f], reg, val
         previous_frames = frames
         previous_image = images[-1]
+        if state is not None:
+            state["image"] = previous_image
 
 
 def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:

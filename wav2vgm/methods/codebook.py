@@ -101,3 +101,14 @@ def harmonic_templates() -> np.ndarray:
         centre = (i + 1) * per_half
         out[:, i] = spec[:, centre]
     return out / float(R.FULL_SCALE_OPERATOR)
+
+
+@lru_cache(maxsize=1)
+def strongest_partial() -> np.ndarray:
+    """Per timbre, the multiple of the base frequency (in 0.5 steps) of its loudest partial.
+
+    The model locates voices by this partial: it is what the spectrum shows
+    most clearly, whatever the timbre.
+    """
+    t = harmonic_templates()[:, :16]
+    return (np.argmax(t, axis=1) + 1) / 2.0

@@ -22,7 +22,7 @@ from ..opl3 import registers as R
 from . import codebook, features
 from .base import VoiceFrames
 
-MODEL_SCHEMA = "wav2vgm-inverse-1"
+MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
 THRESHOLD = {"fast": 0.5, "balanced": 0.35, "best": 0.25}
 _TRACK_CENTS = 100.0
@@ -77,12 +77,6 @@ def load_session(path: str):
     return sess
 
 
-def _strongest_partial() -> np.ndarray:
-    """Per timbre, the multiple of the base frequency carrying the most energy (0.5 steps)."""
-    t = codebook.harmonic_templates()[:, :16]
-    return (np.argmax(t, axis=1) + 1) / 2.0
-
-
 class ModelMethod:
     name = "model"
 
@@ -92,37 +86,34 @@ class ModelMethod:
         path = str(model_path) if model_path else str(default_model_path())
         self.session = load_session(path)
         self.threshold = THRESHOLD[quality]
-        self.partial = _strongest_partial()
+        self.partial = codebook.strongest_partial()
         self.timbres = codebook.TIMBRES
         self.prev_class = np.full(self.n_voices, -1)
         self.prev_f = np.zeros(self.n_voices)
 
     # -- model -> detections -------------------------------------------------------
     def detect(self, mag: np.ndarray, freqs_hz: np.ndarray):
-        """Per frame the detected voices: (class, f0_hz, amplitude), arrays (n_frames, n_voices)."""
+        """Per frame the detected voices: class, f0_hz, amplitude, score; arrays (n_frames, n_voices)."""
         x, peak_db = features.model_features(mag)
-        logits, levels = self.session.run(None, {"features": x})
-        prob = 1.0 / (1.0 + np.exp(-logits))                    # (n, K, B)
-        padded = np.pad(prob, ((0, 0), (0, 0), (1, 1)))
-        local = (prob >= padded[:, :, :-2]) & (prob >= padded[:, :, 2:]) & (prob > self.threshold)
-        score = np.where(local, prob, 0.0).reshape(prob.shape[0], -1)
-        n, nv = prob.shape[0], self.n_voices
-        top = np.argpartition(-score, nv - 1, axis=1)[:, :nv] if score.shape[1] > nv else \
-            np.tile(np.arange(score.shape[1]), (n, 1))
-        sc = np.take_along_axis(score, top, axis=1)
-        cls, j = np.divmod(top, prob.shape[2])
-        valid = sc > 0
-        lvl_db = np.take_along_axis(levels.reshape(n, -1), top, axis=1) * 20.0 + peak_db[:, None]
-        amp = np.where(valid, 10 ** (lvl_db / 20.0), 0.0)
-        f_bin = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
-        f0 = self._refine(mag, freqs_hz, cls, f_bin)
+        pres, timbre, level = self.session.run(None, {"features": x})
+        prob = 1.0 / (1.0 + np.exp(-pres))                      # (n, B)
+        padded = np.pad(prob, ((0, 0), (1, 1)))
+        local = (prob >= padded[:, :-2]) & (prob >= padded[:, 2:]) & (prob > self.threshold)
+        score = np.where(local, prob, 0.0)
+        n, nv = prob.shape[0], min(self.n_voices, prob.shape[1])
+        j = np.argpartition(-score, nv - 1, axis=1)[:, :nv]
+        sc = np.take_along_axis(score, j, axis=1)
+        cls = np.take_along_axis(np.argmax(timbre, axis=1), j, axis=1)
+        lvl_db = np.take_along_axis(level, j, axis=1) * 20.0 + peak_db[:, None]
+        amp = np.where(sc > 0, 10 ** (lvl_db / 20.0), 0.0)
+        f_main = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
+        f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
         return cls, f0, amp, sc
 
-    def _refine(self, mag, freqs_hz, cls, f_bin):
-        """Move each voice's pitch onto the spectral peak of its strongest partial."""
+    def _refine(self, mag, freqs_hz, cls, f_main):
+        """Move each voice's loudest partial onto the nearest spectral peak (within 0.6 semitone)."""
         bin_hz = freqs_hz[1] - freqs_hz[0]
-        r = self.partial[cls]
-        target = f_bin * r / bin_hz                              # fractional FFT bin
+        target = f_main / bin_hz                                 # fractional FFT bin
         half = np.clip(np.ceil(target * (2 ** (0.6 / 12) - 1)), 1, 12).astype(int)
         centre = np.rint(target).astype(int)
         offs = np.arange(-12, 13)
@@ -139,7 +130,7 @@ class ModelMethod:
         d = np.where(np.abs(den) > 1e-9, 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0)
         f_peak = (k + np.clip(d, -0.5, 0.5)) * bin_hz
         ok = (b > a) & (b >= c) & (cls != codebook.NOISE_CLASS)
-        return np.where(ok, f_peak / r, f_bin)
+        return np.where(ok, f_peak, f_main)
 
     # -- detections -> channels ------------------------------------------------------
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:

@@ -87,9 +87,9 @@ def render_examples(example, timbre, f_hz, level_db, n_examples: int, rng) -> np
 def make_batch(rng: np.random.Generator, n_examples: int, prior: Prior):
     """One chunk of training data.
 
-    Returns ``x`` (n, N_BINS) features, ``cls`` (n, N_TIMBRES, N_BINS) uint8
-    targets, ``lvl`` (n, N_TIMBRES, N_BINS) float32 target levels (dB re the
-    frame peak / 20, valid where ``cls``).
+    Returns ``x`` (n, N_BINS) features and per log bin: ``present`` (uint8:
+    a voice's loudest partial is here), ``cls`` (its timbre, -1 where none)
+    and ``lvl`` (its level in dB re the frame peak / 20).
     """
     example, timbre, f_hz, level_db = draw_voices(rng, n_examples, prior)
     audio = render_examples(example, timbre, f_hz, level_db, n_examples, rng)
@@ -98,14 +98,21 @@ def make_batch(rng: np.random.Generator, n_examples: int, prior: Prior):
     x, peak_db = features.model_features(mag)
     tl = np.clip(np.rint(-level_db / R.TL_STEP_DB), 0, 63)
     amp_db = -tl * R.TL_STEP_DB                       # the level the chip actually played
-    j = np.clip(np.rint(features.hz_to_bin(f_hz)).astype(int), 0, features.N_BINS - 1)
-    cls = np.zeros((n_examples, codebook.N_TIMBRES, features.N_BINS), np.uint8)
-    lvl = np.zeros((n_examples, codebook.N_TIMBRES, features.N_BINS), np.float32)
-    audible = amp_db - peak_db[example] > features.FLOOR_DB + 20
-    e, k, jj = example[audible], timbre[audible], j[audible]
-    cls[e, k, jj] = 1
-    lvl[e, k, jj] = (amp_db[audible] - peak_db[e]) / 20.0
-    return x, cls, lvl
+    f_main = f_hz * codebook.strongest_partial()[timbre]
+    j = np.rint(features.hz_to_bin(f_main)).astype(int)
+    audible = (amp_db - peak_db[example] > features.FLOOR_DB + 20) & (j >= 0) & (j < features.N_BINS)
+    # one label per (frame, bin): the loudest voice there wins (written last)
+    order = np.argsort(amp_db)
+    e, k, jj = example[order], timbre[order], j[order]
+    keep = audible[order]
+    e, k, jj, a = e[keep], k[keep], jj[keep], amp_db[order][keep]
+    present = np.zeros((n_examples, features.N_BINS), np.uint8)
+    cls = np.full((n_examples, features.N_BINS), -1, np.int64)
+    lvl = np.zeros((n_examples, features.N_BINS), np.float32)
+    present[e, jj] = 1
+    cls[e, jj] = k
+    lvl[e, jj] = (a - peak_db[e]) / 20.0
+    return x, present, cls, lvl
 
 
 def make_dataset(n_examples: int, *, seed: int, prior: Prior | None = None, chunk: int = 2000,
@@ -113,15 +120,12 @@ def make_dataset(n_examples: int, *, seed: int, prior: Prior | None = None, chun
     """``n_examples`` examples from ``seed`` (deterministic), built chunk by chunk."""
     prior = prior or Prior()
     rng = np.random.default_rng(seed)
-    xs, cs, ls = [], [], []
+    parts = []
     done = 0
     while done < n_examples:
         n = min(chunk, n_examples - done)
-        x, c, l = make_batch(rng, n, prior)
-        xs.append(x)
-        cs.append(c)
-        ls.append(l)
+        parts.append(make_batch(rng, n, prior))
         done += n
         if progress:
             progress(n)
-    return np.concatenate(xs), np.concatenate(cs), np.concatenate(ls)
+    return tuple(np.concatenate(p) for p in zip(*parts))

@@ -23,7 +23,7 @@ from torch import nn
 class ModelConfig:
     n_bins: int = 112
     n_classes: int = 30
-    width: int = 32
+    width: int = 48
     dilations: tuple = (1, 2, 4, 8, 16, 32, 1)
 
 
@@ -35,16 +35,16 @@ class InverseNet(nn.Module):
         self.inp = nn.Conv1d(1, w, 5, padding=2)
         self.blocks = nn.ModuleList(
             nn.Conv1d(w, w, 3, padding=d, dilation=d) for d in config.dilations)
-        self.head = nn.Conv1d(w, 2 * config.n_classes, 1)
+        self.head = nn.Conv1d(w, config.n_classes + 2, 1)
 
     def forward(self, x: torch.Tensor):
-        """x: (batch, n_bins) -> logits, levels: (batch, n_classes, n_bins)."""
+        """x: (batch, n_bins) -> presence logits (batch, n_bins), timbre logits
+        (batch, n_classes, n_bins), levels (batch, n_bins)."""
         h = torch.relu(self.inp(x.unsqueeze(1)))
         for conv in self.blocks:
             h = h + torch.relu(conv(h))
         out = self.head(h)
-        k = self.config.n_classes
-        return out[:, :k], out[:, k:]
+        return out[:, 0], out[:, 2:], out[:, 1]
 
     def checkpoint(self) -> dict:
         return {"config": asdict(self.config), "state": self.state_dict()}

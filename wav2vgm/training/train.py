@@ -30,12 +30,13 @@ REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 @dataclass
 class TrainConfig:
     seed: int = 1234
-    n_train: int = 60_000
+    n_train: int = 80_000
     n_val: int = 4_000
     batch_size: int = 256
     epochs: int = 10
     lr: float = 2e-3
-    pos_weight: float = 20.0
+    pos_weight: float = 5.0
+    class_weight: float = 0.5
     level_weight: float = 2.0
     threads: int = 2
     out_dir: str = str(REPO_MODELS)
@@ -43,12 +44,15 @@ class TrainConfig:
     prior: Prior = field(default_factory=Prior)
 
 
-def losses(model, x, cls, lvl, cfg: TrainConfig):
-    logits, level = model(x)
-    pos = cls > 0
-    bce = nn_bce(logits, cls.float(), cfg.pos_weight)
-    lvl_err = (level - lvl).abs()[pos].mean() if pos.any() else level.sum() * 0
-    return bce, lvl_err
+def losses(model, x, present, cls, lvl, cfg: TrainConfig):
+    """Detection BCE + timbre cross-entropy + level L1 (the last two where a voice is)."""
+    pres, timbre, level = model(x)
+    pos = present > 0
+    bce = nn_bce(pres, present.float(), cfg.pos_weight)
+    ce = torch.nn.functional.cross_entropy(timbre.transpose(1, 2)[pos], cls[pos]) \
+        if pos.any() else pres.sum() * 0
+    lvl_err = (level - lvl).abs()[pos].mean() if pos.any() else pres.sum() * 0
+    return bce, ce, lvl_err
 
 
 def nn_bce(logits, target, pos_weight):
@@ -61,13 +65,13 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     log(f"generating {cfg.n_train + cfg.n_val} examples with the emulator (seed {cfg.seed})")
-    x, c, l = make_dataset(cfg.n_train + cfg.n_val, seed=cfg.seed, prior=cfg.prior)
+    x, p, c, l = make_dataset(cfg.n_train + cfg.n_val, seed=cfg.seed, prior=cfg.prior)
     t_data = time.time() - t0
     log(f"data ready in {t_data:.0f} s: {x.shape[0]} frames, "
-        f"{int(c.sum())} voices, {c.sum() / x.shape[0]:.2f} per frame")
-    xt, ct, lt = (torch.from_numpy(a) for a in (x, c, l))
-    xv, cv, lv = xt[cfg.n_train:], ct[cfg.n_train:], lt[cfg.n_train:]
-    xt, ct, lt = xt[:cfg.n_train], ct[:cfg.n_train], lt[:cfg.n_train]
+        f"{int(p.sum())} labelled voices, {p.sum() / x.shape[0]:.2f} per frame")
+    tens = [torch.from_numpy(a) for a in (x, p, c, l)]
+    train_set = [a[:cfg.n_train] for a in tens]
+    val_set = [a[cfg.n_train:] for a in tens]
     cfg.model.n_classes = codebook.N_TIMBRES
     cfg.model.n_bins = features.N_BINS
     model = InverseNet(cfg.model)
@@ -80,29 +84,29 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
     for epoch in range(cfg.epochs):
         model.train()
         perm = torch.randperm(cfg.n_train, generator=gen)
-        tot = [0.0, 0.0]
+        tot = np.zeros(3)
         nb = cfg.n_train // cfg.batch_size
         for b in range(nb):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            bce, lvl = losses(model, xt[idx], ct[idx], lt[idx], cfg)
-            loss = bce + cfg.level_weight * lvl
+            bce, ce, lvl = losses(model, *(a[idx] for a in train_set), cfg)
+            loss = bce + cfg.class_weight * ce + cfg.level_weight * lvl
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            tot[0] += bce.item()
-            tot[1] += lvl.item()
+            tot += (bce.item(), ce.item(), lvl.item())
         model.eval()
         with torch.no_grad():
-            vb, vl = losses(model, xv, cv, lv, cfg)
-            logits, _ = model(xv)
-            prec, rec = detection_scores(logits, cv)
-        history.append({"epoch": epoch + 1, "train_bce": tot[0] / nb, "train_level": tot[1] / nb,
-                        "val_bce": vb.item(), "val_level_db": 20 * vl.item(),
-                        "val_precision": prec, "val_recall": rec})
-        log(f"epoch {epoch + 1}/{cfg.epochs}: bce {tot[0] / nb:.4f} val {vb.item():.4f} "
-            f"level err {20 * vl.item():.2f} dB, precision {prec:.2f} recall {rec:.2f} "
-            f"({time.time() - t0:.0f} s)")
+            vb, vc, vl = losses(model, *val_set, cfg)
+            pres, timbre, _ = model(val_set[0])
+            prec, rec, acc = detection_scores(pres, timbre, val_set[1], val_set[2])
+        tot /= nb
+        history.append({"epoch": epoch + 1, "train_bce": tot[0], "train_ce": tot[1],
+                        "val_bce": vb.item(), "val_ce": vc.item(), "val_level_db": 20 * vl.item(),
+                        "val_precision": prec, "val_recall": rec, "val_timbre_accuracy": acc})
+        log(f"epoch {epoch + 1}/{cfg.epochs}: bce {tot[0]:.4f}/{vb.item():.4f} "
+            f"timbre ce {tot[1]:.3f}/{vc.item():.3f} acc {acc:.2f}, level err {20 * vl.item():.2f} dB, "
+            f"precision {prec:.2f} recall {rec:.2f} ({time.time() - t0:.0f} s)")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.checkpoint(), "train": _jsonable(asdict(cfg))}, out / "inverse.pt")
@@ -118,11 +122,17 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
     return summary
 
 
-def detection_scores(logits, cls, threshold=0.5):
-    pred = torch.sigmoid(logits) > threshold
-    truth = cls > 0
-    tp = (pred & truth).sum().item()
-    return tp / max(pred.sum().item(), 1), tp / max(truth.sum().item(), 1)
+def detection_scores(pres, timbre, present, cls, threshold=0.5):
+    """Precision and recall of detections (within one bin) and timbre accuracy where present."""
+    prob = torch.sigmoid(pres)
+    pred = prob > threshold
+    truth = present > 0
+    near = torch.nn.functional.max_pool1d(truth.float().unsqueeze(1), 3, 1, 1).squeeze(1) > 0
+    pred_near = torch.nn.functional.max_pool1d(pred.float().unsqueeze(1), 3, 1, 1).squeeze(1) > 0
+    precision = (pred & near).sum().item() / max(pred.sum().item(), 1)
+    recall = (truth & pred_near).sum().item() / max(truth.sum().item(), 1)
+    acc = (timbre.argmax(1)[truth] == cls[truth]).float().mean().item() if truth.any() else 0.0
+    return precision, recall, acc
 
 
 def export_onnx(model: InverseNet, path: Path) -> None:
@@ -132,9 +142,9 @@ def export_onnx(model: InverseNet, path: Path) -> None:
     dummy = torch.zeros(4, features.N_BINS)
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(model, (dummy,), str(tmp), input_names=["features"],
-                      output_names=["logits", "levels"],
-                      dynamic_axes={"features": {0: "frames"}, "logits": {0: "frames"},
-                                    "levels": {0: "frames"}},
+                      output_names=["presence", "timbre", "level"],
+                      dynamic_axes={"features": {0: "frames"}, "presence": {0: "frames"},
+                                    "timbre": {0: "frames"}, "level": {0: "frames"}},
                       opset_version=17, dynamo=False)
     m = onnx.load(str(tmp))
     meta = {"wav2vgm_schema": MODEL_SCHEMA, "features": json.dumps(feature_settings()),

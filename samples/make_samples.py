@@ -1,0 +1,138 @@
+"""Regenerate the sample clips in this folder (free to ship: made with espeak-ng, sox,
+fluidsynth + FluidR3 and the project's own OPL3 writer).
+
+    python samples/make_samples.py          # needs espeak-ng, sox, fluidsynth, fluid-soundfont-gm
+
+Each clip is mono 16-bit 44.1 kHz, a few seconds long.  ``opl_patches.wav``
+is what the project's emulator plays for a VGM of random codebook patches
+(``opl_patches.vgm``), so a perfect converter could reproduce it exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RATE = 44100
+SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+
+def _run(cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _to_mono44(src: Path, dst: Path, seconds: float | None = None) -> None:
+    cmd = ["sox", str(src), "-r", str(RATE), "-c", "1", "-b", "16", str(dst)]
+    if seconds:
+        cmd += ["trim", "0", str(seconds)]
+    cmd += ["norm", "-1"]
+    _run(cmd)
+
+
+def speech(tmp: Path) -> None:
+    raw = tmp / "speech.wav"
+    _run(["espeak-ng", "-v", "en", "-s", "150", "-w", str(raw),
+          "The quick brown fox jumps over the lazy dog. Sound chips sing too."])
+    _to_mono44(raw, HERE / "speech.wav")
+
+
+def chord(tmp: Path) -> None:
+    _run(["sox", "-n", "-r", str(RATE), "-c", "1", "-b", "16", str(HERE / "chord.wav"),
+          "synth", "3", "pluck", "C4", "pluck", "E4", "pluck", "G4", "pluck", "C5",
+          "remix", "-", "fade", "0.01", "3", "0.3", "norm", "-1"])
+
+
+def _midi_melody(path: Path) -> None:
+    """A short piano melody as a type-0 MIDI file."""
+    notes = [60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72]
+    ticks = 240
+    ev = bytearray(b"\x00\xc0\x00")                      # program 0 (piano)
+    for n in notes:
+        ev += bytes([0x00, 0x90, n, 96])
+        ev += _vlq(ticks) + bytes([0x80, n, 0])
+    ev += b"\x00\xff\x2f\x00"
+    track = b"MTrk" + struct.pack(">I", len(ev)) + bytes(ev)
+    head = b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480)
+    path.write_bytes(head + track)
+
+
+def _vlq(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def melody(tmp: Path) -> None:
+    mid = tmp / "melody.mid"
+    _midi_melody(mid)
+    raw = tmp / "melody_raw.wav"
+    _run(["fluidsynth", "-ni", "-F", str(raw), "-r", str(RATE), SOUNDFONT, str(mid)])
+    _to_mono44(raw, HERE / "melody.wav", seconds=4.0)
+
+
+def opl_patches(tmp: Path) -> None:
+    """Random codebook patches played by the project's own OPL3 writer and emulator."""
+    sys.path.insert(0, str(HERE.parent))
+    from wav2vgm.audio import write_wav
+    from wav2vgm.methods import codebook
+    from wav2vgm.opl3 import registers as R
+    from wav2vgm.opl3.render import render_vgm
+    from wav2vgm.vgm import read_vgm, write_vgm
+
+    rng = np.random.default_rng(2026)
+    events = [(0, R.REG_NEW, 1)]
+    t = 64
+    for step in range(8):                                  # 8 chords of 3 voices, 0.5 s each
+        for ch in range(3):
+            k = int(rng.integers(0, codebook.N_TIMBRES))
+            f = float(np.exp(rng.uniform(np.log(110), np.log(880))))
+            fields = codebook.voice_fields(k, f)
+            tl2 = int(rng.integers(0, 12))
+            timbre = codebook.TIMBRES[k]
+            op1 = R.Operator(mult=fields["mult1"], tl=tl2 if timbre.noise else fields["tl1"],
+                             ws=fields["ws1"], rr=8)
+            op2 = R.Operator(mult=1, tl=63 if timbre.noise else tl2, ws=fields["ws2"], rr=8)
+            if step:
+                events.append((t - 40, R.channel_register(R.CH_KEY_BLOCK_FNUM_HI, ch), 0))
+            for op, o in ((0, op1), (1, op2)):
+                for base, v in zip(R.OPERATOR_BASES, o.register_bytes()):
+                    events.append((t, R.operator_register(base, ch, op), v))
+            events.append((t, R.channel_register(R.CH_OUT_FB_CNT, ch),
+                           R.c0_value(fields["fb"], fields["cnt"])))
+            events.append((t, R.channel_register(R.CH_FNUM_LO, ch), int(fields["fnum"]) & 0xFF))
+            events.append((t, R.channel_register(R.CH_KEY_BLOCK_FNUM_HI, ch),
+                           R.b0_value(int(fields["fnum"]), int(fields["block"]), True)))
+        t += RATE // 2
+    events.sort(key=lambda e: e[0])
+    vgm_path = HERE / "opl_patches.vgm"
+    write_vgm(str(vgm_path), events, end_samples=t)
+    audio = render_vgm(read_vgm(str(vgm_path)), rate_hz=RATE).mean(axis=1)
+    write_wav(str(HERE / "opl_patches.wav"), audio / max(np.abs(audio).max(), 1e-9) * 0.9, RATE)
+
+
+def main() -> int:
+    for tool in ("sox", "espeak-ng", "fluidsynth"):
+        if shutil.which(tool) is None:
+            print(f"make_samples: {tool} is not installed", file=sys.stderr)
+            return 1
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        speech(tmp)
+        chord(tmp)
+        melody(tmp)
+        opl_patches(tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

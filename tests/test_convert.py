@@ -1,0 +1,89 @@
+"""The conversion pipeline end to end: quality of the sines baseline and the model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from wav2vgm import spectrum
+from wav2vgm.batch import convert_file
+from wav2vgm.convert import ConvertOptions, frame_times, write_times
+from wav2vgm.methods.model import default_model_path
+from wav2vgm.quality import render_for_score, score_vgm
+from wav2vgm.vgm import check_strict, read_vgm
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+HAVE_MODEL = default_model_path().is_file()
+
+
+def _sine(tmp_path, f_hz, seconds=2.0, amp=0.5):
+    t = np.arange(int(seconds * 44100)) / 44100
+    path = tmp_path / f"sine{int(f_hz)}.wav"
+    sf.write(path, amp * np.sin(2 * np.pi * f_hz * t), 44100)
+    return path
+
+
+def _convert(src, tmp_path, method, **kw):
+    out = tmp_path / f"{Path(src).stem}.{method}.vgm"
+    convert_file(str(src), str(out), ConvertOptions(method=method, **kw))
+    return out
+
+
+def test_frames_are_centred_and_writes_lead_by_half_a_hop():
+    c = frame_times(44100, 60.0)
+    assert c[0] == 0 and c[1] == 735 and c.size == 60
+    w = write_times(c, 60.0)
+    assert w[0] == 0 and w[1] == 368
+
+
+@pytest.mark.parametrize("f_hz", [440.0, 8000.0])
+def test_sines_reproduce_pure_tones(tmp_path, f_hz):
+    src = _sine(tmp_path, f_hz)
+    out = _convert(src, tmp_path, "sines")
+    assert check_strict(out.read_bytes()) == []
+    assert read_vgm(str(out)).end_time == 2 * 44100
+    score = score_vgm(str(src), str(out))
+    assert score.distance_db < 1.5, score
+    assert abs(score.lag_s) < 0.015
+
+
+def test_sines_far_better_than_silence_on_speech_and_music(tmp_path):
+    for name in ("speech.wav", "melody.wav"):
+        ref, _ = sf.read(SAMPLES / name, dtype="float32")
+        silent = spectrum.logmel_distance(ref, np.zeros_like(ref)).distance_db
+        out = _convert(SAMPLES / name, tmp_path, "sines")
+        d = score_vgm(str(SAMPLES / name), str(out)).distance_db
+        assert d < 0.4 * silent, (name, d, silent)
+
+
+def test_voices_are_phase_continuous_no_rekeying_of_a_steady_tone(tmp_path):
+    src = _sine(tmp_path, 440.0, seconds=2.0)
+    vgm = read_vgm(str(_convert(src, tmp_path, "sines")))
+    key_regs = (vgm.regs & 0xF0) == 0xB0
+    key_on = (vgm.values & 0x20) != 0
+    # at most a couple of key-ons for a steady tone, no key-off/key-on pairs per frame
+    assert np.count_nonzero(key_regs & key_on & (vgm.times > 2000)) <= 2
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="no trained model in models/")
+def test_model_beats_sines_on_a_fixture(tmp_path):
+    src = SAMPLES / "opl_patches.wav"
+    d_sines = score_vgm(str(src), str(_convert(src, tmp_path, "sines"))).distance_db
+    d_model = score_vgm(str(src), str(_convert(src, tmp_path, "model"))).distance_db
+    assert d_model < 0.85 * d_sines, (d_model, d_sines)
+
+
+def test_converting_never_imports_torch(tmp_path):
+    src = _sine(tmp_path, 440.0, seconds=0.5)
+    method = "model" if HAVE_MODEL else "sines"
+    code = ("import sys; from wav2vgm.batch import convert_file; "
+            "from wav2vgm.convert import ConvertOptions; "
+            f"convert_file({str(src)!r}, {str(tmp_path / 'x.vgm')!r}, ConvertOptions(method={method!r})); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
