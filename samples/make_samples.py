@@ -29,31 +29,31 @@ def _run(cmd):
 
 
 def _to_mono44(src: Path, dst: Path, seconds: float | None = None) -> None:
-    cmd = ["sox", str(src), "-r", str(RATE), "-c", "1", "-b", "16", str(dst)]
+    cmd = ["sox", "-D", str(src), "-r", str(RATE), "-c", "1", "-b", "16", str(dst)]
     if seconds:
         cmd += ["trim", "0", str(seconds)]
     cmd += ["norm", "-1"]
     _run(cmd)
 
 
-def speech(tmp: Path) -> None:
-    raw = tmp / "speech.wav"
-    _run(["espeak-ng", "-v", "en", "-s", "150", "-w", str(raw),
-          "The quick brown fox jumps over the lazy dog. Sound chips sing too."])
-    _to_mono44(raw, HERE / "speech.wav")
+def speech(tmp: Path, out: Path = HERE, *, name: str = "speech.wav", voice: str = "en",
+           text: str = "The quick brown fox jumps over the lazy dog. Sound chips sing too.") -> None:
+    raw = tmp / "speech_raw.wav"
+    _run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text])
+    _to_mono44(raw, out / name)
 
 
 def chord(tmp: Path) -> None:
-    _run(["sox", "-n", "-r", str(RATE), "-c", "1", "-b", "16", str(HERE / "chord.wav"),
+    _run(["sox", "-D", "-n", "-r", str(RATE), "-c", "1", "-b", "16", str(HERE / "chord.wav"),
           "synth", "3", "pluck", "C4", "pluck", "E4", "pluck", "G4", "pluck", "C5",
           "remix", "-", "fade", "0.01", "3", "0.3", "norm", "-1"])
 
 
-def _midi_melody(path: Path) -> None:
-    """A short piano melody as a type-0 MIDI file."""
-    notes = [60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72]
+def _midi_melody(path: Path, notes=(60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72),
+                 program: int = 0) -> None:
+    """A short melody as a type-0 MIDI file (General MIDI ``program``)."""
     ticks = 240
-    ev = bytearray(b"\x00\xc0\x00")                      # program 0 (piano)
+    ev = bytearray(b"\x00\xc0" + bytes([program]))
     for n in notes:
         ev += bytes([0x00, 0x90, n, 96])
         ev += _vlq(ticks) + bytes([0x80, n, 0])
@@ -72,15 +72,16 @@ def _vlq(value: int) -> bytes:
     return bytes(reversed(out))
 
 
-def melody(tmp: Path) -> None:
+def melody(tmp: Path, out: Path = HERE, *, name: str = "melody.wav", program: int = 0,
+           notes=(60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72)) -> None:
     mid = tmp / "melody.mid"
-    _midi_melody(mid)
+    _midi_melody(mid, notes, program)
     raw = tmp / "melody_raw.wav"
     _run(["fluidsynth", "-ni", "-F", str(raw), "-r", str(RATE), SOUNDFONT, str(mid)])
-    _to_mono44(raw, HERE / "melody.wav", seconds=4.0)
+    _to_mono44(raw, out / name, seconds=4.0)
 
 
-def opl_patches(tmp: Path) -> None:
+def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed: int = 2026) -> None:
     """Random codebook patches played by the project's own OPL3 writer and emulator."""
     sys.path.insert(0, str(HERE.parent))
     from wav2vgm.audio import write_wav
@@ -89,7 +90,7 @@ def opl_patches(tmp: Path) -> None:
     from wav2vgm.opl3.render import render_vgm
     from wav2vgm.vgm import read_vgm, write_vgm
 
-    rng = np.random.default_rng(2026)
+    rng = np.random.default_rng(seed)
     events = [(0, R.REG_NEW, 1)]
     t = 64
     for step in range(8):                                  # 8 chords of 3 voices, 0.5 s each
@@ -114,10 +115,10 @@ def opl_patches(tmp: Path) -> None:
                            R.b0_value(int(fields["fnum"]), int(fields["block"]), True)))
         t += RATE // 2
     events.sort(key=lambda e: e[0])
-    vgm_path = HERE / "opl_patches.vgm"
+    vgm_path = out / f"{name}.vgm"
     write_vgm(str(vgm_path), events, end_samples=t)
     audio = render_vgm(read_vgm(str(vgm_path)), rate_hz=RATE).mean(axis=1)
-    write_wav(str(HERE / "opl_patches.wav"), audio / max(np.abs(audio).max(), 1e-9) * 0.9, RATE)
+    write_wav(str(out / f"{name}.wav"), audio / max(np.abs(audio).max(), 1e-9) * 0.9, RATE)
 
 
 def main() -> int:

@@ -43,6 +43,8 @@ def convert_file(input_path: str, output_path: str, options: ConvertOptions, *,
         if os.path.abspath(input_path) == os.path.abspath(output_path):
             raise ParameterError(f"output path is the input path: {output_path}")
     with open_audio(input_path) as stream:
+        if stream.n_samples == 0:       # e.g. a WAV header without data: nothing to convert
+            raise InputError(f"no audio samples in {stream.name} (empty or truncated file)")
         if output_path == "-":
             buf = io.BytesIO()
             writer = VgmWriter(buf, gd3=gd3_for(options, stream.name))
@@ -93,6 +95,11 @@ def _write_atomic(path: str, produce):
     except OSError as exc:
         _remove(tmp)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except OutputError as exc:  # from the VGM writer, which names the temp file "<stream>"
+        _remove(tmp)
+        cause = exc.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+        raise OutputError(f"cannot write {path}: {reason}") from None
     except BaseException:
         _remove(tmp)
         raise

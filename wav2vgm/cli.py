@@ -40,6 +40,11 @@ class _Group(click.Group):
             sys.exit(0)
         except MemoryError:
             _fail(Wav2VgmError("out of memory"))
+        except click.UsageError as exc:  # bad option or argument: one line too, exit 2
+            msg = " ".join(exc.format_message().split())
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"wav2vgm: error: {msg}{hint}", err=True)
+            sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug: one line, exit 1 (WAV2VGM_DEBUG=1 shows the traceback)
