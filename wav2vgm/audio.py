@@ -85,6 +85,10 @@ def _check_rate(value: object, what: str) -> int:
     return int(value)
 
 
+MIN_RATE_HZ = 1000
+MAX_RATE_HZ = 768000
+
+
 class AudioStream:
     """An opened audio input, read as mono float32 blocks at the target rate.
 
@@ -112,6 +116,9 @@ class AudioStream:
         self._owned = owned
         self.name = name
         self.source_rate_hz = int(sound_file.samplerate)
+        if not MIN_RATE_HZ <= self.source_rate_hz <= MAX_RATE_HZ:
+            raise AudioError(f"unsupported sample rate {self.source_rate_hz} Hz in {name} "
+                             f"(supported: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)")
         self.target_rate_hz = int(target_rate_hz)
         self.n_channels = int(sound_file.channels)
         self.n_source_frames = int(sound_file.frames)

@@ -66,8 +66,8 @@ def main():
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", default=None,
               help="Output .vgm/.vgz file, '-' for stdout, or a folder for folder inputs.")
-@click.option("--method", type=click.Choice(["model", "sines"]), default="model", show_default=True,
-              help="Inverse model (default) or the sines baseline.")
+@click.option("--method", type=click.Choice(["sines", "model"]), default="sines", show_default=True,
+              help="Tracked spectral peaks (default) or the experimental ONNX inverse model.")
 @click.option("--frame-rate", "frame_rate", type=float, default=60.0, show_default=True,
               help="Register updates per second (1-1000).")
 @click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")

@@ -36,7 +36,7 @@ METHODS = ("model", "sines")
 class ConvertOptions:
     """Everything that shapes a conversion (the CLI's options)."""
 
-    method: str = "model"
+    method: str = "sines"
     frame_rate_hz: float = 60.0
     voices: int = 18
     gain_db: float = 0.0

@@ -86,6 +86,7 @@ class ModelMethod:
         path = str(model_path) if model_path else str(default_model_path())
         self.session = load_session(path)
         self.threshold = THRESHOLD[quality]
+        self.pursuit = quality != "fast"
         self.partial = codebook.strongest_partial()
         self.timbres = codebook.TIMBRES
         self.prev_class = np.full(self.n_voices, -1)
@@ -103,12 +104,32 @@ class ModelMethod:
         n, nv = prob.shape[0], min(self.n_voices, prob.shape[1])
         j = np.argpartition(-score, nv - 1, axis=1)[:, :nv]
         sc = np.take_along_axis(score, j, axis=1)
-        cls = np.take_along_axis(np.argmax(timbre, axis=1), j, axis=1)
+        logits = np.take_along_axis(timbre, j[:, None, :], axis=2).transpose(0, 2, 1)  # (n, nv, K)
+        cls = np.argmax(logits, axis=2)
+        self._timbre_logits = logits
         lvl_db = np.take_along_axis(level, j, axis=1) * 20.0 + peak_db[:, None]
         amp = np.where(sc > 0, 10 ** (lvl_db / 20.0), 0.0)
         f_main = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
         f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
+        if self.pursuit:
+            cls, f0, amp, sc = self._pursue(mag, freqs_hz, cls, f0, amp, sc)
         return cls, f0, amp, sc
+
+    def _pursue(self, mag, freqs_hz, cls, f0, amp, sc):
+        """Re-select and re-level voices against the spectrum (model + sine candidates)."""
+        from .pursuit import pursue
+        from .sines import pick_peaks
+        nv = self.n_voices
+        pf, pa = pick_peaks(mag, freqs_hz, n_peaks=nv)
+        cand_cls = np.concatenate([np.where(amp > 0, cls, 0), np.zeros_like(pf, dtype=cls.dtype)], axis=1)
+        cand_f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.where(pa > 0, pf, 0.0)], axis=1)
+        power = (mag * mag) @ features.log_matrix()
+        chosen, level = pursue(power, cand_cls, cand_f0, n_voices=nv)
+        score = np.where(chosen, level, 0.0)
+        top = np.argsort(-score, axis=1)[:, :nv]
+        pick = lambda a: np.take_along_axis(a, top, axis=1)  # noqa: E731
+        a = pick(score)
+        return pick(cand_cls), pick(cand_f0), a, (a > 0).astype(np.float32)
 
     def _refine(self, mag, freqs_hz, cls, f_main):
         """Move each voice's loudest partial onto the nearest spectral peak (within 0.6 semitone)."""
@@ -149,9 +170,12 @@ class ModelMethod:
             assigned = np.full(nv, -1)
             taken = np.zeros(live.size, bool)
             if live.size and (prev_c >= 0).any():
-                cents = 1200 * np.abs(np.log2(f0[i, live][:, None] / np.maximum(prev_f[None, :], 1e-6)))
-                same = cls[i, live][:, None] == prev_c[None, :]
-                cost = np.where(same & (cents < _TRACK_CENTS), cents, np.inf)
+                # a voice continues a channel whose pitch it is near, whatever its
+                # timbre: the channel keeps its key and only changes registers
+                f_prev = np.maximum(prev_f[None, :], 1e-6) * self.partial[np.maximum(prev_c, 0)][None, :]
+                f_now = f0[i, live][:, None] * self.partial[cls[i, live]][:, None]
+                cents = 1200 * np.abs(np.log2(f_now / f_prev))
+                cost = np.where((prev_c[None, :] >= 0) & (cents < _TRACK_CENTS), cents, np.inf)
                 for flat in np.argsort(cost, axis=None)[: live.size * nv]:
                     p, c = divmod(int(flat), nv)
                     if not np.isfinite(cost[p, c]):
@@ -166,7 +190,17 @@ class ModelMethod:
                 assigned[free.pop(0)] = live[p]
             on = assigned >= 0
             sel = assigned[on]
-            ch_cls[i, on] = cls[i, sel]
+            # timbre hysteresis: a continuing voice keeps its timbre unless another is clearly likelier
+            new_cls = cls[i, sel].copy()
+            prev_sel = prev_c[on]
+            keep_prev = prev_sel >= 0
+            if keep_prev.any():
+                lg = self._timbre_logits[i, sel]
+                prev_logit = lg[np.arange(sel.size), np.maximum(prev_sel, 0)]
+                best_logit = lg[np.arange(sel.size), new_cls]
+                stay = keep_prev & (best_logit - prev_logit < 1.0)
+                new_cls = np.where(stay, prev_sel, new_cls)
+            ch_cls[i, on] = new_cls
             ch_f[i, on] = f0[i, sel]
             ch_a[i, on] = amp[i, sel]
             prev_c = np.where(on, ch_cls[i], -1)

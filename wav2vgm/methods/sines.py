@@ -47,7 +47,7 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     top = centre.max(axis=1, keepdims=True)
     is_peak &= (centre > floor_db) & (centre > top - range_db)
     score = np.where(is_peak, centre, -np.inf)
-    n_cand = min(4 * n_peaks, score.shape[1])
+    n_cand = min(n_peaks + 16, score.shape[1])
     idx = np.argpartition(-score, n_cand - 1, axis=1)[:, :n_cand]
     sc = np.take_along_axis(score, idx, axis=1)
     order = np.argsort(-sc, axis=1)
@@ -128,29 +128,52 @@ class SinesMethod:
                 assign[free.pop(0)] = p
                 used[p] = True
         # -- op2 plays the channel's partial; op1 a partner at a multiplier ratio ----
-        partners = sorted(spare, key=lambda p: -pa[p])
-        taken = set()
-        for ch in range(nv):
-            p = assign[ch]
-            if p < 0:
-                self.track_on[ch] = False
-                continue
-            f_c, a_c = float(pf[p]), float(pa[p])
-            fnum, block, m2 = _operator_setting(f_c)
-            base = R.fnum_to_hz(fnum, block, 1)
-            m1, a1 = m2, 0.0      # no partner: op1 (TL 63) doubles op2's partial in phase
-            for q in partners:
-                if q in taken:
-                    continue
-                ratio = pf[q] / max(base, 1e-6)
-                j = int(np.argmin(np.abs(_MULT_VALUES[_MULT_REGS] - ratio)))
-                mreg = int(_MULT_REGS[j])
-                if abs(_MULT_VALUES[mreg] * base / pf[q] - 1) < _RATIO_TOL:
-                    m1, a1 = mreg, float(pa[q])
-                    taken.add(q)
-                    break
-            out.fnum[i, ch], out.block[i, ch] = fnum, block
-            out.mult2[i, ch], out.mult1[i, ch] = m2, m1
-            out.amp2[i, ch], out.amp1[i, ch] = a_c, a1
-            self.track_hz[ch] = f_c
-            self.track_on[ch] = True
+        chans = np.flatnonzero(assign >= 0)
+        self.track_on[:] = False
+        if chans.size == 0:
+            return
+        p = assign[chans]
+        f_c, a_c = pf[p], pa[p]
+        fnum, block, m2 = _settings(f_c)
+        base = R.fnum_to_hz(fnum, block, 1)
+        m1 = m2.copy()                       # no partner: op1 (TL 63) doubles op2 in phase
+        a1 = np.zeros(chans.size)
+        if spare:
+            q = np.array(sorted(spare, key=lambda k: -pa[k]))
+            ratio = pf[q][None, :] / np.maximum(base, 1e-6)[:, None]          # (chans, partners)
+            cand = _MULT_VALUES[_MULT_REGS]
+            j = np.argmin(np.abs(cand[None, None, :] - ratio[..., None]), axis=2)
+            err = np.abs(cand[j] * base[:, None] / pf[q][None, :] - 1)
+            fits = err < _RATIO_TOL
+            taken = np.zeros(q.size, bool)
+            for ci in range(chans.size):
+                hits = np.flatnonzero(fits[ci] & ~taken)
+                if hits.size:
+                    k = hits[0]                  # the loudest partner that fits
+                    taken[k] = True
+                    m1[ci] = _MULT_REGS[j[ci, k]]
+                    a1[ci] = pa[q[k]]
+        out.fnum[i, chans], out.block[i, chans] = fnum, block
+        out.mult2[i, chans], out.mult1[i, chans] = m2, m1
+        out.amp2[i, chans], out.amp1[i, chans] = a_c, a1
+        self.track_hz[chans] = f_c
+        self.track_on[chans] = True
+
+
+def _settings(f_hz: np.ndarray):
+    """Vectorised (fnum, block, mult): MULT=1 below 6.2 kHz, else the multiplier with the least error."""
+    f_hz = np.asarray(f_hz, float)
+    best_err = np.full(f_hz.shape, np.inf)
+    fnum = np.zeros(f_hz.shape, np.int64)
+    block = np.zeros(f_hz.shape, np.int64)
+    mult = np.ones(f_hz.shape, np.int64)
+    for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14):
+        fn, bl = R.hz_to_fnum(f_hz, mult=m)
+        fn, bl = np.atleast_1d(fn), np.atleast_1d(bl)
+        err = np.abs(R.fnum_to_hz(fn, bl, m) - f_hz) / np.maximum(f_hz, 1e-6)
+        if m == 1:
+            err = np.where(f_hz < _MAX_BASE_HZ, -1.0, err)   # MULT=1 has the finest steps
+        better = err < best_err - 1e-12
+        fnum, block, mult = np.where(better, fn, fnum), np.where(better, bl, block), np.where(better, m, mult)
+        best_err = np.minimum(best_err, err)
+    return fnum, block, mult
