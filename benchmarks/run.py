@@ -193,15 +193,15 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-def memory() -> None:
-    """Peak RSS of a fresh process converting 1, 20 and 60 minutes of audio."""
+def memory(methods=("sines",)) -> None:
+    """Peak RSS of a fresh process converting 1, 20 and 60 minutes of audio (default method)."""
     print("| audio | method | peak memory |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in (1, 20, 60):
             src = Path(tmp) / f"m{minutes}.flac"
             _long_clip(src, minutes)
-            for method in METHODS:
+            for method in methods:
                 code = ("import resource,sys; from wav2vgm.batch import convert_file;"
                         "from wav2vgm.convert import ConvertOptions;"
                         f"convert_file({str(src)!r}, {str(Path(tmp) / 'o.vgm')!r}, "

@@ -512,3 +512,15 @@ def spectrogram_figure(reference, test, *, rate_hz: int, path) -> None:
         raise OutputError(f"cannot write {path}: {exc}") from None
     finally:
         plt.close(fig)
+
+
+def parabolic_peak(a, b, c):
+    """Sub-bin offset (-0.5..0.5) and height of the parabola through three log-magnitude points.
+
+    ``b`` is the peak bin's value and ``a``/``c`` its neighbours (arrays of
+    any shape); the peak lies ``delta`` bins from the centre at ``height``.
+    """
+    den = a - 2 * b + c
+    delta = np.where(np.abs(den) > 1e-9, 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0)
+    delta = np.clip(delta, -0.5, 0.5)
+    return delta, b - 0.25 * (a - c) * delta

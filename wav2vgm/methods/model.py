@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..opl3 import registers as R
+from ..spectrum import parabolic_peak
 from . import codebook, features
 from .base import VoiceFrames
 
@@ -147,9 +148,8 @@ class ModelMethod:
         lm = 20 * np.log10(np.maximum(mag, 1e-9))
         r0 = np.arange(mag.shape[0])[:, None]
         a, b, c = lm[r0, k - 1], lm[r0, k], lm[r0, k + 1]
-        den = a - 2 * b + c
-        d = np.where(np.abs(den) > 1e-9, 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0)
-        f_peak = (k + np.clip(d, -0.5, 0.5)) * bin_hz
+        d, _ = parabolic_peak(a, b, c)
+        f_peak = (k + d) * bin_hz
         ok = (b > a) & (b >= c) & (cls != codebook.NOISE_CLASS)
         return np.where(ok, f_peak, f_main)
 

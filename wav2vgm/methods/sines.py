@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..opl3 import registers as R
+from ..spectrum import parabolic_peak
 from .base import VoiceFrames
 
 _MULT_VALUES = np.array(R.MULT_FACTORS)                 # by MULT register value
@@ -55,10 +56,8 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     sc = np.take_along_axis(sc, order, axis=1)
     rows = np.arange(n_frames)[:, None]
     a, b, c = lm[rows, idx - 1], lm[rows, idx], lm[rows, idx + 1]
-    denom = a - 2 * b + c
-    delta = np.where(np.abs(denom) > 1e-9, 0.5 * (a - c) / np.where(denom == 0, 1, denom), 0.0)
-    delta = np.clip(delta, -0.5, 0.5)
-    peak_db = np.where(np.isfinite(sc), b - 0.25 * (a - c) * delta, -np.inf)
+    delta, height = parabolic_peak(a, b, c)
+    peak_db = np.where(np.isfinite(sc), height, -np.inf)
     pos = idx + delta
     # side-lobe test: Hann side lobes are -31.5 dB at 2.5 window bins, falling 18 dB/octave
     dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins        # (n, cand, cand)
