@@ -213,6 +213,28 @@ def memory(methods=("sines",)) -> None:
                       flush=True)
 
 
+def batch(n_files: int = 20, seconds: int = 30, jobs: int = 2) -> None:
+    """Throughput of ``wav2vgm convert FOLDER -o OUT --jobs 2`` on 20 files of 30 s."""
+    import soundfile as sf
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for i in range(n_files):
+            t = np.arange(seconds * 44100) / 44100
+            x = 0.2 * np.sin(2 * np.pi * 110 * 2 ** (i / 12) * t) + 0.02 * rng.standard_normal(t.size)
+            sf.write(src / f"clip{i:02d}.wav", x.astype(np.float32), 44100)
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "wav2vgm.cli", "convert", str(src), "-o",
+                              str(Path(tmp) / "out"), "--jobs", str(jobs), "--quiet"],
+                             cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        assert out.returncode == 0, out.stderr
+        total = n_files * seconds
+        print(f"| batch | {n_files} files x {seconds} s, --jobs {jobs} | {wall:.1f} s wall, "
+              f"{total / wall:.1f}x real time, {n_files / wall * 60:.1f} files/min |")
+
+
 def _long_clip(path: Path, minutes: int) -> None:
     import soundfile as sf
     rng = np.random.default_rng(minutes)
@@ -226,7 +248,7 @@ def _long_clip(path: Path, minutes: int) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["quality", "speed", "voices", "memory", "card", "all"])
+    p.add_argument("what", choices=["quality", "speed", "voices", "memory", "batch", "card", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     a = p.parse_args(argv)
@@ -238,6 +260,8 @@ def main(argv=None) -> int:
         quality(a.clips, a.player)
     if a.what in ("memory", "all"):
         memory()
+    if a.what in ("batch", "all"):
+        batch()
     if a.what == "card":
         card(a.player)
     return 0

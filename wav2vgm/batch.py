@@ -176,6 +176,12 @@ def run_convert(inputs: list[str], output: str | None, options: ConvertOptions, 
             tasks.append((p, str(out_root / src.with_suffix(".vgm").name)))
         else:
             raise InputError(f"no such file: {p}")
+    # two inputs that differ only in their suffix (a.wav, a.flac) keep it in the name
+    by_dst: dict[str, int] = {}
+    for _, dst in tasks:
+        by_dst[dst] = by_dst.get(dst, 0) + 1
+    tasks = [(src, dst if by_dst[dst] == 1 else str(Path(dst).with_name(Path(src).name + ".vgm")))
+             for src, dst in tasks]
     todo, skipped = [], 0
     for src, dst in tasks:
         if os.path.exists(dst) and not overwrite:

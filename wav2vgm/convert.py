@@ -215,7 +215,8 @@ def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:
 
 
 def gd3_for(options: ConvertOptions, input_name: str) -> Gd3:
-    title = options.title or (Path(input_name).stem if input_name not in ("-", "") else "stdin")
+    is_stdin = input_name in ("-", "") or input_name.startswith("<")
+    title = options.title or ("stdin" if is_stdin else Path(input_name).stem)
     notes = options.notes or f"converted by wav2vgm ({options.method}, {options.frame_rate_hz:g} Hz)"
     return Gd3(title=title, author=options.author, game=options.game, date=options.date,
                notes=notes)
