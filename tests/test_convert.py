@@ -105,3 +105,21 @@ def test_converting_never_imports_torch(tmp_path):
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.adplay
+def test_converted_vgm_plays_in_adplay_with_the_right_length(tmp_path):
+    import shutil
+    if shutil.which("adplay") is None:
+        pytest.skip("adplay not on PATH")
+    src = _sine(tmp_path, 440.0, seconds=2.0)
+    out = _convert(src, tmp_path, "sines")
+    wav = tmp_path / "adplay.wav"
+    subprocess.run(["adplay", "-e", "nuked", "--stereo", "--16bit", "-f", "49716", "-O", "disk",
+                    "-d", str(wav), str(out)], check=True, capture_output=True, timeout=60)
+    y, rate = sf.read(wav, dtype="int16", always_2d=True)
+    sounding = np.flatnonzero(np.abs(y[:, 0]) > 1000)
+    assert sounding.size
+    assert abs(sounding[0] / rate) < 0.01                      # starts at once
+    assert abs((sounding[-1] - sounding[0]) / rate - 2.0) < 0.03
+    assert abs(y.shape[0] / rate - 2.0) < 0.03                 # adplay rounds to its 512-sample buffer
