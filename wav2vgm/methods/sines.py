@@ -96,8 +96,13 @@ class SinesMethod:
         out = VoiceFrames.empty(n_frames, nv)
         out.cnt[:] = 1
         pf, pa = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
+        self._f = np.zeros((n_frames, nv))
         for i in range(n_frames):
             self._frame(pf[i], pa[i], out, i)
+        on = self._f > 0
+        fnum, block = R.hz_to_fnum(np.where(on, self._f, 440.0), mult=1)
+        out.fnum[:] = np.where(on, fnum, 0)
+        out.block[:] = np.where(on, block, 0)
         return out
 
     def _frame(self, pf: np.ndarray, pa: np.ndarray, out: VoiceFrames, i: int) -> None:
@@ -133,8 +138,8 @@ class SinesMethod:
             return
         p = assign[chans]
         f_c, a_c = pf[p], pa[p]
-        fnum, block, m2 = _settings(f_c)
-        base = R.fnum_to_hz(fnum, block, 1)
+        m2 = _carrier_mult(f_c)
+        base = f_c / _MULT_VALUES[m2]
         m1 = m2.copy()                       # no partner: op1 (TL 63) doubles op2 in phase
         a1 = np.zeros(chans.size)
         if spare:
@@ -152,27 +157,18 @@ class SinesMethod:
                     taken[k] = True
                     m1[ci] = _MULT_REGS[j[ci, k]]
                     a1[ci] = pa[q[k]]
-        out.fnum[i, chans], out.block[i, chans] = fnum, block
+        self._f[i, chans] = base
         out.mult2[i, chans], out.mult1[i, chans] = m2, m1
         out.amp2[i, chans], out.amp1[i, chans] = a_c, a1
         self.track_hz[chans] = f_c
         self.track_on[chans] = True
 
 
-def _settings(f_hz: np.ndarray):
-    """Vectorised (fnum, block, mult): MULT=1 below 6.2 kHz, else the multiplier with the least error."""
-    f_hz = np.asarray(f_hz, float)
-    best_err = np.full(f_hz.shape, np.inf)
-    fnum = np.zeros(f_hz.shape, np.int64)
-    block = np.zeros(f_hz.shape, np.int64)
-    mult = np.ones(f_hz.shape, np.int64)
-    for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14):
-        fn, bl = R.hz_to_fnum(f_hz, mult=m)
-        fn, bl = np.atleast_1d(fn), np.atleast_1d(bl)
-        err = np.abs(R.fnum_to_hz(fn, bl, m) - f_hz) / np.maximum(f_hz, 1e-6)
-        if m == 1:
-            err = np.where(f_hz < _MAX_BASE_HZ, -1.0, err)   # MULT=1 has the finest steps
-        better = err < best_err - 1e-12
-        fnum, block, mult = np.where(better, fn, fnum), np.where(better, bl, block), np.where(better, m, mult)
-        best_err = np.minimum(best_err, err)
-    return fnum, block, mult
+_CARRIER_MULTS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14])
+
+
+def _carrier_mult(f_hz: np.ndarray) -> np.ndarray:
+    """MULT register value for a partial: 1 below 6.2 kHz, else the smallest that reaches it."""
+    need = np.asarray(f_hz, float)[:, None] / _MULT_VALUES[_CARRIER_MULTS][None, :] < _MAX_BASE_HZ
+    first = np.argmax(need, axis=1)
+    return np.where(need.any(axis=1), _CARRIER_MULTS[first], 14)
