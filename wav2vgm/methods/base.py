@@ -43,10 +43,12 @@ class VoiceFrames:
 
     @classmethod
     def empty(cls, n_frames: int, n_channels: int) -> "VoiceFrames":
-        zi = lambda: np.zeros((n_frames, n_channels), np.int64)  # noqa: E731
-        zf = lambda: np.zeros((n_frames, n_channels), np.float32)  # noqa: E731
-        return cls(fnum=zi(), block=zi(), mult1=zi() + 1, mult2=zi() + 1, ws1=zi(), ws2=zi(),
-                   fb=zi(), cnt=zi() + 1, amp1=zf(), amp2=zf(), mod_tl1=zi() + 63)
+        # compact types: the table holds every frame of the input (a few bytes per channel)
+        shape = (n_frames, n_channels)
+        zb = lambda v=0: np.full(shape, v, np.uint8)  # noqa: E731
+        zf = lambda: np.zeros(shape, np.float32)  # noqa: E731
+        return cls(fnum=np.zeros(shape, np.int16), block=zb(), mult1=zb(1), mult2=zb(1),
+                   ws1=zb(), ws2=zb(), fb=zb(), cnt=zb(1), amp1=zf(), amp2=zf(), mod_tl1=zb(63))
 
     @property
     def n_frames(self) -> int:
@@ -92,10 +94,11 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
     key = (a2 >= MIN_AMP) | (~fm & (a1 >= MIN_AMP))
     tl1 = np.where(fm, voices.mod_tl1, amp_to_tl(a1))
     tl2 = amp_to_tl(a2)
-    f = R.ChannelFrames(fnum=voices.fnum.copy(), block=voices.block.copy(), key=key,
-                        fb=voices.fb.copy(), cnt=voices.cnt.copy(), mult1=voices.mult1.copy(),
-                        mult2=voices.mult2.copy(), tl1=tl1, tl2=tl2, ws1=voices.ws1.copy(),
-                        ws2=voices.ws2.copy(),
+    i64 = lambda a: a.astype(np.int64)  # noqa: E731
+    f = R.ChannelFrames(fnum=i64(voices.fnum), block=i64(voices.block), key=key,
+                        fb=i64(voices.fb), cnt=i64(voices.cnt), mult1=i64(voices.mult1),
+                        mult2=i64(voices.mult2), tl1=i64(tl1), tl2=i64(tl2), ws1=i64(voices.ws1),
+                        ws2=i64(voices.ws2),
                         outputs=None if voices.outputs is None else voices.outputs.copy())
     # hold every field of a silent channel at its last keyed frame (forward fill)
     idx = np.where(key, np.arange(n)[:, None], -1)
