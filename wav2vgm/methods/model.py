@@ -109,7 +109,7 @@ class ModelMethod:
         cls = np.argmax(logits, axis=2)
         self._timbre_logits = logits
         lvl_db = np.take_along_axis(level, j, axis=1) * 20.0 + peak_db[:, None]
-        amp = np.where(sc > 0, 10 ** (lvl_db / 20.0), 0.0)
+        amp = np.where(sc > 0, 10 ** (np.minimum(lvl_db, peak_db[:, None] + 6.0) / 20.0), 0.0)
         f_main = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
         f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
         if self.pursuit:
@@ -122,10 +122,14 @@ class ModelMethod:
         from .sines import pick_peaks
         nv = self.n_voices
         pf, pa = pick_peaks(mag, freqs_hz, n_peaks=nv)
+        self._peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
         cand_cls = np.concatenate([np.where(amp > 0, cls, 0), np.zeros_like(pf, dtype=cls.dtype)], axis=1)
         cand_f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.where(pa > 0, pf, 0.0)], axis=1)
         power = (mag * mag) @ features.log_matrix()
         chosen, level = pursue(power, cand_cls, cand_f0, n_voices=nv)
+        # no voice louder than twice the frame's strongest partial: an atom with
+        # almost no energy in range would otherwise get an absurd level
+        level = np.minimum(level, 2.0 * mag.max(axis=1, keepdims=True))
         score = np.where(chosen, level, 0.0)
         top = np.argsort(-score, axis=1)[:, :nv]
         pick = lambda a: np.take_along_axis(a, top, axis=1)  # noqa: E731
@@ -207,6 +211,8 @@ class ModelMethod:
             prev_f = np.where(on, ch_f[i], 0.0)
         self.prev_class, self.prev_f = prev_c, prev_f
         self._fill(out, ch_cls, ch_f, ch_a)
+        if self.pursuit:
+            self._add_partners(out, ch_cls, ch_f, ch_a)
         return out
 
     def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a) -> None:
@@ -228,3 +234,39 @@ class ModelMethod:
         a = np.where(on, ch_a, 0.0).astype(np.float32)
         out.amp1[:] = np.where(noise, a, 0.0)
         out.amp2[:] = np.where(noise, 0.0, a)
+
+    def _add_partners(self, out: VoiceFrames, ch_cls, ch_f, ch_a) -> None:
+        """Sine voices lend their first operator to a further partial at a multiplier ratio.
+
+        As in the sines method: an additive channel whose second operator
+        plays a partial can play another one on its first operator when the
+        frequency ratio is in the multiplier table, so sine voices cost half
+        a channel each.
+        """
+        from .sines import _MULT_REGS, _MULT_VALUES, _RATIO_TOL
+        pf, pa = self._peaks
+        cand = _MULT_VALUES[_MULT_REGS]
+        for i in range(ch_cls.shape[0]):
+            sine = np.flatnonzero((ch_cls[i] == 0) & (ch_a[i] > 0))
+            ok = pa[i] > 0
+            if sine.size == 0 or not ok.any():
+                continue
+            f_p, a_p = pf[i, ok], pa[i, ok]
+            used = (np.abs(f_p[:, None] / np.maximum(ch_f[i][None, ch_a[i] > 0], 1e-6) - 1)
+                    < _RATIO_TOL).any(axis=1)
+            order = np.argsort(-a_p)
+            order = order[~used[order]]
+            if order.size == 0:
+                continue
+            base = ch_f[i, sine]
+            ratio = f_p[order][None, :] / base[:, None]
+            j = np.argmin(np.abs(cand[None, None, :] - ratio[..., None]), axis=2)
+            fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
+            taken = np.zeros(order.size, bool)
+            for r, ch in enumerate(sine):
+                hits = np.flatnonzero(fits[r] & ~taken)
+                if hits.size:
+                    k = hits[0]
+                    taken[k] = True
+                    out.mult1[i, ch] = _MULT_REGS[j[r, k]]
+                    out.amp1[i, ch] = a_p[order[k]]
