@@ -3,7 +3,8 @@ fluidsynth + FluidR3 and the project's own OPL3 writer).
 
     python samples/make_samples.py          # needs espeak-ng, sox, fluidsynth, fluid-soundfont-gm
 
-Each clip is mono 16-bit 44.1 kHz, a few seconds long.  ``opl_patches.wav``
+Each clip is mono 16-bit 44.1 kHz, a few seconds long; ``vgm/`` holds each
+clip converted by wav2vgm with the default options.  ``opl_patches.wav``
 is what the project's emulator plays for a VGM of random codebook patches
 (``opl_patches.vgm``), so a perfect converter could reproduce it exactly.
 """
@@ -132,7 +133,19 @@ def main() -> int:
         chord(tmp)
         melody(tmp)
         opl_patches(tmp)
+    convert_all()
     return 0
+
+
+def convert_all() -> None:
+    """Each clip converted with the default method, into samples/vgm/."""
+    sys.path.insert(0, str(HERE.parent))
+    from wav2vgm.batch import convert_file
+    from wav2vgm.convert import ConvertOptions
+    out = HERE / "vgm"
+    out.mkdir(exist_ok=True)
+    for wav in sorted(HERE.glob("*.wav")):
+        convert_file(str(wav), str(out / f"{wav.stem}.vgm"), ConvertOptions())
 
 
 if __name__ == "__main__":
