@@ -126,7 +126,8 @@ class ModelMethod:
         cand_cls = np.concatenate([np.where(amp > 0, cls, 0), np.zeros_like(pf, dtype=cls.dtype)], axis=1)
         cand_f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.where(pa > 0, pf, 0.0)], axis=1)
         power = (mag * mag) @ features.log_matrix()
-        chosen, level = pursue(power, cand_cls, cand_f0, n_voices=nv)
+        chosen, level = pursue(power, cand_cls, cand_f0, n_voices=nv,
+                               main_hz=cand_f0 * self.partial[cand_cls])
         # no voice louder than twice the frame's strongest partial: an atom with
         # almost no energy in range would otherwise get an absurd level
         level = np.minimum(level, 2.0 * mag.max(axis=1, keepdims=True))
@@ -221,11 +222,15 @@ class ModelMethod:
         tab = self.timbres
         cnt = np.array([t.cnt for t in tab])[k]
         noise = np.array([t.noise for t in tab])[k]
-        fnum, block = R.hz_to_fnum(np.where(on, ch_f, 440.0), mult=1)
+        from .sines import _MULT_VALUES, _carrier_mult
+        f = np.where(on, ch_f, 440.0)
+        # a sine above 6.2 kHz is reached through the multiplier (both operators alike)
+        m2 = np.where(k == 0, _carrier_mult(f.ravel()).reshape(f.shape), 1)
+        fnum, block = R.hz_to_fnum(f / _MULT_VALUES[m2], mult=1)
         out.fnum[:] = fnum
         out.block[:] = block
-        out.mult1[:] = np.array([t.mult1 for t in tab])[k]
-        out.mult2[:] = 1
+        out.mult1[:] = np.where(k == 0, m2, np.array([t.mult1 for t in tab])[k])
+        out.mult2[:] = m2
         out.ws1[:] = np.array([t.ws1 for t in tab])[k]
         out.ws2[:] = np.array([t.ws2 for t in tab])[k]
         out.fb[:] = np.array([t.fb for t in tab])[k]
@@ -243,7 +248,7 @@ class ModelMethod:
         frequency ratio is in the multiplier table, so sine voices cost half
         a channel each.
         """
-        from .sines import _MULT_REGS, _MULT_VALUES, _RATIO_TOL
+        from .sines import _MULT_REGS, _MULT_VALUES, _RATIO_TOL  # noqa: F811
         pf, pa = self._peaks
         cand = _MULT_VALUES[_MULT_REGS]
         for i in range(ch_cls.shape[0]):
@@ -258,7 +263,7 @@ class ModelMethod:
             order = order[~used[order]]
             if order.size == 0:
                 continue
-            base = ch_f[i, sine]
+            base = ch_f[i, sine] / _MULT_VALUES[out.mult2[i, sine]]
             ratio = f_p[order][None, :] / base[:, None]
             j = np.argmin(np.abs(cand[None, None, :] - ratio[..., None]), axis=2)
             fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL

@@ -65,12 +65,14 @@ def atoms() -> np.ndarray:
 
 
 def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: int,
-           support: float = 0.1):
+           support: float = 0.1, main_hz: np.ndarray | None = None):
     """Pick up to ``n_voices`` candidates per frame and their amplitudes.
 
     ``power``: (n, N_BINS) observed log-bin power; ``cls``/``f0_hz``: (n, C)
-    candidates (f0 <= 0 marks an empty slot).  Returns (chosen (n, C) bool,
-    amplitude (n, C)).
+    candidates (f0 <= 0 marks an empty slot); ``main_hz`` the frequency of each
+    candidate's loudest partial: once a voice is taken, candidates whose
+    loudest partial lies within 1% of its own are dropped (no doubled voices).
+    Returns (chosen (n, C) bool, amplitude (n, C)).
     """
     n, c = cls.shape
     a = atoms()[cls, _grid_index(np.where(f0_hz > 0, f0_hz, F_LO_HZ))]      # (n, C, B)
@@ -82,9 +84,11 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
     gain = np.zeros((n, c), np.float32)
     rows = np.arange(n)
     safe = np.where(occupied, a, 1.0)
+    blocked = np.zeros((n, c), bool)
+    main = f0_hz if main_hz is None else main_hz
     for _ in range(min(n_voices, c)):
         ratio = np.where(occupied, residual[:, None, :] / safe, np.inf).min(axis=2)   # (n, C)
-        ratio = np.where(chosen | (peak[..., 0] <= 0), 0.0, np.maximum(ratio, 0.0))
+        ratio = np.where(chosen | blocked | (peak[..., 0] <= 0), 0.0, np.maximum(ratio, 0.0))
         explained = np.minimum(ratio[..., None] * a, residual[:, None, :]).sum(axis=2)
         best = np.argmax(explained, axis=1)
         ok = explained[rows, best] > 1e-12
@@ -92,6 +96,8 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
             break
         g = np.where(ok, ratio[rows, best], 0.0)
         chosen[rows[ok], best[ok]] = True
+        near = np.abs(main / np.maximum(main[rows, best][:, None], 1e-6) - 1) < 0.01
+        blocked |= near & ok[:, None]
         gain[rows, best] += g
         residual = np.maximum(residual - g[:, None] * a[rows, best], 0.0)
     return chosen, np.sqrt(gain)
