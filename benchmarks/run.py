@@ -12,8 +12,6 @@ Figures go to stdout as Markdown tables; the README and the model card quote the
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import statistics
 import subprocess
 import sys

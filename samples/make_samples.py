@@ -100,10 +100,10 @@ def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed:
             f = float(np.exp(rng.uniform(np.log(110), np.log(880))))
             fields = codebook.voice_fields(k, f)
             tl2 = int(rng.integers(0, 12))
-            timbre = codebook.TIMBRES[k]
-            op1 = R.Operator(mult=fields["mult1"], tl=tl2 if timbre.noise else fields["tl1"],
+            tl_op1, tl_op2 = (int(v) for v in codebook.operator_tls(k, tl2))
+            op1 = R.Operator(mult=fields["mult1"], tl=tl_op1,
                              ws=fields["ws1"], rr=8)
-            op2 = R.Operator(mult=1, tl=63 if timbre.noise else tl2, ws=fields["ws2"], rr=8)
+            op2 = R.Operator(mult=1, tl=tl_op2, ws=fields["ws2"], rr=8)
             if step:
                 events.append((t - 40, R.channel_register(R.CH_KEY_BLOCK_FNUM_HI, ch), 0))
             for op, o in ((0, op1), (1, op2)):

@@ -74,12 +74,19 @@ def test_channel_images_and_vectorised_writes_agree_with_register_frames():
     imgs = R.channel_images(f)
     frame, reg, val = R.image_writes(imgs)
     for i in range(3):
-        prev = R.RegisterFrame(bytes(imgs[i - 1])) if i else None
-        expect = R.RegisterFrame(bytes(imgs[i])).writes_from(prev)
+        before = imgs[i - 1] if i else np.zeros(512, np.uint8)
+        # brute force: every register whose value differs, with its new value
+        expect = [(r, int(imgs[i][r])) for r in range(512) if imgs[i][r] != before[r]]
         got = [(int(r), int(v)) for fr, r, v in zip(frame, reg, val) if fr == i]
         assert sorted(got) == sorted(expect)
-        ranks = [R._write_rank(r) for r, _ in got]
-        assert ranks == sorted(ranks)                 # globals, operators/C0, A0, B0
+        assert R.RegisterFrame(bytes(imgs[i])).writes_from(
+            R.RegisterFrame(bytes(before)) if i else None) == got
+        # globals, key-offs, operators/C0, A0, B0
+        key_off = lambda r, v: (r & 0xF0) == 0xB0 and before[r] & 0x20 and not v & 0x20  # noqa: E731
+        ranks = [7 if key_off(r, v) else R._write_rank(r) for r, v in got]
+        assert ranks == sorted(ranks)
+    assert any((r & 0xF0) == 0xB0 and not v & 0x20 and fr == 2          # the key-off is there
+               for fr, r, v in zip(frame, reg, val))
 
 
 def _tone_writes(ws=0, fb=0, cnt=1, mod_tl=63):

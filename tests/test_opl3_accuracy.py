@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from conftest import needs_adplay
 from opl3_cases import all_cases
 from wav2vgm import spectrum
 from wav2vgm.opl3.render import render_events, resample
+from wav2vgm.quality import adplay_render
 from wav2vgm.vgm import vgm_bytes
 
 CASES = all_cases()
@@ -22,12 +21,9 @@ RHYTHM_LIMIT = 4.0      # rhythm mode is approximate (noise drums differ in deta
 def _adplay(tmp_path, case) -> np.ndarray:
     src = tmp_path / f"{case.name}.vgm"
     src.write_bytes(vgm_bytes(sorted(case.writes, key=lambda w: w[0]), end_samples=case.length))
-    out = tmp_path / f"{case.name}.wav"
-    subprocess.run(["adplay", "-e", "nuked", "--stereo", "--16bit", "-f", "49716", "-O", "disk",
-                    "-d", str(out), str(src)], check=True, capture_output=True, timeout=120)
-    y, rate = sf.read(out, dtype="int16", always_2d=True)
+    y, rate = adplay_render(str(src))
     assert rate == 49716
-    return y.astype(np.int64)
+    return np.rint(y * 32768).astype(np.int64)
 
 
 def _ours(case) -> np.ndarray:

@@ -31,7 +31,11 @@ def default_output(path: str) -> str:
 
 def convert_file(input_path: str, output_path: str, options: ConvertOptions, *,
                  progress=None) -> dict:
-    """Convert one input (path or '-') into one output (path or '-'), atomically."""
+    """Convert one input (path or '-') into one output (path or '-'), atomically.
+
+    ``progress``: called with the input's length in samples once it is open;
+    returns the callback that receives each block's size (or None).
+    """
     if output_path != "-" and Path(output_path).suffix.lower() not in VGM_SUFFIXES:
         raise ParameterError(f"output must end in .vgm or .vgz, got {output_path!r}")
     if input_path != "-" and output_path != "-":
@@ -45,6 +49,8 @@ def convert_file(input_path: str, output_path: str, options: ConvertOptions, *,
     with open_audio(input_path) as stream:
         if stream.n_samples == 0:       # e.g. a WAV header without data: nothing to convert
             raise InputError(f"no audio samples in {stream.name} (empty or truncated file)")
+        if progress is not None:
+            progress = progress(stream.n_samples)
         if output_path == "-":
             buf = io.BytesIO()
             writer = VgmWriter(buf, gd3=gd3_for(options, stream.name))
@@ -144,16 +150,19 @@ def run_convert(inputs: list[str], output: str | None, options: ConvertOptions, 
             dst = output if output is not None else ("-" if src == "-" else default_output(src))
             if output is not None and os.path.isdir(output):
                 dst = str(Path(output) / Path(default_output(src)).name)
-            bar = None
-            if not quiet and src != "-":
-                with open_audio(src) as s:
-                    total = s.n_samples
-                bar = tqdm(total=total, unit="smp", unit_scale=True, file=sys.stderr,
-                           desc=Path(src).name, leave=False, disable=total < 44100 * 30)
+            bars = []
+
+            def make_bar(total: int):
+                if quiet or total < 44100 * 30:       # a bar only for long files
+                    return None
+                bars.append(tqdm(total=total, unit="smp", unit_scale=True, file=sys.stderr,
+                                 desc=Path(src).name, leave=False))
+                return bars[-1].update
+
             try:
-                stats = convert_file(src, dst, options, progress=bar.update if bar else None)
+                stats = convert_file(src, dst, options, progress=make_bar)
             finally:
-                if bar:
+                for bar in bars:
                     bar.close()
             if dst != "-":
                 _echo(f"wrote {dst} ({stats['n_samples'] / 44100:.2f} s, {stats['n_writes']} writes)",

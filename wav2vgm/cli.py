@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, ParameterError, Wav2VgmError
+from .errors import EXIT_INTERNAL, Wav2VgmError
 
 
 def _fail(exc: BaseException) -> None:
@@ -120,7 +119,7 @@ def render(vgm_path, output, rate_hz, timing):
     from .opl3.render import render_vgm
     from .vgm import read_vgm
 
-    vgm = read_vgm(_input_path(vgm_path))
+    vgm = read_vgm(vgm_path)
     stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing)
     write_wav(output, stereo, rate_hz)
     if output != "-":
@@ -133,7 +132,7 @@ def info(vgm_path):
     """Print a VGM's header, GD3 tag and write statistics."""
     from .vgm import read_vgm, vgm_statistics
 
-    vgm = read_vgm(_input_path(vgm_path))
+    vgm = read_vgm(vgm_path)
     for key, value in vgm_statistics(vgm).items():
         click.echo(f"{key + ':':<22}{value}")
 
@@ -152,18 +151,11 @@ def score(reference, vgm_path, player, plot_path):
     """Log-mel distance in dB between REF.wav and OUT.vgm as rendered (lower is better)."""
     from .quality import score_vgm
 
-    result = score_vgm(_input_path(reference), _input_path(vgm_path), player=player,
+    result = score_vgm(reference, vgm_path, player=player,
                        plot_path=plot_path)
     click.echo(f"distance_db: {result.distance_db:.3f}")
     click.echo(f"lag_ms: {result.lag_s * 1000:.1f}")
     click.echo(f"gain_db: {result.gain_db:.2f}")
-
-
-def _input_path(path: str) -> str:
-    if path != "-" and not os.path.exists(path):
-        from .errors import InputError
-        raise InputError(f"no such file: {path}")
-    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

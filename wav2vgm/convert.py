@@ -10,24 +10,19 @@ normalised over the whole input before levels are quantised.
 from __future__ import annotations
 
 import math
-import os
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import audio as audio_mod
 from . import spectrum
-from .errors import OutputError, ParameterError
+from .errors import ParameterError
 from .methods.base import VoiceFrames, quantise
+from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_window
 from .opl3 import registers as R
 from .vgm import Gd3, VgmWriter
 
-ANALYSIS_RATE_HZ = 44100
-WINDOW = 2048               # analysis window (46 ms)
-N_FFT = 4096                # zero-padded FFT: 10.8 Hz bins
 HEADROOM = 30000.0          # int16 units the loudest frame's operator sum may reach
 METHODS = ("model", "sines")
 
@@ -88,16 +83,12 @@ def write_times(centres: np.ndarray, frame_rate_hz: float) -> np.ndarray:
 class FrameAnalyser:
     """Cuts a stream of audio blocks into centred frames and their magnitude spectra."""
 
-    def __init__(self, centres: np.ndarray, *, window: str = "hann", n_samples: int | None = None):
+    def __init__(self, centres: np.ndarray, *, n_samples: int | None = None):
         self.centres = centres
         self.next_frame = 0
         self.buffer = np.zeros(WINDOW // 2, np.float32)   # left zero padding
         self.buffer_start = -WINDOW // 2                  # sample index of buffer[0]
-        if window == "hann":     # the model's features were trained with this exact window
-            self.window = np.hanning(WINDOW + 2)[1:-1].astype(np.float32)
-        else:
-            from scipy.signal import get_window
-            self.window = get_window(window, WINDOW).astype(np.float32)
+        self.window = analysis_window()
         self.n_samples = int(n_samples) if n_samples is not None else None
         self.freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / ANALYSIS_RATE_HZ)
 
@@ -145,8 +136,8 @@ class FrameAnalyser:
                     gain = np.sqrt(float(np.sum(part * part)) / e_ref) if e_ref > 0 else 0.0
                     mag[i] = mag[j] * min(gain, 4.0)
                 else:
-                    w = np.hanning(part.size + 2)[1:-1].astype(np.float32)
-                    mag[i] = spectrum.magnitude_spectra(part[None, :], window=w, n_fft=N_FFT)[0]
+                    mag[i] = spectrum.magnitude_spectra(part[None, :], window=analysis_window(part.size),
+                                                        n_fft=N_FFT)[0]
         return mag
 
 
@@ -155,8 +146,7 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     """Run the method over the whole stream; returns the voice table and frame centres."""
     centres = frame_times(stream.n_samples, options.frame_rate_hz)
     method = make_method(options)
-    analyser = FrameAnalyser(centres, window=getattr(method, "window", "hann"),
-                             n_samples=stream.n_samples)
+    analyser = FrameAnalyser(centres, n_samples=stream.n_samples)
     parts: list[VoiceFrames] = []
     for block in stream.blocks():
         mag = analyser.push(block)
@@ -180,7 +170,7 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
-                    chunk: int = 4096, state: dict | None = None):
+                    chunk: int = 4096):
     """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes."""
     gain = loudness_gain(voices, gain_db=options.gain_db)
     times = write_times(centres, options.frame_rate_hz)
@@ -199,8 +189,6 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
         yield times[lo:hi][f], reg, val
         previous_frames = frames
         previous_image = images[-1]
-        if state is not None:
-            state["image"] = previous_image
 
 
 def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:

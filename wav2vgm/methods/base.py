@@ -11,7 +11,7 @@ pitch of a channel that stops so its release never glides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -120,3 +120,25 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
 
 _SILENT_DEFAULT = {"fnum": 0, "block": 0, "fb": 0, "cnt": 1, "mult1": 1, "mult2": 1,
                    "tl1": 63, "tl2": 63, "ws1": 0, "ws2": 0}
+
+
+def greedy_match(cost: np.ndarray) -> np.ndarray:
+    """Pair new items (rows) with tracks (columns), cheapest pairs first.
+
+    ``cost``: (n_new, n_tracks), ``inf`` where a pair is not allowed.  Returns
+    (n_tracks,) the row given to each track, -1 for none.  This is how a
+    partial or voice keeps its channel from one frame to the next.
+    """
+    n_new, n_tracks = cost.shape
+    out = np.full(n_tracks, -1, np.int64)
+    if n_new == 0 or n_tracks == 0:
+        return out
+    row_taken = np.zeros(n_new, bool)
+    for flat in np.argsort(cost, axis=None):
+        r, c = divmod(int(flat), n_tracks)
+        if not np.isfinite(cost[r, c]):
+            break
+        if out[c] < 0 and not row_taken[r]:
+            out[c] = r
+            row_taken[r] = True
+    return out

@@ -71,6 +71,19 @@ def voice_fields(timbre: int, f_hz) -> dict:
                 ws1=t.ws1, ws2=t.ws2, tl1=t.tl1)
 
 
+def operator_tls(timbre, tl):
+    """(TL of operator 1, TL of operator 2) of codebook voices whose sounding operator is at ``tl``.
+
+    The carrier (operator 2) sounds, except for the noise timbre, whose
+    fed-back operator 1 is the sound and operator 2 stays at TL 63.
+    Works on arrays of timbre indices.
+    """
+    timbre = np.asarray(timbre)
+    noise = np.array([t.noise for t in TIMBRES])[timbre]
+    tl1 = np.array([t.tl1 for t in TIMBRES])[timbre]
+    return np.where(noise, tl, tl1), np.where(noise, 63, tl)
+
+
 @lru_cache(maxsize=1)
 def harmonic_templates() -> np.ndarray:
     """(N_TIMBRES, N_HARMONICS) linear amplitude of harmonic h*f/2 (h = 1..) re one full-scale sine.

@@ -7,9 +7,9 @@ both see exactly the same numbers.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
+
+from .. import spectrum
 
 ANALYSIS_RATE_HZ = 44100
 N_FFT = 4096
@@ -20,9 +20,17 @@ N_BINS = 112                     # 27.5 Hz .. 16.7 kHz
 FLOOR_DB = -80.0                 # features are clipped this far below the frame's peak
 
 
+F_MAX_HZ = F_MIN_HZ * 2.0 ** ((N_BINS - 1) / BINS_PER_OCTAVE)
+
+
+def analysis_window(n: int = WINDOW) -> np.ndarray:
+    """The Hann window every analysis frame is cut with (the model was trained with it)."""
+    return np.hanning(n + 2)[1:-1].astype(np.float32)
+
+
 def bin_frequencies_hz() -> np.ndarray:
     """Centre frequency of each log bin (semitone steps from A0)."""
-    return F_MIN_HZ * 2.0 ** (np.arange(N_BINS) / BINS_PER_OCTAVE)
+    return spectrum.log_bin_frequencies_hz(n_bins=N_BINS, f_min_hz=F_MIN_HZ, f_max_hz=F_MAX_HZ)
 
 
 def hz_to_bin(f_hz) -> np.ndarray:
@@ -30,30 +38,10 @@ def hz_to_bin(f_hz) -> np.ndarray:
     return BINS_PER_OCTAVE * np.log2(np.maximum(np.asarray(f_hz, float), 1e-3) / F_MIN_HZ)
 
 
-@lru_cache(maxsize=1)
 def log_matrix() -> np.ndarray:
-    """(N_FFT//2+1, N_BINS) weights summing FFT-bin power into log bins.
-
-    Triangles one semitone wide on each side in log frequency; below about
-    200 Hz, where a semitone is narrower than an FFT bin, each log bin takes
-    the interpolated power at its centre instead, so no log bin is empty.
-    """
-    f = np.fft.rfftfreq(N_FFT, 1.0 / ANALYSIS_RATE_HZ)
-    pos = hz_to_bin(np.maximum(f, 1e-3))
-    centres = np.arange(N_BINS)
-    tri = np.maximum(0.0, 1.0 - np.abs(pos[:, None] - centres[None, :]))
-    tri[0] = 0.0
-    # interpolation weights at each centre frequency (linear in FFT bins)
-    fc = bin_frequencies_hz()
-    x = fc / (ANALYSIS_RATE_HZ / N_FFT)
-    lo = np.floor(x).astype(int)
-    frac = x - lo
-    interp = np.zeros_like(tri)
-    interp[lo, centres] = 1 - frac
-    interp[lo + 1, centres] += frac
-    narrow = tri.sum(axis=0) < 1.0
-    m = np.where(narrow[None, :], interp, tri)
-    return m.astype(np.float32)
+    """(N_FFT//2+1, N_BINS) weights summing FFT-bin power into the semitone bins."""
+    return spectrum.log_frequency_matrix(rate_hz=ANALYSIS_RATE_HZ, n_fft=N_FFT, n_bins=N_BINS,
+                                         f_min_hz=F_MIN_HZ, f_max_hz=F_MAX_HZ)
 
 
 def model_features(mag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

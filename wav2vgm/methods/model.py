@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
 from . import codebook, features
-from .base import VoiceFrames
+from .base import VoiceFrames, greedy_match
 
 MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
@@ -95,35 +95,43 @@ class ModelMethod:
 
     # -- model -> detections -------------------------------------------------------
     def detect(self, mag: np.ndarray, freqs_hz: np.ndarray):
-        """Per frame the detected voices: class, f0_hz, amplitude, score; arrays (n_frames, n_voices)."""
+        """Per frame the detected voices.
+
+        Returns class, f0_hz, amplitude (n_frames, n_voices), their timbre
+        logits (n_frames, n_voices, N_TIMBRES) and the frame's spectral peaks
+        (freq_hz, amp), loudest first (None without the pursuit).
+        """
         x, peak_db = features.model_features(mag)
         pres, timbre, level = self.session.run(None, {"features": x})
         prob = 1.0 / (1.0 + np.exp(-pres))                      # (n, B)
         padded = np.pad(prob, ((0, 0), (1, 1)))
         local = (prob >= padded[:, :-2]) & (prob >= padded[:, 2:]) & (prob > self.threshold)
         score = np.where(local, prob, 0.0)
-        n, nv = prob.shape[0], min(self.n_voices, prob.shape[1])
+        nv = min(self.n_voices, prob.shape[1])
         j = np.argpartition(-score, nv - 1, axis=1)[:, :nv]
         sc = np.take_along_axis(score, j, axis=1)
         logits = np.take_along_axis(timbre, j[:, None, :], axis=2).transpose(0, 2, 1)  # (n, nv, K)
         cls = np.argmax(logits, axis=2)
-        self._timbre_logits = logits
         lvl_db = np.take_along_axis(level, j, axis=1) * 20.0 + peak_db[:, None]
         amp = np.where(sc > 0, 10 ** (np.minimum(lvl_db, peak_db[:, None] + 6.0) / 20.0), 0.0)
         f_main = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
         f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
-        if self.pursuit:
-            cls, f0, amp, sc = self._pursue(mag, freqs_hz, cls, f0, amp, sc)
-        return cls, f0, amp, sc
+        if not self.pursuit:
+            return cls, f0, amp, logits, None
+        return self._pursue(mag, freqs_hz, cls, f0, amp, logits)
 
-    def _pursue(self, mag, freqs_hz, cls, f0, amp, sc):
+    def _pursue(self, mag, freqs_hz, cls, f0, amp, logits):
         """Re-select and re-level voices against the spectrum (model + sine candidates)."""
         from .pursuit import pursue
         from .sines import pick_peaks
         nv = self.n_voices
-        pf, pa = pick_peaks(mag, freqs_hz, n_peaks=nv)
-        self._peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
+        peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)       # loudest first
+        pf, pa = peaks[0][:, :nv], peaks[1][:, :nv]
         cand_cls = np.concatenate([np.where(amp > 0, cls, 0), np.zeros_like(pf, dtype=cls.dtype)], axis=1)
+        # a peak candidate is a sine: give it logits that say so, for the timbre hysteresis
+        sine_logits = np.full((pf.shape[0], pf.shape[1], logits.shape[2]), -1e4, np.float32)
+        sine_logits[..., 0] = 0.0
+        cand_logits = np.concatenate([logits, sine_logits], axis=1)
         cand_f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.where(pa > 0, pf, 0.0)], axis=1)
         power = (mag * mag) @ features.log_matrix()
         chosen, level = pursue(power, cand_cls, cand_f0, n_voices=nv,
@@ -135,7 +143,8 @@ class ModelMethod:
         top = np.argsort(-score, axis=1)[:, :nv]
         pick = lambda a: np.take_along_axis(a, top, axis=1)  # noqa: E731
         a = pick(score)
-        return pick(cand_cls), pick(cand_f0), a, (a > 0).astype(np.float32)
+        chosen_logits = np.take_along_axis(cand_logits, top[..., None], axis=1)
+        return pick(cand_cls), pick(cand_f0), a, chosen_logits, peaks
 
     def _refine(self, mag, freqs_hz, cls, f_main):
         """Move each voice's loudest partial onto the nearest spectral peak (within 0.6 semitone)."""
@@ -165,29 +174,22 @@ class ModelMethod:
         out = VoiceFrames.empty(n, nv)
         if n == 0:
             return out
-        cls, f0, amp, _ = self.detect(mag, freqs_hz)
+        cls, f0, amp, timbre_logits, peaks = self.detect(mag, freqs_hz)
         ch_cls = np.full((n, nv), -1)
         ch_f = np.zeros((n, nv))
         ch_a = np.zeros((n, nv))
         prev_c, prev_f = self.prev_class.copy(), self.prev_f.copy()
         for i in range(n):
             live = np.flatnonzero(amp[i] > 0)
-            assigned = np.full(nv, -1)
+            # a voice continues a channel whose pitch it is near, whatever its
+            # timbre: the channel keeps its key and only changes registers
+            f_prev = np.maximum(prev_f[None, :], 1e-6) * self.partial[np.maximum(prev_c, 0)][None, :]
+            f_now = f0[i, live][:, None] * self.partial[cls[i, live]][:, None]
+            cents = 1200 * np.abs(np.log2(f_now / f_prev))
+            match = greedy_match(np.where((prev_c[None, :] >= 0) & (cents < _TRACK_CENTS), cents, np.inf))
+            assigned = np.where(match >= 0, live[np.maximum(match, 0)] if live.size else -1, -1)
             taken = np.zeros(live.size, bool)
-            if live.size and (prev_c >= 0).any():
-                # a voice continues a channel whose pitch it is near, whatever its
-                # timbre: the channel keeps its key and only changes registers
-                f_prev = np.maximum(prev_f[None, :], 1e-6) * self.partial[np.maximum(prev_c, 0)][None, :]
-                f_now = f0[i, live][:, None] * self.partial[cls[i, live]][:, None]
-                cents = 1200 * np.abs(np.log2(f_now / f_prev))
-                cost = np.where((prev_c[None, :] >= 0) & (cents < _TRACK_CENTS), cents, np.inf)
-                for flat in np.argsort(cost, axis=None)[: live.size * nv]:
-                    p, c = divmod(int(flat), nv)
-                    if not np.isfinite(cost[p, c]):
-                        break
-                    if assigned[c] < 0 and not taken[p]:
-                        assigned[c] = live[p]
-                        taken[p] = True
+            taken[match[match >= 0]] = True
             free = [c for c in np.argsort(prev_c >= 0, kind="stable") if assigned[c] < 0]
             for p in np.flatnonzero(~taken):
                 if not free:
@@ -200,7 +202,7 @@ class ModelMethod:
             prev_sel = prev_c[on]
             keep_prev = prev_sel >= 0
             if keep_prev.any():
-                lg = self._timbre_logits[i, sel]
+                lg = timbre_logits[i, sel]
                 prev_logit = lg[np.arange(sel.size), np.maximum(prev_sel, 0)]
                 best_logit = lg[np.arange(sel.size), new_cls]
                 stay = keep_prev & (best_logit - prev_logit < 1.0)
@@ -213,7 +215,7 @@ class ModelMethod:
         self.prev_class, self.prev_f = prev_c, prev_f
         self._fill(out, ch_cls, ch_f, ch_a)
         if self.pursuit:
-            self._add_partners(out, ch_cls, ch_f, ch_a)
+            self._add_partners(out, ch_cls, ch_f, ch_a, peaks)
         return out
 
     def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a) -> None:
@@ -222,11 +224,10 @@ class ModelMethod:
         tab = self.timbres
         cnt = np.array([t.cnt for t in tab])[k]
         noise = np.array([t.noise for t in tab])[k]
-        from .sines import _MULT_VALUES, _carrier_mult
         f = np.where(on, ch_f, 440.0)
         # a sine above 6.2 kHz is reached through the multiplier (both operators alike)
-        m2 = np.where(k == 0, _carrier_mult(f.ravel()).reshape(f.shape), 1)
-        fnum, block = R.hz_to_fnum(f / _MULT_VALUES[m2], mult=1)
+        m2 = np.where(k == 0, R.carrier_mult(f), 1)
+        fnum, block = R.hz_to_fnum(f, mult=m2)
         out.fnum[:] = fnum
         out.block[:] = block
         out.mult1[:] = np.where(k == 0, m2, np.array([t.mult1 for t in tab])[k])
@@ -240,7 +241,7 @@ class ModelMethod:
         out.amp1[:] = np.where(noise, a, 0.0)
         out.amp2[:] = np.where(noise, 0.0, a)
 
-    def _add_partners(self, out: VoiceFrames, ch_cls, ch_f, ch_a) -> None:
+    def _add_partners(self, out: VoiceFrames, ch_cls, ch_f, ch_a, peaks) -> None:
         """Sine voices lend their first operator to a further partial at a multiplier ratio.
 
         As in the sines method: an additive channel whose second operator
@@ -248,30 +249,18 @@ class ModelMethod:
         frequency ratio is in the multiplier table, so sine voices cost half
         a channel each.
         """
-        from .sines import _MULT_REGS, _MULT_VALUES, _RATIO_TOL  # noqa: F811
-        pf, pa = self._peaks
-        cand = _MULT_VALUES[_MULT_REGS]
+        from .sines import _RATIO_TOL, pair_partners
+        pf, pa = peaks
         for i in range(ch_cls.shape[0]):
             sine = np.flatnonzero((ch_cls[i] == 0) & (ch_a[i] > 0))
             ok = pa[i] > 0
             if sine.size == 0 or not ok.any():
                 continue
-            f_p, a_p = pf[i, ok], pa[i, ok]
+            f_p, a_p = pf[i, ok], pa[i, ok]       # loudest first
             used = (np.abs(f_p[:, None] / np.maximum(ch_f[i][None, ch_a[i] > 0], 1e-6) - 1)
                     < _RATIO_TOL).any(axis=1)
-            order = np.argsort(-a_p)
-            order = order[~used[order]]
-            if order.size == 0:
-                continue
-            base = ch_f[i, sine] / _MULT_VALUES[out.mult2[i, sine]]
-            ratio = f_p[order][None, :] / base[:, None]
-            j = np.argmin(np.abs(cand[None, None, :] - ratio[..., None]), axis=2)
-            fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
-            taken = np.zeros(order.size, bool)
-            for r, ch in enumerate(sine):
-                hits = np.flatnonzero(fits[r] & ~taken)
-                if hits.size:
-                    k = hits[0]
-                    taken[k] = True
-                    out.mult1[i, ch] = _MULT_REGS[j[r, k]]
-                    out.amp1[i, ch] = a_p[order[k]]
+            base = ch_f[i, sine] / np.asarray(R.MULT_FACTORS)[out.mult2[i, sine]]
+            m1, a1 = pair_partners(base, f_p[~used], a_p[~used])
+            got = m1 >= 0
+            out.mult1[i, sine[got]] = m1[got]
+            out.amp1[i, sine[got]] = a1[got]

@@ -35,7 +35,7 @@ def sine_response() -> np.ndarray:
     """(n_grid, N_BINS) log-bin power of a unit-amplitude sine at each grid frequency."""
     f = F_LO_HZ * 2.0 ** (np.arange(_N_GRID) / (12 * STEPS_PER_SEMITONE))
     t = np.arange(features.WINDOW) / features.ANALYSIS_RATE_HZ
-    window = np.hanning(features.WINDOW + 2)[1:-1].astype(np.float32)
+    window = features.analysis_window()
     out = np.empty((_N_GRID, features.N_BINS), np.float32)
     for lo in range(0, _N_GRID, 256):
         fr = f[lo:lo + 256, None]

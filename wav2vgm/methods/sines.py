@@ -16,13 +16,12 @@ import numpy as np
 
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
-from .base import VoiceFrames
+from .base import VoiceFrames, greedy_match
 
 _MULT_VALUES = np.array(R.MULT_FACTORS)                 # by MULT register value
 _MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct factors
 _RATIO_TOL = 0.004          # relative frequency error accepted for the paired partial
 _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
-_MAX_BASE_HZ = R.MAX_FNUM_HZ * 0.985
 
 
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
@@ -75,9 +74,32 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     return out_f, out_a
 
 
-def _operator_setting(f_hz: float) -> tuple[int, int, int]:
-    """(fnum, block, mult) for one partial: MULT=1 below 6.2 kHz, else the best multiplier."""
-    return R.best_frequency_setting(f_hz)
+def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.ndarray):
+    """Give each channel's first operator a further partial at a multiplier ratio.
+
+    ``base_hz``: (n_channels,) base frequency (MULT=1) of channels whose second
+    operator already plays a partial; ``partner_hz``/``partner_amp``: spare
+    partials, loudest first.  Each channel takes the loudest spare partial
+    within 0.4% of ``base * MULT`` for some MULT.  Returns (mult1, amp1), with
+    mult1 = -1 and amp1 = 0 where no partial fits.
+    """
+    mult1 = np.full(base_hz.size, -1, np.int64)
+    amp1 = np.zeros(base_hz.size)
+    if base_hz.size == 0 or partner_hz.size == 0:
+        return mult1, amp1
+    cand = _MULT_VALUES[_MULT_REGS]
+    ratio = partner_hz[None, :] / np.maximum(base_hz, 1e-6)[:, None]       # (channels, partners)
+    j = np.argmin(np.abs(cand[None, None, :] - ratio[..., None]), axis=2)
+    fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
+    taken = np.zeros(partner_hz.size, bool)
+    for c in np.flatnonzero(fits.any(axis=1)):
+        hits = np.flatnonzero(fits[c] & ~taken)
+        if hits.size:
+            k = hits[0]
+            taken[k] = True
+            mult1[c] = _MULT_REGS[j[c, k]]
+            amp1[c] = partner_amp[k]
+    return mult1, amp1
 
 
 class SinesMethod:
@@ -112,19 +134,11 @@ class SinesMethod:
         main = np.arange(min(nv, pf.size))
         spare = list(range(min(nv, pf.size), pf.size))
         # -- track: continue channels whose partial moved little --------------------
-        assign = np.full(nv, -1)
         used = np.zeros(pf.size, bool)
-        if main.size and self.track_on.any():
-            on = np.flatnonzero(self.track_on)
-            cents = 1200 * np.abs(np.log2(pf[main][:, None] / self.track_hz[on][None, :]))
-            for flat in np.argsort(cents, axis=None):
-                p, c = divmod(int(flat), on.size)
-                if cents[p, c] > _TRACK_TOL_CENTS:
-                    break
-                ch = on[c]
-                if assign[ch] < 0 and not used[p]:
-                    assign[ch] = p
-                    used[p] = True
+        cents = 1200 * np.abs(np.log2(pf[main][:, None] / np.maximum(self.track_hz, 1e-6)[None, :]))
+        assign = greedy_match(np.where(self.track_on[None, :] & (cents <= _TRACK_TOL_CENTS),
+                                       cents, np.inf))
+        used[assign[assign >= 0]] = True
         free = [c for c in range(nv) if assign[c] < 0]
         free.sort(key=lambda c: self.track_on[c])       # silent channels first
         for p in main:
@@ -138,37 +152,13 @@ class SinesMethod:
             return
         p = assign[chans]
         f_c, a_c = pf[p], pa[p]
-        m2 = _carrier_mult(f_c)
+        m2 = R.carrier_mult(f_c)
         base = f_c / _MULT_VALUES[m2]
-        m1 = m2.copy()                       # no partner: op1 (TL 63) doubles op2 in phase
-        a1 = np.zeros(chans.size)
-        if spare:
-            q = np.array(sorted(spare, key=lambda k: -pa[k]))
-            ratio = pf[q][None, :] / np.maximum(base, 1e-6)[:, None]          # (chans, partners)
-            cand = _MULT_VALUES[_MULT_REGS]
-            j = np.argmin(np.abs(cand[None, None, :] - ratio[..., None]), axis=2)
-            err = np.abs(cand[j] * base[:, None] / pf[q][None, :] - 1)
-            fits = err < _RATIO_TOL
-            taken = np.zeros(q.size, bool)
-            for ci in range(chans.size):
-                hits = np.flatnonzero(fits[ci] & ~taken)
-                if hits.size:
-                    k = hits[0]                  # the loudest partner that fits
-                    taken[k] = True
-                    m1[ci] = _MULT_REGS[j[ci, k]]
-                    a1[ci] = pa[q[k]]
+        q = np.array(sorted(spare, key=lambda k: -pa[k]), dtype=np.int64)
+        m1, a1 = pair_partners(base, pf[q], pa[q])
+        m1 = np.where(m1 < 0, m2, m1)        # no partner: op1 (TL 63) doubles op2 in phase
         self._f[i, chans] = base
         out.mult2[i, chans], out.mult1[i, chans] = m2, m1
         out.amp2[i, chans], out.amp1[i, chans] = a_c, a1
         self.track_hz[chans] = f_c
         self.track_on[chans] = True
-
-
-_CARRIER_MULTS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14])
-
-
-def _carrier_mult(f_hz: np.ndarray) -> np.ndarray:
-    """MULT register value for a partial: 1 below 6.2 kHz, else the smallest that reaches it."""
-    need = np.asarray(f_hz, float)[:, None] / _MULT_VALUES[_CARRIER_MULTS][None, :] < _MAX_BASE_HZ
-    first = np.argmax(need, axis=1)
-    return np.where(need.any(axis=1), _CARRIER_MULTS[first], 14)

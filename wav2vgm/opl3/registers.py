@@ -35,8 +35,7 @@ first operator at ``off1 = 8*(c // 3) + c % 3`` and its second at ``off1 + 3``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -208,24 +207,26 @@ def hz_to_fnum(f_hz, *, mult: int = 1, rate_hz: float = NATIVE_RATE_HZ):
 MAX_FNUM_HZ = fnum_to_hz(1023, 7, 1)
 """Highest frequency reachable with MULT = 1 (about 6.2 kHz)."""
 
+_CARRIER_MULTS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14])   # register values, distinct factors
+
+
+def carrier_mult(f_hz):
+    """MULT register value for a partial at ``f_hz``: 1 up to 6.1 kHz, above it the
+    smallest multiplier that brings the base frequency into F-number range (the
+    smallest keeps the finest frequency steps).  Works on arrays.
+    """
+    f = np.asarray(f_hz, float).reshape(-1)
+    factors = np.asarray(MULT_FACTORS)[_CARRIER_MULTS]
+    fits = f[:, None] / factors[None, :] < MAX_FNUM_HZ * 0.985
+    mult = np.where(fits.any(axis=1), _CARRIER_MULTS[np.argmax(fits, axis=1)], 14)
+    return int(mult[0]) if np.ndim(f_hz) == 0 else mult.reshape(np.shape(f_hz))
+
 
 def best_frequency_setting(f_hz: float, *, rate_hz: float = NATIVE_RATE_HZ) -> tuple[int, int, int]:
-    """(fnum, block, mult) that reaches ``f_hz`` with the smallest error.
-
-    MULT = 1 covers up to 6.2 kHz with the finest steps; above it the
-    multipliers 2-15 reach every partial up to the Nyquist frequency.
-    """
-    best = None
-    for mult in range(1, 16):
-        if MULT_FACTORS[mult] != MULT_X2[mult] / 2:  # pragma: no cover - table sanity
-            continue
-        fnum, block = hz_to_fnum(f_hz, mult=mult, rate_hz=rate_hz)
-        err = abs(fnum_to_hz(fnum, block, mult, rate_hz=rate_hz) - f_hz)
-        if best is None or err < best[0] - 1e-9:
-            best = (err, fnum, block, mult)
-        if f_hz < MAX_FNUM_HZ * 0.98 and mult == 1:
-            break
-    _, fnum, block, mult = best
+    """(fnum, block, mult) that reaches ``f_hz``: MULT=1 below 6.2 kHz, above it the
+    multipliers 2-15 reach every partial up to the Nyquist frequency."""
+    mult = carrier_mult(f_hz)
+    fnum, block = hz_to_fnum(f_hz, mult=mult, rate_hz=rate_hz)
     return fnum, block, mult
 
 
@@ -400,34 +401,10 @@ class RegisterFrame:
         whose key goes from on to off are keyed off first (keeping their old
         pitch), so a release never sounds with the new frame's settings.
         """
-        old = previous.image if previous is not None else bytes(N_REGISTERS)
-        new = self.image
-        changed = np.flatnonzero(np.frombuffer(bytes(old), np.uint8)
-                                 != np.frombuffer(bytes(new), np.uint8)).tolist()
-        if not changed:
-            return []
-        writes: list[tuple[int, int]] = []
-        key_offs: list[tuple[int, int]] = []
-        rest: list[tuple[int, int, int]] = []
-        for reg in changed:
-            low = reg & 0xFF
-            if 0xB0 <= low < 0xB9 and old[reg] & 0x20 and not new[reg] & 0x20:
-                key_offs.append((reg, old[reg] & 0x1F))
-            rest.append((_write_rank(reg), reg, new[reg]))
-        rest.sort()
-        globals_ = [(r, v) for rank, r, v in rest if rank < 5]
-        writes.extend(globals_)
-        writes.extend(key_offs)
-        off_regs = {r: v for r, v in key_offs}
-        for rank, reg, value in rest:
-            if rank < 5:
-                continue
-            if reg in off_regs and off_regs[reg] == value:
-                continue  # the key-off write already set this exact value
-            writes.append((reg, value))
-        return writes
-
-
+        prev = None if previous is None else np.frombuffer(bytes(previous.image), np.uint8)
+        _, regs, values = image_writes(np.frombuffer(bytes(self.image), np.uint8)[None, :],
+                                       previous=prev)
+        return list(zip(regs.tolist(), values.tolist()))
 
 
 # --------------------------------------------------------------------------
@@ -522,18 +499,35 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
 _RANK = np.array([_write_rank(r) for r in range(N_REGISTERS)])
 
 
+_KEY_OFF_RANK = 7                      # after the globals, before operator registers
+_IS_B0 = np.zeros(N_REGISTERS, bool)
+_IS_B0[[b + c for b in (0x0B0, 0x1B0) for c in range(9)]] = True
+
+
 def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
-    """All register writes between consecutive images, vectorised.
+    """All register writes between consecutive images: the one diff of the project.
 
     ``images``: (n_frames, 512) uint8; ``previous`` the image before the first
     frame (default: a chip just reset, all zeros).  Returns ``(frame, reg,
     value)`` int arrays sorted by frame and then in the order every emulator
-    accepts (globals, operators and 0xC0, 0xA0, 0xB0 with key-ons last).
+    accepts: 0x105, 0x104, 0x08, 0xBD; key-offs of channels that stop (with
+    their old pitch, so a release never glides); operator registers and 0xC0;
+    0xA0; 0xB0 with key-ons last.
     """
     images = np.asarray(images, np.uint8)
     prev = np.zeros(N_REGISTERS, np.uint8) if previous is None else np.asarray(previous, np.uint8)
     before = np.concatenate([prev[None, :], images[:-1]], axis=0)
     frame, reg = np.nonzero(images != before)
-    order = np.lexsort((reg, _RANK[reg], frame))
-    frame, reg = frame[order], reg[order]
-    return frame, reg, images[frame, reg]
+    old, new = before[frame, reg], images[frame, reg]
+    rank = _RANK[reg]
+    off = _IS_B0[reg] & ((old & 0x20) != 0) & ((new & 0x20) == 0)
+    off_value = old[off] & 0x1F
+    # a B0 write whose value the early key-off already set is not repeated
+    keep = ~off.copy()
+    keep[np.flatnonzero(off)[new[off] != off_value]] = True
+    frame = np.concatenate([frame[keep], frame[off]])
+    reg = np.concatenate([reg[keep], reg[off]])
+    value = np.concatenate([new[keep], off_value])
+    rank = np.concatenate([rank[keep], np.full(int(off.sum()), _KEY_OFF_RANK)])
+    order = np.lexsort((reg, rank, frame))
+    return frame[order], reg[order], value[order]

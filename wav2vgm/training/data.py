@@ -64,9 +64,7 @@ def render_examples(example, timbre, f_hz, level_db, n_examples: int, rng) -> np
     t = [codebook.TIMBRES[k] for k in timbre.tolist()]
     fnum, block = R.hz_to_fnum(f_hz, mult=1)
     tl = np.clip(np.rint(-level_db / R.TL_STEP_DB), 0, 63).astype(np.int64)
-    noise = np.array([x.noise for x in t])
-    tl1 = np.where(noise, tl, [x.tl1 for x in t])
-    tl2 = np.where(noise, 63, tl)
+    tl1, tl2 = codebook.operator_tls(timbre, tl)
     batch = VoiceBatch(fnum=fnum, block=block, fb=np.array([x.fb for x in t]),
                        alg=np.array([x.cnt for x in t]),
                        mult=np.stack([[x.mult1 for x in t], np.ones(len(t), int)], axis=1),
@@ -93,7 +91,7 @@ def make_batch(rng: np.random.Generator, n_examples: int, prior: Prior):
     """
     example, timbre, f_hz, level_db = draw_voices(rng, n_examples, prior)
     audio = render_examples(example, timbre, f_hz, level_db, n_examples, rng)
-    window = np.hanning(features.WINDOW + 2)[1:-1].astype(np.float32)
+    window = features.analysis_window()
     mag = spectrum.magnitude_spectra(audio, window=window, n_fft=features.N_FFT)
     x, peak_db = features.model_features(mag)
     tl = np.clip(np.rint(-level_db / R.TL_STEP_DB), 0, 63)
