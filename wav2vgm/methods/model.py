@@ -1,11 +1,23 @@
-"""The default method: the exported ONNX inverse model, decoded into channels.
+"""The model method: the exported ONNX inverse model, refined by analysis by synthesis.
 
-Per block of frames: log-frequency features -> one batched onnxruntime call
--> per (timbre, semitone) detection probabilities and levels -> the most
-probable voices per frame (local maxima, at most one per channel) -> each
-voice's pitch refined on the linear spectrum (the timbre's strongest partial
-is located by parabolic interpolation) -> voices assigned to channels so a
-voice that continues keeps its channel (and its key) -> :class:`VoiceFrames`.
+Per block of frames:
+
+1. log-frequency features -> one batched onnxruntime call -> per (timbre,
+   semitone) detection probabilities and levels -> the most probable voices
+   per frame, each voice's pitch refined on the linear spectrum;
+2. these voices, the frame's spectral peaks as sines and as sine pairs (two
+   partials one channel plays on its two operators) are candidates for
+   :func:`~wav2vgm.methods.pursuit.pursue`, which picks voices and levels
+   that minimise the log-mel error against emulator-rendered atoms, one
+   voice set per few frames;
+3. voices are assigned to channels: a voice continues the channel that
+   played the same timbre at a nearby pitch; a new voice takes a silent
+   channel, so no channel changes timbre while its key is held;
+4. judged by sound once more: per stretch of about half a second, the
+   result is compared (log-mel error against the input, with atoms) with
+   what the sine tracker makes of the same frames, and the closer one is
+   kept, with hysteresis.  Where plain sines already sound best (clean
+   harmonic tones) they are what plays.
 """
 
 from __future__ import annotations
@@ -25,7 +37,14 @@ from .base import VoiceFrames, greedy_match
 
 MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
-THRESHOLD = {"fast": 0.5, "balanced": 0.35, "best": 0.25}
+THRESHOLD = 0.25
+# quality -> (peaks tried as sines and sine pairs, frames per voice set,
+#             candidates re-evaluated per pursuit step)
+QUALITY = {"fast": (24, 8, 3), "balanced": (40, 4, 6), "best": (44, 2, 10)}
+SWITCH_FRAMES = 30            # the sine-tracker / model choice is made per this many frames
+SWITCH_MARGIN_DB = 1.5       # the model's voices must sound this much closer (mean dB per band)
+SWITCH_HYST_DB = 0.5          # ... plus or minus this, so the choice does not flap
+FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
 _TRACK_CENTS = 100.0
 
 
@@ -83,68 +102,72 @@ class ModelMethod:
 
     def __init__(self, *, n_voices: int = 18, model_path: str | None = None,
                  quality: str = "balanced"):
+        from .sines import SinesMethod
         self.n_voices = int(n_voices)
         path = str(model_path) if model_path else str(default_model_path())
         self.session = load_session(path)
-        self.threshold = THRESHOLD[quality]
-        self.pursuit = quality != "fast"
+        self.n_peaks, self.seg, self.n_lazy = QUALITY[quality]
         self.partial = codebook.strongest_partial()
         self.timbres = codebook.TIMBRES
         self.prev_class = np.full(self.n_voices, -1)
         self.prev_f = np.zeros(self.n_voices)
+        self.sines = SinesMethod(n_voices=n_voices)
+        self.peak_power = 0.0
+        self.use_model = False
+        self.stats = {"frames": 0, "model_frames": 0}
 
     # -- model -> detections -------------------------------------------------------
     def detect(self, mag: np.ndarray, freqs_hz: np.ndarray):
-        """Per frame the detected voices.
-
-        Returns class, f0_hz, amplitude (n_frames, n_voices), their timbre
-        logits (n_frames, n_voices, N_TIMBRES) and the frame's spectral peaks
-        (freq_hz, amp), loudest first (None without the pursuit).
-        """
+        """Per frame the voices the model detects: class, f0_hz, amplitude, each (n_frames, n_voices)."""
         x, peak_db = features.model_features(mag)
         pres, timbre, level = self.session.run(None, {"features": x})
         prob = 1.0 / (1.0 + np.exp(-pres))                      # (n, B)
         padded = np.pad(prob, ((0, 0), (1, 1)))
-        local = (prob >= padded[:, :-2]) & (prob >= padded[:, 2:]) & (prob > self.threshold)
+        local = (prob >= padded[:, :-2]) & (prob >= padded[:, 2:]) & (prob > THRESHOLD)
         score = np.where(local, prob, 0.0)
         nv = min(self.n_voices, prob.shape[1])
         j = np.argpartition(-score, nv - 1, axis=1)[:, :nv]
         sc = np.take_along_axis(score, j, axis=1)
-        logits = np.take_along_axis(timbre, j[:, None, :], axis=2).transpose(0, 2, 1)  # (n, nv, K)
-        cls = np.argmax(logits, axis=2)
+        logits = np.take_along_axis(timbre, j[:, None, :], axis=2)   # (n, K, nv)
+        cls = np.argmax(logits, axis=1)
         lvl_db = np.take_along_axis(level, j, axis=1) * 20.0 + peak_db[:, None]
         amp = np.where(sc > 0, 10 ** (np.minimum(lvl_db, peak_db[:, None] + 6.0) / 20.0), 0.0)
         f_main = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
         f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
-        if not self.pursuit:
-            return cls, f0, amp, logits, None
-        return self._pursue(mag, freqs_hz, cls, f0, amp, logits)
+        return cls, f0, amp
 
-    def _pursue(self, mag, freqs_hz, cls, f0, amp, logits):
-        """Re-select and re-level voices against the spectrum (model + sine candidates)."""
+    def _select(self, mag, freqs_hz, power, floor, peaks):
+        """Model voices, sines and sine pairs as candidates -> the pursuit's choice per frame.
+
+        Returns per frame (n, n_voices): class, f0_hz, amplitude, partner
+        MULT (-1: none) and partner amplitude ratio, loudest first.
+        """
         from .pursuit import pursue
-        from .sines import pick_peaks
-        nv = self.n_voices
-        peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)       # loudest first
-        pf, pa = peaks[0][:, :nv], peaks[1][:, :nv]
-        cand_cls = np.concatenate([np.where(amp > 0, cls, 0), np.zeros_like(pf, dtype=cls.dtype)], axis=1)
-        # a peak candidate is a sine: give it logits that say so, for the timbre hysteresis
-        sine_logits = np.full((pf.shape[0], pf.shape[1], logits.shape[2]), -1e4, np.float32)
-        sine_logits[..., 0] = 0.0
-        cand_logits = np.concatenate([logits, sine_logits], axis=1)
-        cand_f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.where(pa > 0, pf, 0.0)], axis=1)
-        power = (mag * mag) @ features.log_matrix()
-        chosen, level = pursue(power, cand_cls, cand_f0, n_voices=nv,
-                               main_hz=cand_f0 * self.partial[cand_cls])
-        # no voice louder than twice the frame's strongest partial: an atom with
-        # almost no energy in range would otherwise get an absurd level
+        from .sines import partner_table
+        cls, f0, amp = self.detect(mag, freqs_hz)
+        nv, npk = self.n_voices, self.n_peaks
+        pf_all, pa_all = peaks                                           # loudest first
+        pf, pa = pf_all[:, :npk], pa_all[:, :npk]
+        m1, q_f, q_a = partner_table(pf_all, pa_all, n_main=npk)
+        ratio = np.where(m1 >= 0, q_a / np.maximum(pa, 1e-12), 0.0)
+        zi, zf = np.zeros_like(pf, dtype=cls.dtype), np.zeros_like(pf)
+        c_cls = np.concatenate([np.where(amp > 0, cls, 0), zi, zi], axis=1)
+        c_f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.where(pa > 0, pf, 0.0),
+                               np.where(m1 >= 0, pf, 0.0)], axis=1)
+        c_hint = np.concatenate([amp, pa, np.where(m1 >= 0, pa, 0.0)], axis=1) ** 2
+        c_q = np.concatenate([np.zeros_like(f0), zf, q_f], axis=1)
+        c_qp = np.concatenate([np.zeros_like(f0), zf, ratio ** 2], axis=1)
+        c_m1 = np.concatenate([np.full(f0.shape, -1), np.full(pf.shape, -1), m1], axis=1)
+        c_ratio = np.concatenate([np.zeros_like(f0), zf, ratio], axis=1)
+        ref, level = pursue(power, c_cls, c_f0, n_voices=nv, floor_power=floor,
+                            main_hz=c_f0 * self.partial[c_cls], hint_power=c_hint,
+                            partner_hz=c_q, partner_power=c_qp, seg=self.seg, n_lazy=self.n_lazy)
+        # no voice louder than twice the frame's strongest partial
         level = np.minimum(level, 2.0 * mag.max(axis=1, keepdims=True))
-        score = np.where(chosen, level, 0.0)
-        top = np.argsort(-score, axis=1)[:, :nv]
-        pick = lambda a: np.take_along_axis(a, top, axis=1)  # noqa: E731
-        a = pick(score)
-        chosen_logits = np.take_along_axis(cand_logits, top[..., None], axis=1)
-        return pick(cand_cls), pick(cand_f0), a, chosen_logits, peaks
+        top = np.argsort(-level, axis=1, kind="stable")[:, :nv]
+        pick = lambda a: np.take_along_axis(a[ref], top, axis=1)  # noqa: E731
+        return (pick(c_cls), pick(c_f0), np.take_along_axis(level, top, axis=1),
+                pick(c_m1), pick(c_ratio))
 
     def _refine(self, mag, freqs_hz, cls, f_main):
         """Move each voice's loudest partial onto the nearest spectral peak (within 0.6 semitone)."""
@@ -169,60 +192,75 @@ class ModelMethod:
 
     # -- detections -> channels ------------------------------------------------------
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
+        from .pursuit import mel_power
         n = mag.shape[0]
         nv = self.n_voices
-        out = VoiceFrames.empty(n, nv)
         if n == 0:
-            return out
-        cls, f0, amp, timbre_logits, peaks = self.detect(mag, freqs_hz)
+            return VoiceFrames.empty(0, nv)
+        power = mel_power(mag)
+        self.peak_power = max(self.peak_power, float(power.max()))
+        floor = np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10), self.peak_power * 1e-6)
+        from .sines import pick_peaks
+        peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
+        cls, f0, amp, m1, ratio = self._select(mag, freqs_hz, power, floor, peaks)
+        ch_cls, ch_f, ch_a, ch_m1, ch_r = self._assign(cls, f0, amp, m1, ratio)
+        out = VoiceFrames.empty(n, nv)
+        self._fill(out, ch_cls, ch_f, ch_a, ch_m1, ch_r)
+        sines = self.sines.process(mag, freqs_hz, peaks=peaks)
+        return self._choose(out, ch_cls, sines, power, floor)
+
+    def _assign(self, cls, f0, amp, m1, ratio):
+        """Per frame, voices -> channels.
+
+        A voice continues the channel that played the same timbre within
+        100 cents last frame (the key stays on; pitch and level change).  A
+        new voice takes a channel that was silent last frame, or one that
+        played the same timbre; otherwise it waits.  So no channel changes
+        timbre while keyed (which would click).
+        """
+        n, nv = cls.shape
         ch_cls = np.full((n, nv), -1)
         ch_f = np.zeros((n, nv))
         ch_a = np.zeros((n, nv))
+        ch_m1 = np.full((n, nv), -1)
+        ch_r = np.zeros((n, nv))
         prev_c, prev_f = self.prev_class.copy(), self.prev_f.copy()
         for i in range(n):
             live = np.flatnonzero(amp[i] > 0)
-            # a voice continues a channel whose pitch it is near, whatever its
-            # timbre: the channel keeps its key and only changes registers
             f_prev = np.maximum(prev_f[None, :], 1e-6) * self.partial[np.maximum(prev_c, 0)][None, :]
             f_now = f0[i, live][:, None] * self.partial[cls[i, live]][:, None]
             cents = 1200 * np.abs(np.log2(f_now / f_prev))
-            match = greedy_match(np.where((prev_c[None, :] >= 0) & (cents < _TRACK_CENTS), cents, np.inf))
+            ok = (prev_c[None, :] >= 0) & (cents < _TRACK_CENTS) & (cls[i, live][:, None] == prev_c[None, :])
+            match = greedy_match(np.where(ok, cents, np.inf))
             assigned = np.where(match >= 0, live[np.maximum(match, 0)] if live.size else -1, -1)
             taken = np.zeros(live.size, bool)
             taken[match[match >= 0]] = True
-            free = [c for c in np.argsort(prev_c >= 0, kind="stable") if assigned[c] < 0]
+            silent = [c for c in range(nv) if prev_c[c] < 0 and assigned[c] < 0]
+            busy = [c for c in range(nv) if prev_c[c] >= 0 and assigned[c] < 0]
             for p in np.flatnonzero(~taken):
-                if not free:
-                    break
-                assigned[free.pop(0)] = live[p]
+                if silent:
+                    assigned[silent.pop(0)] = live[p]
+                    continue
+                same = [c for c in busy if prev_c[c] == cls[i, live[p]]]
+                if same:
+                    busy.remove(same[0])
+                    assigned[same[0]] = live[p]
             on = assigned >= 0
             sel = assigned[on]
-            # timbre hysteresis: a continuing voice keeps its timbre unless another is clearly likelier
-            new_cls = cls[i, sel].copy()
-            prev_sel = prev_c[on]
-            keep_prev = prev_sel >= 0
-            if keep_prev.any():
-                lg = timbre_logits[i, sel]
-                prev_logit = lg[np.arange(sel.size), np.maximum(prev_sel, 0)]
-                best_logit = lg[np.arange(sel.size), new_cls]
-                stay = keep_prev & (best_logit - prev_logit < 1.0)
-                new_cls = np.where(stay, prev_sel, new_cls)
-            ch_cls[i, on] = new_cls
+            ch_cls[i, on] = cls[i, sel]
             ch_f[i, on] = f0[i, sel]
             ch_a[i, on] = amp[i, sel]
+            ch_m1[i, on] = m1[i, sel]
+            ch_r[i, on] = ratio[i, sel]
             prev_c = np.where(on, ch_cls[i], -1)
             prev_f = np.where(on, ch_f[i], 0.0)
         self.prev_class, self.prev_f = prev_c, prev_f
-        self._fill(out, ch_cls, ch_f, ch_a)
-        if self.pursuit:
-            self._add_partners(out, ch_cls, ch_f, ch_a, peaks)
-        return out
+        return ch_cls, ch_f, ch_a, ch_m1, ch_r
 
-    def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a) -> None:
+    def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:
         on = ch_cls >= 0
         k = np.where(on, ch_cls, 0)
         tab = self.timbres
-        cnt = np.array([t.cnt for t in tab])[k]
         noise = np.array([t.noise for t in tab])[k]
         f = np.where(on, ch_f, 440.0)
         # a sine above 6.2 kHz is reached through the multiplier (both operators alike)
@@ -230,37 +268,66 @@ class ModelMethod:
         fnum, block = R.hz_to_fnum(f, mult=m2)
         out.fnum[:] = fnum
         out.block[:] = block
-        out.mult1[:] = np.where(k == 0, m2, np.array([t.mult1 for t in tab])[k])
+        pair = (k == 0) & (ch_m1 >= 0)
+        out.mult1[:] = np.where(pair, ch_m1, np.where(k == 0, m2, np.array([t.mult1 for t in tab])[k]))
         out.mult2[:] = m2
         out.ws1[:] = np.array([t.ws1 for t in tab])[k]
         out.ws2[:] = np.array([t.ws2 for t in tab])[k]
         out.fb[:] = np.array([t.fb for t in tab])[k]
-        out.cnt[:] = cnt
+        out.cnt[:] = np.array([t.cnt for t in tab])[k]
         out.mod_tl1[:] = np.array([t.tl1 for t in tab])[k]
         a = np.where(on, ch_a, 0.0).astype(np.float32)
-        out.amp1[:] = np.where(noise, a, 0.0)
+        out.amp1[:] = np.where(noise, a, np.where(pair, a * ch_r, 0.0))
         out.amp2[:] = np.where(noise, 0.0, a)
+        self._cls = np.where(on, ch_cls, -1)
 
-    def _add_partners(self, out: VoiceFrames, ch_cls, ch_f, ch_a, peaks) -> None:
-        """Sine voices lend their first operator to a further partial at a multiplier ratio.
-
-        As in the sines method: an additive channel whose second operator
-        plays a partial can play another one on its first operator when the
-        frequency ratio is in the multiplier table, so sine voices cost half
-        a channel each.
-        """
-        from .sines import _RATIO_TOL, pair_partners
-        pf, pa = peaks
-        for i in range(ch_cls.shape[0]):
-            sine = np.flatnonzero((ch_cls[i] == 0) & (ch_a[i] > 0))
-            ok = pa[i] > 0
-            if sine.size == 0 or not ok.any():
+    def _choose(self, model: VoiceFrames, ch_cls, sines: VoiceFrames, power, floor) -> VoiceFrames:
+        """Per stretch of SWITCH_FRAMES frames, keep whichever of the two sounds closer."""
+        from .pursuit import log_error
+        e_model = log_error(voice_power(model, ch_cls), power, floor)
+        e_sines = log_error(voice_power(sines, None), power, floor)
+        n = power.shape[0]
+        use = np.zeros(n, bool)
+        for lo in range(0, n, SWITCH_FRAMES):
+            s = slice(lo, min(lo + SWITCH_FRAMES, n))
+            gain = float(e_sines[s].mean() - e_model[s].mean())
+            # hysteresis around the margin, so the choice does not flap
+            self.use_model = gain > SWITCH_MARGIN_DB + (-SWITCH_HYST_DB if self.use_model else SWITCH_HYST_DB)
+            use[s] = self.use_model
+        self.stats["frames"] += n
+        self.stats["model_frames"] += int(use.sum())
+        out = VoiceFrames.empty(n, self.n_voices)
+        for name in VoiceFrames.__dataclass_fields__:
+            if name == "outputs":
                 continue
-            f_p, a_p = pf[i, ok], pa[i, ok]       # loudest first
-            used = (np.abs(f_p[:, None] / np.maximum(ch_f[i][None, ch_a[i] > 0], 1e-6) - 1)
-                    < _RATIO_TOL).any(axis=1)
-            base = ch_f[i, sine] / np.asarray(R.MULT_FACTORS)[out.mult2[i, sine]]
-            m1, a1 = pair_partners(base, f_p[~used], a_p[~used])
-            got = m1 >= 0
-            out.mult1[i, sine[got]] = m1[got]
-            out.amp1[i, sine[got]] = a1[got]
+            a, b = getattr(model, name), getattr(sines, name)
+            getattr(out, name)[:] = np.where(use[:, None], a, b)
+        return out
+
+
+def voice_power(voices: VoiceFrames, cls: np.ndarray | None) -> np.ndarray:
+    """(n_frames, N_MELS) mel power the voices make, from the atoms (static, per frame).
+
+    ``cls`` (n, channels) the timbre of each channel, or None for channels
+    that play sines on both operators (the sine tracker's output).
+    """
+    from .pursuit import candidate_atoms
+    mult = np.asarray(R.MULT_FACTORS)
+    base = voices.fnum.astype(np.float64) * R.NATIVE_RATE_HZ / 2.0 ** (20 - voices.block.astype(np.float64))
+    f2 = base * mult[voices.mult2]
+    f1 = base * mult[voices.mult1]
+    a2 = voices.amp2.astype(np.float64)
+    a1 = voices.amp1.astype(np.float64)
+    if cls is None:
+        k = np.zeros(voices.fnum.shape, np.int64)
+        p = candidate_atoms(k, np.where(a2 > 0, f2, 0.0)) * (a2 ** 2)[..., None]
+        p += candidate_atoms(k, np.where(a1 > 0, f1, 0.0)) * (a1 ** 2)[..., None]
+        return p.sum(axis=1)
+    k = np.maximum(cls, 0)
+    noise = np.array([t.noise for t in codebook.TIMBRES])[k]
+    level = np.where(cls < 0, 0.0, np.where(noise, a1, a2))
+    sine_pair = (cls == 0) & (a1 > 0)
+    p = candidate_atoms(k, np.where(level > 0, base * np.where(k == 0, mult[voices.mult2], 1.0), 0.0))
+    p = p * (level ** 2)[..., None]
+    p += candidate_atoms(np.zeros_like(k), np.where(sine_pair, f1, 0.0)) * (a1 ** 2)[..., None]
+    return p.sum(axis=1)

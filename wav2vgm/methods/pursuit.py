@@ -1,13 +1,17 @@
-"""Analysis by synthesis: choose voices one at a time against the residual spectrum.
+"""Analysis by synthesis: choose voices against the input's mel spectrum, judged in dB.
 
-Candidates come from the inverse model (timbre + pitch) and from the
-spectral peaks (sines).  Each candidate's log-frequency power spectrum is
-looked up from atoms precomputed with the emulator's timbre templates and
-the converter's own spectrum code.  Greedily, per frame, the candidate
-that explains the most remaining power without putting energy where there
-is none (its level is the largest that stays under the residual in the
-bins it occupies) is taken and its spectrum subtracted, up to the channel
-budget.  Vectorised over frames.
+Every candidate voice -- a codebook timbre at a pitch (from the inverse
+model), a single partial, or a pair of partials one channel can play on its
+two operators -- has a mel-band power spectrum looked up from *atoms*:
+spectra of the timbres rendered on the project's emulator and analysed like
+the input, in the yardstick's own mel bands.  Greedily, per segment of a few
+frames, the candidate and per-frame levels that most reduce the log-mel
+error ``sum_b |dB(max(model_b, floor)) - dB(max(input_b, floor))|`` are
+added until the channel budget is spent or nothing helps.  One voice set per
+segment keeps channels from flickering between frames; levels stay per frame.
+
+Everything is vectorised over segments; after the first step only the few
+most promising candidates of each segment are re-evaluated (lazy greedy).
 """
 
 from __future__ import annotations
@@ -19,10 +23,19 @@ import numpy as np
 from .. import spectrum
 from . import codebook, features
 
-STEPS_PER_SEMITONE = 8
+STEPS_PER_SEMITONE = 8                    # sine grid
+ATOM_STEPS_PER_SEMITONE = 4               # rendered timbre grid
 F_LO_HZ = 16.0
 F_HI_HZ = 22050.0
+NATIVE_RATE_HZ = 49716
+ATOM_F_MAX_HZ = 6208.0                    # highest base pitch at MULT=1 (fnum 1023, block 7)
 _N_GRID = int(np.ceil(12 * STEPS_PER_SEMITONE * np.log2(F_HI_HZ / F_LO_HZ))) + 1
+_N_ATOM = int(np.floor(12 * ATOM_STEPS_PER_SEMITONE * np.log2(ATOM_F_MAX_HZ / F_LO_HZ))) + 1
+
+# levels tried per candidate, in power: relative to the residual at the
+# candidate's strongest band, and relative to the level its source measured
+_FIT_GAINS = np.array([2.0, 1.0, 0.5], np.float32)
+_HINT_GAINS = np.array([1.0, 0.5, 0.25], np.float32)
 
 
 def _grid_index(f_hz):
@@ -30,74 +43,222 @@ def _grid_index(f_hz):
     return np.clip(g, 0, _N_GRID - 1).astype(np.int64)
 
 
+def _atom_index(f_hz):
+    g = np.rint(12 * ATOM_STEPS_PER_SEMITONE * np.log2(np.maximum(f_hz, F_LO_HZ) / F_LO_HZ))
+    return np.clip(g, 0, _N_ATOM - 1).astype(np.int64)
+
+
+def band_matrix() -> np.ndarray:
+    """(N_FFT//2+1, N_MELS) the yardstick's mel filters on the analysis FFT."""
+    return spectrum.mel_filterbank(rate_hz=features.ANALYSIS_RATE_HZ, n_fft=features.N_FFT).T
+
+
+def mel_power(mag: np.ndarray) -> np.ndarray:
+    """(n_frames, N_MELS) mel-band power of analysis magnitude spectra."""
+    return (mag * mag) @ band_matrix()
+
+
 @lru_cache(maxsize=1)
-def sine_response() -> np.ndarray:
-    """(n_grid, N_BINS) log-bin power of a unit-amplitude sine at each grid frequency."""
+def sine_atoms() -> np.ndarray:
+    """(n_grid, N_MELS) mel power of a unit-amplitude sine at every 1/8 semitone from 16 Hz."""
     f = F_LO_HZ * 2.0 ** (np.arange(_N_GRID) / (12 * STEPS_PER_SEMITONE))
     t = np.arange(features.WINDOW) / features.ANALYSIS_RATE_HZ
     window = features.analysis_window()
-    out = np.empty((_N_GRID, features.N_BINS), np.float32)
+    out = np.empty((_N_GRID, spectrum.N_MELS), np.float32)
     for lo in range(0, _N_GRID, 256):
-        fr = f[lo:lo + 256, None]
-        frames = np.sin(2 * np.pi * fr * t[None, :]).astype(np.float32)
-        mag = spectrum.magnitude_spectra(frames, window=window, n_fft=features.N_FFT)
-        out[lo:lo + 256] = (mag * mag) @ features.log_matrix()
+        frames = np.sin(2 * np.pi * f[lo:lo + 256, None] * t[None, :]).astype(np.float32)
+        out[lo:lo + 256] = mel_power(spectrum.magnitude_spectra(frames, window=window,
+                                                                n_fft=features.N_FFT))
     return out
+
+
+ATOMS_FILE = "atoms.npz"
+
+
+def atoms_key() -> str:
+    """What the timbre atoms depend on; a shipped table with another key is recomputed."""
+    import hashlib
+    text = repr((codebook.TIMBRES, F_LO_HZ, ATOM_STEPS_PER_SEMITONE, _N_ATOM, features.WINDOW,
+                 features.ANALYSIS_RATE_HZ, spectrum.N_MELS, spectrum.MEL_F_MIN_HZ,
+                 spectrum.MEL_F_MAX_HZ, "emulator-1"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def render_timbre_atoms(timbres=None) -> np.ndarray:
+    """(len(timbres), n_atom_grid, N_MELS) mel power of codebook timbres, carrier at full level.
+
+    Rendered on the emulator at every quarter semitone from 16 Hz to the
+    highest MULT=1 pitch and analysed like the input: a Hann window as long
+    (in time) as the analysis window, zero-padded twice, at the chip's rate
+    (so FFT bins are 10.77 Hz wide, as in the analysis), summed into the
+    yardstick's mel bands.  ``timbres``: indices (default all).
+    """
+    from ..opl3 import registers as R
+    from ..opl3.voices import VoiceBatch, render_voices
+
+    timbres = range(codebook.N_TIMBRES) if timbres is None else timbres
+    f = F_LO_HZ * 2.0 ** (np.arange(_N_ATOM) / (12 * ATOM_STEPS_PER_SEMITONE))
+    win_len = int(round(features.WINDOW * NATIVE_RATE_HZ / features.ANALYSIS_RATE_HZ))
+    n_fft = 2 * win_len
+    mel = spectrum.mel_filterbank(rate_hz=NATIVE_RATE_HZ, n_fft=n_fft).T
+    window = np.hanning(win_len + 2)[1:-1].astype(np.float32)
+    settle = 512
+    fnum, block = R.hz_to_fnum(f, mult=1)
+    out = []
+    for k in timbres:
+        t = codebook.TIMBRES[k]
+        tl1, tl2 = (int(v) for v in codebook.operator_tls(k, 0))
+        batch = VoiceBatch(fnum=fnum, block=block, fb=np.full(f.size, t.fb),
+                           alg=np.full(f.size, t.cnt), mult=np.tile([t.mult1, 1], (f.size, 1)),
+                           tl=np.tile([tl1, tl2], (f.size, 1)), ws=np.tile([t.ws1, t.ws2], (f.size, 1)))
+        y = render_voices(batch, n_samples=settle + win_len)[:, settle:]
+        y = y.astype(np.float32) / float(R.FULL_SCALE_OPERATOR)
+        out.append(spectrum.magnitude_spectra(y, window=window, n_fft=n_fft) ** 2 @ mel)
+    return np.stack(out).astype(np.float32)
+
+
+def write_atoms(path) -> None:
+    """Save the timbre atoms (dB, float16) with their key: shipped next to the model."""
+    db = 10 * np.log10(np.maximum(render_timbre_atoms(), 1e-20))
+    np.savez_compressed(path, key=np.array(atoms_key()), db=db.astype(np.float16))
 
 
 @lru_cache(maxsize=1)
-def atoms() -> np.ndarray:
-    """(N_TIMBRES, n_grid, N_BINS) log-bin power of each timbre (unit carrier) at each base pitch."""
-    resp = sine_response()
-    t2 = codebook.harmonic_templates() ** 2                          # (K, H)
-    mult = (np.arange(t2.shape[1]) + 1) / 2.0
-    base = F_LO_HZ * 2.0 ** (np.arange(_N_GRID) / (12 * STEPS_PER_SEMITONE))
-    out = np.zeros((codebook.N_TIMBRES, _N_GRID, features.N_BINS), np.float32)
-    for h in range(t2.shape[1]):
-        w = t2[:, h]
-        if w.max() < 1e-6:
-            continue
-        f = base * mult[h]
-        ok = f < F_HI_HZ
-        g = _grid_index(f[ok])
-        out[:, ok, :] += w[:, None, None] * resp[g][None, :, :]
-    return out
+def timbre_atoms() -> np.ndarray:
+    """The timbre atoms: the shipped table when its key matches, else rendered now (about 3 s)."""
+    from .model import default_model_path
+    path = default_model_path().with_name(ATOMS_FILE)
+    try:
+        with np.load(path) as z:
+            if str(z["key"]) == atoms_key():
+                return (10 ** (z["db"].astype(np.float32) / 10)).astype(np.float32)
+    except (OSError, KeyError, ValueError):
+        pass
+    return render_timbre_atoms()
+
+
+def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray | None = None,
+                    partner_power: np.ndarray | None = None) -> np.ndarray:
+    """(..., N_MELS) mel power of candidate voices at unit level.
+
+    ``cls`` timbre, ``f0_hz`` base pitch (<= 0: no candidate).  Sines
+    (timbre 0) may sit anywhere up to 22 kHz (the multiplier reaches them),
+    other timbres up to the highest MULT=1 pitch.  ``partner_hz`` (> 0) adds
+    a second sine of relative power ``partner_power`` (a sine pair).
+    """
+    sine = sine_atoms()[_grid_index(np.where(f0_hz > 0, f0_hz, F_LO_HZ))]
+    other = timbre_atoms()[cls, _atom_index(f0_hz)]
+    a = np.where((cls == 0)[..., None], sine, other)
+    if partner_hz is not None:
+        q = sine_atoms()[_grid_index(np.where(partner_hz > 0, partner_hz, F_LO_HZ))]
+        a = a + np.where((partner_hz > 0)[..., None], partner_power[..., None] * q, 0.0)
+    ok = (f0_hz > 0) & ((cls == 0) | (f0_hz <= ATOM_F_MAX_HZ))
+    return np.where(ok[..., None], a, 0.0).astype(np.float32)
+
+
+def log_error(model_power: np.ndarray, power: np.ndarray, floor_power: np.ndarray) -> np.ndarray:
+    """(n_frames,) mean |dB| difference per mel band, both sides clipped at ``floor_power`` (n_frames,)."""
+    fl = np.asarray(floor_power, np.float32)[:, None]
+    return np.abs(10 * np.log10(np.maximum(model_power, fl))
+                  - 10 * np.log10(np.maximum(power, fl))).mean(axis=1)
 
 
 def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: int,
-           support: float = 0.1, main_hz: np.ndarray | None = None):
-    """Pick up to ``n_voices`` candidates per frame and their amplitudes.
+           floor_power: np.ndarray, main_hz: np.ndarray, hint_power: np.ndarray,
+           partner_hz: np.ndarray, partner_power: np.ndarray, seg: int = 4, n_lazy: int = 6):
+    """Choose up to ``n_voices`` candidates per segment of ``seg`` frames and their levels.
 
-    ``power``: (n, N_BINS) observed log-bin power; ``cls``/``f0_hz``: (n, C)
-    candidates (f0 <= 0 marks an empty slot); ``main_hz`` the frequency of each
-    candidate's loudest partial: once a voice is taken, candidates whose
-    loudest partial lies within 1% of its own are dropped (no doubled voices).
-    Returns (chosen (n, C) bool, amplitude (n, C)).
+    ``power`` (n, N_MELS) the input's mel power; ``floor_power`` (n,) the
+    level below which a band counts as silent.  Candidates (n, C): timbre
+    ``cls``, base pitch ``f0_hz`` (<= 0: none), ``main_hz`` the pitch of
+    their loudest partial (a voice blocks others within 1% of it),
+    ``hint_power`` the level their source measured, and an optional partner
+    sine (``partner_hz`` > 0, relative power ``partner_power``).  Each
+    segment uses its middle frame's candidates.
+
+    Returns ``ref`` (n,) the frame whose candidates each frame uses and
+    ``amp`` (n, C) the chosen amplitudes (0 = not chosen).
     """
     n, c = cls.shape
-    a = atoms()[cls, _grid_index(np.where(f0_hz > 0, f0_hz, F_LO_HZ))]      # (n, C, B)
-    a = np.where((f0_hz > 0)[..., None], a, 0.0).astype(np.float32)
-    peak = a.max(axis=2, keepdims=True)
-    occupied = a >= support * np.maximum(peak, 1e-20)
-    residual = power.astype(np.float32).copy()
-    chosen = np.zeros((n, c), bool)
-    gain = np.zeros((n, c), np.float32)
-    rows = np.arange(n)
-    safe = np.where(occupied, a, 1.0)
-    blocked = np.zeros((n, c), bool)
-    main = f0_hz if main_hz is None else main_hz
-    for _ in range(min(n_voices, c)):
-        ratio = np.where(occupied, residual[:, None, :] / safe, np.inf).min(axis=2)   # (n, C)
-        ratio = np.where(chosen | blocked | (peak[..., 0] <= 0), 0.0, np.maximum(ratio, 0.0))
-        explained = np.minimum(ratio[..., None] * a, residual[:, None, :]).sum(axis=2)
-        best = np.argmax(explained, axis=1)
-        ok = explained[rows, best] > 1e-12
-        if not ok.any():
+    n_seg = -(-n // seg)
+    ref = np.minimum(np.arange(n_seg) * seg + seg // 2, n - 1)
+    pad = n_seg * seg - n
+
+    def segments(x):
+        x = np.asarray(x, np.float32)
+        if pad:
+            x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+        return x.reshape((n_seg, seg) + x.shape[1:])
+
+    P, FL, H = segments(power), segments(floor_power)[..., None], segments(hint_power)
+    amp = np.zeros((n_seg, seg, c), np.float32)
+    chunk = max(1, 128 // seg)
+    for lo in range(0, n_seg, chunk):
+        s = slice(lo, min(lo + chunk, n_seg))
+        r = ref[s]
+        atoms = candidate_atoms(cls[r], f0_hz[r], partner_hz[r], partner_power[r])
+        amp[s] = _greedy(P[s], FL[s], H[s], atoms, main_hz[r], n_voices=n_voices, n_lazy=n_lazy)
+    return np.repeat(ref, seg)[:n], amp.reshape(n_seg * seg, c)[:n]
+
+
+def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy):
+    """The lazy greedy over a chunk of segments: P (S, K, B), FL (S, K, 1), hint (S, K, C), atoms (S, C, B)."""
+    S, K, B = P.shape
+    c = atoms.shape[1]
+    top = np.argmax(atoms, axis=2)
+    a_top = np.take_along_axis(atoms, top[..., None], axis=2)[..., 0]     # (S, C)
+    target = 10 * np.log10(np.maximum(P, FL))                             # (S, K, B)
+    model = np.zeros_like(P)
+    err = np.abs(10 * np.log10(FL) - target).sum(axis=2)                  # (S, K)
+    chosen = np.zeros((S, c), bool)
+    blocked = a_top <= 0
+    gain = np.zeros((S, K, c), np.float32)
+    estimate = np.full((S, c), np.inf, np.float32)                        # stale improvement
+    live = np.ones(S, bool)
+
+    def evaluate(idx, cand, fit_gains, hint_gains):
+        """Best per-frame error (k, K, L) and gain of candidates ``cand`` (k, L) of segments ``idx``."""
+        av = atoms[idx[:, None], cand]                                    # (k, L, B)
+        tp = np.broadcast_to(top[idx[:, None], cand][:, None, :], (idx.size, K, cand.shape[1]))
+        p_top = np.take_along_axis(P[idx], tp, axis=2)
+        m_top = np.take_along_axis(model[idx], tp, axis=2)
+        fit = np.maximum(p_top - m_top, 0.0) / np.maximum(a_top[idx[:, None], cand][:, None, :], 1e-30)
+        h = np.take_along_axis(hint[idx], np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
+        g = np.concatenate([fit[..., None] * fit_gains, h[..., None] * hint_gains], axis=3)
+        trial = model[idx][:, :, None, None, :] + g[..., None] * av[:, None, :, None, :]
+        e = np.abs(10 * np.log10(np.maximum(trial, FL[idx][:, :, :, None, None]))
+                   - target[idx][:, :, None, None, :]).sum(axis=4)        # (k, K, L, G)
+        e = np.where(g <= 0, err[idx][:, :, None, None], e)
+        gi = np.argmin(e, axis=3)[..., None]
+        return (np.take_along_axis(e, gi, axis=3)[..., 0], np.take_along_axis(g, gi, axis=3)[..., 0])
+
+    for step in range(min(n_voices, c)):
+        idx = np.flatnonzero(live)
+        if idx.size == 0:
             break
-        g = np.where(ok, ratio[rows, best], 0.0)
-        chosen[rows[ok], best[ok]] = True
-        near = np.abs(main / np.maximum(main[rows, best][:, None], 1e-6) - 1) < 0.01
-        blocked |= near & ok[:, None]
-        gain[rows, best] += g
-        residual = np.maximum(residual - g[:, None] * a[rows, best], 0.0)
-    return chosen, np.sqrt(gain)
+        avail = ~(chosen[idx] | blocked[idx])
+        if step == 0:       # every candidate, at two levels: a first estimate
+            cand = np.broadcast_to(np.arange(c), (idx.size, c))
+            e_min, g_min = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:1])
+            improve = err[idx].sum(axis=1)[:, None] - e_min.sum(axis=1)
+            estimate[idx] = np.where(avail, improve, -np.inf)
+        cand = np.argsort(-np.where(avail, estimate[idx], -np.inf), axis=1, kind="stable")[:, :n_lazy]
+        e_min, g_min = evaluate(idx, cand, _FIT_GAINS, _HINT_GAINS)
+        improve = err[idx].sum(axis=1)[:, None] - e_min.sum(axis=1)      # (k, L)
+        improve = np.where(np.take_along_axis(avail, cand, axis=1), improve, -np.inf)
+        estimate[idx[:, None], cand] = improve
+        j = np.argmax(improve, axis=1)
+        r = np.arange(idx.size)
+        ok = improve[r, j] > 1e-3
+        live[idx[~ok]] = False
+        idx, j, r = idx[ok], j[ok], r[ok]
+        if idx.size == 0:
+            break
+        best = cand[r, j]
+        g = g_min[r, :, j]                                                # (k, K)
+        chosen[idx, best] = True
+        gain[idx, :, best] = g
+        model[idx] += g[..., None] * atoms[idx, best][:, None, :]
+        err[idx] = e_min[r, :, j]
+        blocked[idx] |= np.abs(main[idx] / np.maximum(main[idx, best][:, None], 1e-6) - 1) < 0.01
+    return np.sqrt(gain)

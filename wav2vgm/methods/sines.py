@@ -20,6 +20,8 @@ from .base import VoiceFrames, greedy_match
 
 _MULT_VALUES = np.array(R.MULT_FACTORS)                 # by MULT register value
 _MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct factors
+_SORTED_FACTORS = _MULT_VALUES[_MULT_REGS]            # increasing: 0.5, 1, 2, ..., 15
+_SORTED_REGS = _MULT_REGS
 _RATIO_TOL = 0.004          # relative frequency error accepted for the paired partial
 _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
 
@@ -112,12 +114,13 @@ class SinesMethod:
         self.track_hz = np.zeros(self.n_voices)       # frequency each channel played last
         self.track_on = np.zeros(self.n_voices, bool)
 
-    def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
+    def process(self, mag: np.ndarray, freqs_hz: np.ndarray, *, peaks=None) -> VoiceFrames:
+        """``peaks``: this frame block's :func:`pick_peaks` with ``n_peaks=2 * n_voices + 8``, if known."""
         n_frames = mag.shape[0]
         nv = self.n_voices
         out = VoiceFrames.empty(n_frames, nv)
         out.cnt[:] = 1
-        pf, pa = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
+        pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
         self._f = np.zeros((n_frames, nv))
         for i in range(n_frames):
             self._frame(pf[i], pa[i], out, i)
@@ -162,3 +165,32 @@ class SinesMethod:
         out.amp2[i, chans], out.amp1[i, chans] = a_c, a1
         self.track_hz[chans] = f_c
         self.track_on[chans] = True
+
+
+def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
+    """For each of the ``n_main`` loudest peaks, the loudest other peak its channel's first operator can play.
+
+    ``pf``/``pa``: (n_frames, n_peaks) peaks, loudest first (amp 0 = none).
+    A channel whose second operator plays peak p (MULT ``carrier_mult(f_p)``)
+    plays peak q on its first operator when ``f_q / base`` is a multiplier
+    value within 0.4%.  Returns (mult1, partner_hz, partner_amp), each
+    (n_frames, n_main); mult1 -1 where no peak fits.
+    """
+    fm, am = pf[:, :n_main], pa[:, :n_main]
+    m2 = R.carrier_mult(np.where(am > 0, fm, 440.0))
+    base = np.maximum(fm / _MULT_VALUES[m2], 1e-6)
+    ratio = pf[:, None, :] / base[:, :, None]                               # (n, main, peaks)
+    cand = _SORTED_FACTORS
+    hi = np.clip(np.searchsorted(cand, ratio), 1, cand.size - 1)
+    lo = hi - 1
+    j = np.where(np.abs(cand[hi] - ratio) < np.abs(ratio - cand[lo]), hi, lo)   # nearest factor
+    fits = (np.abs(cand[j] / np.maximum(ratio, 1e-9) - 1) < _RATIO_TOL) & (pa[:, None, :] > 0)
+    k = np.arange(pf.shape[1])
+    fits &= k[None, None, :] != np.arange(fm.shape[1])[None, :, None]          # not itself
+    fits &= np.abs(pf[:, None, :] / np.maximum(fm[:, :, None], 1e-6) - 1) > _RATIO_TOL
+    first = np.argmax(fits, axis=2)                                          # loudest fitting
+    has = fits.any(axis=2) & (am > 0)
+    mult1 = np.where(has, _SORTED_REGS[np.take_along_axis(j, first[..., None], axis=2)[..., 0]], -1)
+    q_f = np.where(has, np.take_along_axis(pf, first, axis=1), 0.0)
+    q_a = np.where(has, np.take_along_axis(pa, first, axis=1), 0.0)
+    return mult1, q_f, q_a

@@ -111,6 +111,8 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
     torch.save({"model": model.checkpoint(), "train": _jsonable(asdict(cfg))}, out / "inverse.pt")
     onnx_path = out / "inverse.onnx"
     export_onnx(model, onnx_path)
+    from ..methods.pursuit import ATOMS_FILE, write_atoms
+    write_atoms(out / ATOMS_FILE)           # the runtime's timbre atoms, shipped with the model
     summary = {"n_params": n_params, "data_seconds": round(t_data), "total_seconds": round(time.time() - t0),
                "onnx_bytes": onnx_path.stat().st_size, "history": history,
                "hardware": f"{platform.processor() or platform.machine()}, {cfg.threads} threads",
