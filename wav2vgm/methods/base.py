@@ -62,6 +62,12 @@ class VoiceFrames:
             out.outputs = np.concatenate([p.outputs for p in parts])
         return out
 
+    @staticmethod
+    def stack_channels(parts: list["VoiceFrames"]) -> "VoiceFrames":
+        """Groups of channels over the same frames -> one table (channels side by side)."""
+        names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
+        return VoiceFrames(**{n: np.concatenate([getattr(p, n) for p in parts], axis=1) for n in names})
+
     def peak_sum(self) -> np.ndarray:
         """Per frame, the sum of every sounding operator's amplitude (input units)."""
         a = self.amp2 + np.where(self.cnt == 1, self.amp1, 0.0)

@@ -1,22 +1,25 @@
-"""The model method: the exported ONNX inverse model, refined by analysis by synthesis.
+"""The model method: the exported ONNX inverse model inside an analysis-by-synthesis loop.
 
 Per block of frames:
 
 1. log-frequency features -> one batched onnxruntime call -> per (timbre,
    semitone) detection probabilities and levels -> the most probable voices
    per frame, each voice's pitch refined on the linear spectrum;
-2. these voices, the frame's spectral peaks as sines and as sine pairs (two
-   partials one channel plays on its two operators) are candidates for
-   :func:`~wav2vgm.methods.pursuit.pursue`, which picks voices and levels
-   that minimise the log-mel error against emulator-rendered atoms, one
+2. the sine tracker (:mod:`.sines`) plays the strongest partials on 14 of
+   the 18 channels;
+3. the model's voices, the frame's spectral peaks as sines and as sine
+   pairs (two partials one channel plays on its two operators) are
+   candidates for :func:`~wav2vgm.methods.pursuit.pursue`, which fills the
+   other 4 channels with the voices and levels that most reduce the log-mel
+   error left by the tracker (spectra from emulator-rendered atoms), one
    voice set per few frames;
-3. voices are assigned to channels: a voice continues the channel that
-   played the same timbre at a nearby pitch; a new voice takes a silent
-   channel, so no channel changes timbre while its key is held;
-4. judged by sound once more: per stretch of about half a second, the
-   result is compared (log-mel error against the input, with atoms) with
-   what the sine tracker makes of the same frames, and the closer one is
-   kept, with hysteresis.  Where plain sines already sound best (clean
+4. those voices are assigned to channels: a voice continues the channel
+   that played the same timbre at a nearby pitch; a new voice takes a
+   silent channel, so no channel changes timbre while its key is held;
+5. judged by sound once more: per stretch of half a second, this mix is
+   compared (log-mel error against the input, from the atoms) with the sine
+   tracker alone on all 18 channels, and the closer one plays, with a
+   margin and hysteresis.  Where plain sines already sound best (clean
    harmonic tones) they are what plays.
 """
 
@@ -41,9 +44,15 @@ THRESHOLD = 0.25
 # quality -> (peaks tried as sines and sine pairs, frames per voice set,
 #             candidates re-evaluated per pursuit step)
 QUALITY = {"fast": (24, 8, 3), "balanced": (40, 4, 6), "best": (44, 2, 10)}
-SWITCH_FRAMES = 30            # the sine-tracker / model choice is made per this many frames
-SWITCH_MARGIN_DB = 1.5       # the model's voices must sound this much closer (mean dB per band)
-SWITCH_HYST_DB = 0.5          # ... plus or minus this, so the choice does not flap
+SWITCH_FRAMES = 30            # the options are compared per this many frames
+# the options compared per stretch: how many channels the model's voices get
+# (the sine tracker keeps the others), and the margin by which an option with
+# model voices must sound closer than the sines alone (in mean dB per band:
+# what such voices lose to changes between frames, unseen by the comparison)
+MIX_VOICES = (0, 4)
+MARGIN_DB = np.array([0.0, 0.4])
+OPTIONS = ("sines", "mix")
+SWITCH_HYST_DB = 0.5          # the option playing now is favoured by this much (mean dB per band)
 FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
 _TRACK_CENTS = 100.0
 
@@ -109,12 +118,12 @@ class ModelMethod:
         self.n_peaks, self.seg, self.n_lazy = QUALITY[quality]
         self.partial = codebook.strongest_partial()
         self.timbres = codebook.TIMBRES
-        self.prev_class = np.full(self.n_voices, -1)
-        self.prev_f = np.zeros(self.n_voices)
-        self.sines = SinesMethod(n_voices=n_voices)
+        self.mixes = [min(k, self.n_voices) for k in MIX_VOICES]
+        self.sines = [SinesMethod(n_voices=self.n_voices - k) for k in self.mixes]
+        self.tracks = [_Channels(k) for k in self.mixes]
         self.peak_power = 0.0
-        self.use_model = False
-        self.stats = {"frames": 0, "model_frames": 0}
+        self.current = 0                                   # index into OPTIONS
+        self.stats = {name: 0 for name in OPTIONS}
 
     # -- model -> detections -------------------------------------------------------
     def detect(self, mag: np.ndarray, freqs_hz: np.ndarray):
@@ -136,7 +145,7 @@ class ModelMethod:
         f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
         return cls, f0, amp
 
-    def _select(self, mag, freqs_hz, power, floor, peaks):
+    def _select(self, mag, freqs_hz, power, floor, peaks, detections, *, n_voices, base_power=None):
         """Model voices, sines and sine pairs as candidates -> the pursuit's choice per frame.
 
         Returns per frame (n, n_voices): class, f0_hz, amplitude, partner
@@ -144,8 +153,8 @@ class ModelMethod:
         """
         from .pursuit import pursue
         from .sines import partner_table
-        cls, f0, amp = self.detect(mag, freqs_hz)
-        nv, npk = self.n_voices, self.n_peaks
+        cls, f0, amp = detections
+        nv, npk = n_voices, self.n_peaks
         pf_all, pa_all = peaks                                           # loudest first
         pf, pa = pf_all[:, :npk], pa_all[:, :npk]
         m1, q_f, q_a = partner_table(pf_all, pa_all, n_main=npk)
@@ -161,7 +170,8 @@ class ModelMethod:
         c_ratio = np.concatenate([np.zeros_like(f0), zf, ratio], axis=1)
         ref, level = pursue(power, c_cls, c_f0, n_voices=nv, floor_power=floor,
                             main_hz=c_f0 * self.partial[c_cls], hint_power=c_hint,
-                            partner_hz=c_q, partner_power=c_qp, seg=self.seg, n_lazy=self.n_lazy)
+                            partner_hz=c_q, partner_power=c_qp, seg=self.seg, n_lazy=self.n_lazy,
+                            base_power=base_power)
         # no voice louder than twice the frame's strongest partial
         level = np.minimum(level, 2.0 * mag.max(axis=1, keepdims=True))
         top = np.argsort(-level, axis=1, kind="stable")[:, :nv]
@@ -193,6 +203,7 @@ class ModelMethod:
     # -- detections -> channels ------------------------------------------------------
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
         from .pursuit import mel_power
+        from .sines import pick_peaks
         n = mag.shape[0]
         nv = self.n_voices
         if n == 0:
@@ -200,16 +211,32 @@ class ModelMethod:
         power = mel_power(mag)
         self.peak_power = max(self.peak_power, float(power.max()))
         floor = np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10), self.peak_power * 1e-6)
-        from .sines import pick_peaks
         peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
-        cls, f0, amp, m1, ratio = self._select(mag, freqs_hz, power, floor, peaks)
-        ch_cls, ch_f, ch_a, ch_m1, ch_r = self._assign(cls, f0, amp, m1, ratio)
-        out = VoiceFrames.empty(n, nv)
-        self._fill(out, ch_cls, ch_f, ch_a, ch_m1, ch_r)
-        sines = self.sines.process(mag, freqs_hz, peaks=peaks)
-        return self._choose(out, ch_cls, sines, power, floor)
+        det = self.detect(mag, freqs_hz)
+        options = []
+        for k, n_mix in enumerate(self.mixes):
+            # the sine tracker on most channels, model voices filling what it leaves
+            part = self.sines[k].process(mag, freqs_hz, peaks=peaks)
+            part_power = voice_power(part, None)
+            if n_mix == 0:
+                options.append((part, part_power))
+                continue
+            fill, fill_cls = self._voices(mag, freqs_hz, power, floor, peaks, det, k, part_power)
+            options.append((VoiceFrames.stack_channels([part, fill]),
+                            part_power + voice_power(fill, fill_cls)))
+        return self._choose(options, power, floor)
 
-    def _assign(self, cls, f0, amp, m1, ratio):
+    def _voices(self, mag, freqs_hz, power, floor, peaks, det, k, base_power):
+        """The pursuit's voices for one group of channels -> (VoiceFrames, timbre per channel)."""
+        track = self.tracks[k]
+        cls, f0, amp, m1, ratio = self._select(mag, freqs_hz, power, floor, peaks, det,
+                                               n_voices=track.n, base_power=base_power)
+        ch = self._assign(cls, f0, amp, m1, ratio, track)
+        out = VoiceFrames.empty(mag.shape[0], track.n)
+        self._fill(out, *ch)
+        return out, ch[0]
+
+    def _assign(self, cls, f0, amp, m1, ratio, track: "_Channels"):
         """Per frame, voices -> channels.
 
         A voice continues the channel that played the same timbre within
@@ -224,7 +251,7 @@ class ModelMethod:
         ch_a = np.zeros((n, nv))
         ch_m1 = np.full((n, nv), -1)
         ch_r = np.zeros((n, nv))
-        prev_c, prev_f = self.prev_class.copy(), self.prev_f.copy()
+        prev_c, prev_f = track.prev_class.copy(), track.prev_f.copy()
         for i in range(n):
             live = np.flatnonzero(amp[i] > 0)
             f_prev = np.maximum(prev_f[None, :], 1e-6) * self.partial[np.maximum(prev_c, 0)][None, :]
@@ -254,7 +281,7 @@ class ModelMethod:
             ch_r[i, on] = ratio[i, sel]
             prev_c = np.where(on, ch_cls[i], -1)
             prev_f = np.where(on, ch_f[i], 0.0)
-        self.prev_class, self.prev_f = prev_c, prev_f
+        track.prev_class, track.prev_f = prev_c, prev_f
         return ch_cls, ch_f, ch_a, ch_m1, ch_r
 
     def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:
@@ -279,30 +306,43 @@ class ModelMethod:
         a = np.where(on, ch_a, 0.0).astype(np.float32)
         out.amp1[:] = np.where(noise, a, np.where(pair, a * ch_r, 0.0))
         out.amp2[:] = np.where(noise, 0.0, a)
-        self._cls = np.where(on, ch_cls, -1)
 
-    def _choose(self, model: VoiceFrames, ch_cls, sines: VoiceFrames, power, floor) -> VoiceFrames:
-        """Per stretch of SWITCH_FRAMES frames, keep whichever of the two sounds closer."""
+    def _choose(self, options, power, floor) -> VoiceFrames:
+        """Per stretch of SWITCH_FRAMES frames, keep the option that sounds closest.
+
+        Each option's log-mel error (from the atoms) is charged its margin --
+        what its voices lose to changes between frames, which the static
+        comparison does not see -- and the option playing now is favoured by
+        SWITCH_HYST_DB so the choice does not flap.
+        """
         from .pursuit import log_error
-        e_model = log_error(voice_power(model, ch_cls), power, floor)
-        e_sines = log_error(voice_power(sines, None), power, floor)
+        errors = np.stack([log_error(p, power, floor) for _, p in options])     # (3, n)
         n = power.shape[0]
-        use = np.zeros(n, bool)
+        use = np.zeros(n, np.int64)
         for lo in range(0, n, SWITCH_FRAMES):
             s = slice(lo, min(lo + SWITCH_FRAMES, n))
-            gain = float(e_sines[s].mean() - e_model[s].mean())
-            # hysteresis around the margin, so the choice does not flap
-            self.use_model = gain > SWITCH_MARGIN_DB + (-SWITCH_HYST_DB if self.use_model else SWITCH_HYST_DB)
-            use[s] = self.use_model
-        self.stats["frames"] += n
-        self.stats["model_frames"] += int(use.sum())
+            cost = errors[:, s].mean(axis=1) + MARGIN_DB
+            cost[self.current] -= SWITCH_HYST_DB
+            self.current = int(np.argmin(cost))
+            use[s] = self.current
+        for k, name in enumerate(OPTIONS):
+            self.stats[name] += int((use == k).sum())
         out = VoiceFrames.empty(n, self.n_voices)
         for name in VoiceFrames.__dataclass_fields__:
             if name == "outputs":
                 continue
-            a, b = getattr(model, name), getattr(sines, name)
-            getattr(out, name)[:] = np.where(use[:, None], a, b)
+            arrays = np.stack([getattr(v, name) for v, _ in options])
+            getattr(out, name)[:] = np.take_along_axis(arrays, use[None, :, None], axis=0)[0]
         return out
+
+
+class _Channels:
+    """What a group of channels played last frame (the pursuit's channel assignment state)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self.prev_class = np.full(self.n, -1)
+        self.prev_f = np.zeros(self.n)
 
 
 def voice_power(voices: VoiceFrames, cls: np.ndarray | None) -> np.ndarray:

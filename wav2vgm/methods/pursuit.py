@@ -165,7 +165,8 @@ def log_error(model_power: np.ndarray, power: np.ndarray, floor_power: np.ndarra
 
 def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: int,
            floor_power: np.ndarray, main_hz: np.ndarray, hint_power: np.ndarray,
-           partner_hz: np.ndarray, partner_power: np.ndarray, seg: int = 4, n_lazy: int = 6):
+           partner_hz: np.ndarray, partner_power: np.ndarray, seg: int = 4, n_lazy: int = 6,
+           base_power: np.ndarray | None = None):
     """Choose up to ``n_voices`` candidates per segment of ``seg`` frames and their levels.
 
     ``power`` (n, N_MELS) the input's mel power; ``floor_power`` (n,) the
@@ -191,25 +192,27 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
         return x.reshape((n_seg, seg) + x.shape[1:])
 
     P, FL, H = segments(power), segments(floor_power)[..., None], segments(hint_power)
+    M0 = segments(np.zeros_like(power) if base_power is None else base_power)
     amp = np.zeros((n_seg, seg, c), np.float32)
     chunk = max(1, 128 // seg)
     for lo in range(0, n_seg, chunk):
         s = slice(lo, min(lo + chunk, n_seg))
         r = ref[s]
         atoms = candidate_atoms(cls[r], f0_hz[r], partner_hz[r], partner_power[r])
-        amp[s] = _greedy(P[s], FL[s], H[s], atoms, main_hz[r], n_voices=n_voices, n_lazy=n_lazy)
+        amp[s] = _greedy(P[s], FL[s], H[s], atoms, main_hz[r], n_voices=n_voices, n_lazy=n_lazy,
+                         base=M0[s])
     return np.repeat(ref, seg)[:n], amp.reshape(n_seg * seg, c)[:n]
 
 
-def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy):
+def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
     """The lazy greedy over a chunk of segments: P (S, K, B), FL (S, K, 1), hint (S, K, C), atoms (S, C, B)."""
     S, K, B = P.shape
     c = atoms.shape[1]
     top = np.argmax(atoms, axis=2)
     a_top = np.take_along_axis(atoms, top[..., None], axis=2)[..., 0]     # (S, C)
     target = 10 * np.log10(np.maximum(P, FL))                             # (S, K, B)
-    model = np.zeros_like(P)
-    err = np.abs(10 * np.log10(FL) - target).sum(axis=2)                  # (S, K)
+    model = base.copy()
+    err = np.abs(10 * np.log10(np.maximum(model, FL)) - target).sum(axis=2)   # (S, K)
     chosen = np.zeros((S, c), bool)
     blocked = a_top <= 0
     gain = np.zeros((S, K, c), np.float32)
