@@ -65,15 +65,16 @@ def main():
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", default=None,
               help="Output .vgm/.vgz file, '-' for stdout, or a folder for folder inputs.")
-@click.option("--method", type=click.Choice(["sines", "model"]), default="sines", show_default=True,
-              help="Tracked spectral peaks (default) or the experimental ONNX inverse model.")
+@click.option("--method", type=click.Choice(["model", "sines"]), default="model", show_default=True,
+              help="The ONNX inverse model with analysis by synthesis (default), or tracked "
+                   "spectral peaks as sines (about 3x faster).")
 @click.option("--frame-rate", "frame_rate", type=float, default=60.0, show_default=True,
               help="Register updates per second (1-1000).")
 @click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")
 @click.option("--gain", "gain_db", type=float, default=0.0, show_default=True,
               help="Extra gain in dB on top of the loudness normalisation.")
 @click.option("--quality", type=click.Choice(["fast", "balanced", "best"]), default="balanced",
-              show_default=True, help="Speed/quality trade-off of the model method.")
+              show_default=True, help="Speed/quality trade-off of the model method's search.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Use another exported ONNX model.")
 @click.option("--title", default="", help="GD3 title (default: the input's name).")

@@ -31,7 +31,7 @@ METHODS = ("model", "sines")
 class ConvertOptions:
     """Everything that shapes a conversion (the CLI's options)."""
 
-    method: str = "sines"
+    method: str = "model"
     frame_rate_hz: float = 60.0
     voices: int = 18
     gain_db: float = 0.0

@@ -123,6 +123,7 @@ class ModelMethod:
         self.tracks = [_Channels(k) for k in self.mixes]
         self.peak_power = 0.0
         self.current = 0                                   # index into OPTIONS
+        self._last = None                                  # last frame's timbre fields and key
         self.stats = {name: 0 for name in OPTIONS}
 
     # -- model -> detections -------------------------------------------------------
@@ -333,7 +334,28 @@ class ModelMethod:
                 continue
             arrays = np.stack([getattr(v, name) for v, _ in options])
             getattr(out, name)[:] = np.take_along_axis(arrays, use[None, :, None], axis=0)[0]
+        self._rest_on_timbre_change(out)
         return out
+
+    def _rest_on_timbre_change(self, out: VoiceFrames) -> None:
+        """Where the option changes, a channel whose timbre changes rests one frame.
+
+        Its key goes off (and its release runs) before the new voice keys
+        on, instead of the patch changing under a held key, which clicks.
+        """
+        fields = ("cnt", "fb", "ws1", "ws2", "mult1")
+        now = np.stack([getattr(out, f).astype(np.int64) for f in fields], axis=-1)   # (n, ch, 5)
+        sounding = (out.amp2 > 0) | (out.amp1 > 0)
+        prev = np.concatenate([self._last[0][None], now[:-1]]) if self._last else now
+        prev_on = np.concatenate([self._last[1][None], sounding[:-1]]) if self._last else sounding
+        fm = now[..., 0] == 0
+        differs = (now[..., :4] != prev[..., :4]).any(axis=-1) | (fm & (now[..., 4] != prev[..., 4]))
+        rest = differs & prev_on & sounding
+        if self._last is None:
+            rest[0] = False
+        out.amp1[rest] = 0.0
+        out.amp2[rest] = 0.0
+        self._last = (now[-1], sounding[-1] & ~rest[-1])
 
 
 class _Channels:
