@@ -30,7 +30,8 @@ from wav2vgm.convert import ConvertOptions  # noqa: E402
 from wav2vgm.quality import score_vgm  # noqa: E402
 
 METHODS = ("sines", "model")
-DEFAULT_DIRS = (ROOT / "samples", ROOT.parent / "shared" / "corpus", ROOT / "benchmarks" / "heldout")
+DEFAULT_DIRS = (ROOT / "samples", ROOT.parent / "shared" / "corpus", ROOT / "benchmarks" / "dev",
+                ROOT / "benchmarks" / "heldout")
 
 
 def clips(dirs) -> list[Path]:

@@ -197,6 +197,39 @@ def test_bad_parameters():
         Gd3(title="a\x00b").to_bytes()
 
 
+def test_write_many_is_the_same_as_one_write_per_pair():
+    rng = np.random.default_rng(3)
+    a, b = io.BytesIO(), io.BytesIO()
+    one, many = VgmWriter(a), VgmWriter(b)
+    for _ in range(20):
+        n = int(rng.integers(0, 6))
+        regs = rng.integers(0, 0x200, n)
+        vals = rng.integers(0, 256, n).astype(np.uint8)
+        for r, v in zip(regs.tolist(), vals.tolist()):
+            one.write(r, v)
+        many.write_many(regs, vals)
+        gap = int(rng.integers(0, 100))
+        one.wait(gap)
+        many.wait(gap)
+    one.close()
+    many.close()
+    assert a.getvalue() == b.getvalue()
+    assert one.n_writes == many.n_writes > 0
+
+
+def test_write_many_checks_its_arrays():
+    w = VgmWriter(io.BytesIO())
+    with pytest.raises(ParameterError, match="0x200"):
+        w.write_many([0x20, 0x200], [1, 2])
+    with pytest.raises(ParameterError, match="256"):
+        w.write_many([0x20, 0x40], [1, 256])
+    with pytest.raises(ParameterError, match="same length"):
+        w.write_many([0x20, 0x40], [1])
+    with pytest.raises(ParameterError, match="integers"):
+        w.write_many([0x20], [1.5])
+    assert w.n_writes == 0
+
+
 def test_writer_needs_seekable_output():
     class Pipe(io.RawIOBase):
         def writable(self):

@@ -219,7 +219,10 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
     now = 0
     f_next = 0
     for times, regs, vals in register_events(voices, centres, options):
-        for t, r, v in zip(times.tolist(), regs.tolist(), vals.tolist()):
+        # the events are sorted by time: each run of equal times is one group of writes
+        starts = np.flatnonzero(np.diff(times, prepend=-1)) if times.size else times
+        for lo, hi in zip(starts.tolist(), starts[1:].tolist() + [times.size]):
+            t = int(times[lo])
             while t > now:          # one wait command per frame, writes or not
                 while f_next < frame_t.size and frame_t[f_next] <= now:
                     f_next += 1
@@ -228,7 +231,7 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
                 writer.wait(step)
                 writer.tick()
                 now += step
-            writer.write(r, v)
+            writer.write_many(regs[lo:hi], vals[lo:hi])
         n_writes += len(times)
     while now < stream.n_samples:
         while f_next < frame_t.size and frame_t[f_next] <= now:

@@ -297,6 +297,49 @@ class VgmWriter:
             raise ParameterError(f"register address 0x{reg:X} ({reg}) is outside 0x000-0x1FF")
         if not 0 <= value <= 0xFF:
             raise ParameterError(f"register value {value} for register 0x{reg:03X} is outside 0-255")
+        self._open_group()
+        self._buf += bytes((0x5F if reg & 0x100 else 0x5E, reg & 0xFF, value))
+        self._n_writes += 1
+        if len(self._buf) >= _FLUSH_BYTES:
+            self._flush()
+
+    def write_many(self, regs, values) -> None:
+        """Write ``values[i]`` to ``regs[i]``, in order, all at the current time (one group).
+
+        The same as calling :meth:`write` for each pair, checked and encoded
+        as arrays (the converter writes a frame's registers this way).
+        """
+        if self._closed:
+            raise OutputError(f"cannot write VGM to {self._name}: the writer is closed")
+        regs = np.asarray(regs)
+        values = np.asarray(values)
+        if regs.shape != values.shape or regs.ndim != 1:
+            raise ParameterError(f"regs and values must be 1-D and the same length, got shapes "
+                                 f"{regs.shape} and {values.shape}")
+        if regs.size == 0:
+            return
+        if regs.dtype.kind not in "iu" or values.dtype.kind not in "iu":
+            raise ParameterError(f"register writes need integers, got {regs.dtype} and {values.dtype}")
+        bad = np.flatnonzero((regs < 0) | (regs > 0x1FF))
+        if bad.size:
+            a = int(regs[bad[0]])
+            raise ParameterError(f"register address 0x{a:X} ({a}) is outside 0x000-0x1FF")
+        bad = np.flatnonzero((values < 0) | (values > 0xFF))
+        if bad.size:
+            raise ParameterError(f"register value {int(values[bad[0]])} for register "
+                                 f"0x{int(regs[bad[0]]):03X} is outside 0-255")
+        self._open_group()
+        cmd = np.empty((regs.size, 3), np.uint8)
+        cmd[:, 0] = np.where(regs & 0x100, 0x5F, 0x5E)
+        cmd[:, 1] = regs & 0xFF
+        cmd[:, 2] = values
+        self._buf += cmd.tobytes()
+        self._n_writes += int(regs.size)
+        if len(self._buf) >= _FLUSH_BYTES:
+            self._flush()
+
+    def _open_group(self) -> None:
+        """Emit the wait that brings the file to the current time, once per group of writes."""
         if not self._group_open:
             target = self._intended
             if self._last_group is not None:
@@ -306,10 +349,6 @@ class VgmWriter:
                 self._emitted = target
             self._last_group = self._emitted
             self._group_open = True
-        self._buf += bytes((0x5F if reg & 0x100 else 0x5E, reg & 0xFF, value))
-        self._n_writes += 1
-        if len(self._buf) >= _FLUSH_BYTES:
-            self._flush()
 
     def wait(self, n_samples: int) -> None:
         """Advance the intended time by ``n_samples`` VGM samples (44.1 kHz, >= 0)."""

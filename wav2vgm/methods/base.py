@@ -139,12 +139,13 @@ def greedy_match(cost: np.ndarray) -> np.ndarray:
     out = np.full(n_tracks, -1, np.int64)
     if n_new == 0 or n_tracks == 0:
         return out
-    row_taken = np.zeros(n_new, bool)
-    for flat in np.argsort(cost, axis=None):
-        r, c = divmod(int(flat), n_tracks)
-        if not np.isfinite(cost[r, c]):
-            break
-        if out[c] < 0 and not row_taken[r]:
+    rows, cols = np.nonzero(np.isfinite(cost))
+    if rows.size == 0:
+        return out
+    order = np.argsort(cost[rows, cols], kind="stable")
+    row_taken = set()
+    for r, c in zip(rows[order].tolist(), cols[order].tolist()):
+        if out[c] < 0 and r not in row_taken:
             out[c] = r
-            row_taken[r] = True
+            row_taken.add(r)
     return out

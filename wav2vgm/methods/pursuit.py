@@ -204,15 +204,19 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
     return np.repeat(ref, seg)[:n], amp.reshape(n_seg * seg, c)[:n]
 
 
+_DB_PER_LN = np.float32(10 / np.log(10))
+
+
 def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
     """The lazy greedy over a chunk of segments: P (S, K, B), FL (S, K, 1), hint (S, K, C), atoms (S, C, B)."""
     S, K, B = P.shape
     c = atoms.shape[1]
     top = np.argmax(atoms, axis=2)
     a_top = np.take_along_axis(atoms, top[..., None], axis=2)[..., 0]     # (S, C)
-    target = 10 * np.log10(np.maximum(P, FL))                             # (S, K, B)
+    # errors in dB summed over bands; logs taken as ln (faster) and scaled once after the sum
+    target = np.log(np.maximum(P, FL))                                    # (S, K, B)
     model = base.copy()
-    err = np.abs(10 * np.log10(np.maximum(model, FL)) - target).sum(axis=2)   # (S, K)
+    err = _DB_PER_LN * np.abs(np.log(np.maximum(model, FL)) - target).sum(axis=2)   # (S, K)
     chosen = np.zeros((S, c), bool)
     blocked = a_top <= 0
     gain = np.zeros((S, K, c), np.float32)
@@ -229,8 +233,10 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
         h = np.take_along_axis(hint[idx], np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
         g = np.concatenate([fit[..., None] * fit_gains, h[..., None] * hint_gains], axis=3)
         trial = model[idx][:, :, None, None, :] + g[..., None] * av[:, None, :, None, :]
-        e = np.abs(10 * np.log10(np.maximum(trial, FL[idx][:, :, :, None, None]))
-                   - target[idx][:, :, None, None, :]).sum(axis=4)        # (k, K, L, G)
+        np.maximum(trial, FL[idx][:, :, :, None, None], out=trial)
+        np.log(trial, out=trial)
+        trial -= target[idx][:, :, None, None, :]
+        e = _DB_PER_LN * np.abs(trial, out=trial).sum(axis=4)             # (k, K, L, G)
         e = np.where(g <= 0, err[idx][:, :, None, None], e)
         gi = np.argmin(e, axis=3)[..., None]
         return (np.take_along_axis(e, gi, axis=3)[..., 0], np.take_along_axis(g, gi, axis=3)[..., 0])

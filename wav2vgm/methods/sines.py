@@ -77,30 +77,39 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
 
 
 def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.ndarray):
-    """Give each channel's first operator a further partial at a multiplier ratio.
+    """Give each channel's first operator a further partial at a multiplier ratio, for every frame.
 
-    ``base_hz``: (n_channels,) base frequency (MULT=1) of channels whose second
-    operator already plays a partial; ``partner_hz``/``partner_amp``: spare
-    partials, loudest first.  Each channel takes the loudest spare partial
-    within 0.4% of ``base * MULT`` for some MULT.  Returns (mult1, amp1), with
-    mult1 = -1 and amp1 = 0 where no partial fits.
+    ``base_hz``: (n_frames, n_channels) base frequency (MULT=1) of channels
+    whose second operator plays a partial (<= 0: channel silent);
+    ``partner_hz``/``partner_amp``: (n_frames, n_spare) spare partials,
+    loudest first (amp 0: none).  In channel order, each channel takes the
+    loudest untaken spare partial within 0.4% of ``base * MULT`` for some
+    MULT.  Returns (mult1, amp1), each (n_frames, n_channels), with mult1 = -1
+    and amp1 = 0 where no partial fits.
     """
-    mult1 = np.full(base_hz.size, -1, np.int64)
-    amp1 = np.zeros(base_hz.size)
-    if base_hz.size == 0 or partner_hz.size == 0:
+    n, nv = base_hz.shape
+    mult1 = np.full((n, nv), -1, np.int64)
+    amp1 = np.zeros((n, nv))
+    if n == 0 or nv == 0 or partner_hz.shape[1] == 0:
         return mult1, amp1
-    cand = _MULT_VALUES[_MULT_REGS]
-    ratio = partner_hz[None, :] / np.maximum(base_hz, 1e-6)[:, None]       # (channels, partners)
-    j = np.argmin(np.abs(cand[None, None, :] - ratio[..., None]), axis=2)
-    fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
-    taken = np.zeros(partner_hz.size, bool)
-    for c in np.flatnonzero(fits.any(axis=1)):
-        hits = np.flatnonzero(fits[c] & ~taken)
-        if hits.size:
-            k = hits[0]
-            taken[k] = True
-            mult1[c] = _MULT_REGS[j[c, k]]
-            amp1[c] = partner_amp[k]
+    cand = _SORTED_FACTORS
+    ratio = partner_hz[:, None, :] / np.maximum(base_hz, 1e-6)[:, :, None]    # (n, channels, spare)
+    hi = np.clip(np.searchsorted(cand, ratio), 1, cand.size - 1)
+    lo = hi - 1
+    j = np.where(np.abs(cand[hi] - ratio) < np.abs(ratio - cand[lo]), hi, lo)   # nearest factor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
+    fits &= (base_hz > 0)[:, :, None] & (partner_amp > 0)[:, None, :]
+    taken = np.zeros(partner_hz.shape, bool)
+    rows = np.arange(n)
+    for c in range(nv):
+        hits = fits[:, c, :] & ~taken
+        has = hits.any(axis=1)
+        k = np.argmax(hits, axis=1)
+        r, k = rows[has], k[has]
+        taken[r, k] = True
+        mult1[r, c] = _SORTED_REGS[j[r, c, k]]
+        amp1[r, c] = partner_amp[r, k]
     return mult1, amp1
 
 
@@ -121,50 +130,59 @@ class SinesMethod:
         out = VoiceFrames.empty(n_frames, nv)
         out.cnt[:] = 1
         pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
-        self._f = np.zeros((n_frames, nv))
+        # usable peaks first, loudest first (a stable sort keeps the order)
+        ok = (pa > 0) & (pf > 20.0) & (pf < 22000.0)
+        order = np.argsort(~ok, axis=1, kind="stable")
+        pf = np.where(np.take_along_axis(ok, order, axis=1), np.take_along_axis(pf, order, axis=1), 0.0)
+        pa = np.where(pf > 0, np.take_along_axis(pa, order, axis=1), 0.0)
+        n_ok = ok.sum(axis=1)
+        # -- track: each channel follows one of the nv loudest partials (sequential) ---
+        f_c = np.zeros((n_frames, nv))
+        a_c = np.zeros((n_frames, nv))
         for i in range(n_frames):
-            self._frame(pf[i], pa[i], out, i)
-        on = self._f > 0
-        fnum, block = R.hz_to_fnum(np.where(on, self._f, 440.0), mult=1)
+            p = self._track(pf[i, :min(nv, int(n_ok[i]))])
+            on = p >= 0
+            f_c[i, on] = pf[i, p[on]]
+            a_c[i, on] = pa[i, p[on]]
+        # -- op2 plays the channel's partial; op1 a partner at a multiplier ratio ----
+        on = a_c > 0
+        m2 = R.carrier_mult(np.where(on, f_c, 440.0))
+        base = np.where(on, f_c / _MULT_VALUES[m2], 0.0)
+        spare = nv + np.argsort(-pa[:, nv:], axis=1, kind="stable")   # loudest first
+        m1, a1 = pair_partners(base, np.take_along_axis(pf, spare, axis=1),
+                               np.take_along_axis(pa, spare, axis=1))
+        m1 = np.where(m1 < 0, m2, m1)        # no partner: op1 (TL 63) doubles op2 in phase
+        out.mult2[:] = np.where(on, m2, 1)
+        out.mult1[:] = np.where(on, m1, 1)
+        out.amp2[:] = a_c
+        out.amp1[:] = np.where(on, a1, 0.0)
+        fnum, block = R.hz_to_fnum(np.where(on, base, 440.0), mult=1)
         out.fnum[:] = np.where(on, fnum, 0)
         out.block[:] = np.where(on, block, 0)
         return out
 
-    def _frame(self, pf: np.ndarray, pa: np.ndarray, out: VoiceFrames, i: int) -> None:
+    def _track(self, pf: np.ndarray) -> np.ndarray:
+        """One frame: which of the partials ``pf`` (loudest first) each channel plays (-1: none).
+
+        A channel whose partial moved less than 80 cents continues it (key
+        held); the other partials take free channels, silent ones first.
+        """
         nv = self.n_voices
-        ok = (pa > 0) & (pf > 20.0) & (pf < 22000.0)
-        pf, pa = pf[ok], pa[ok]
-        main = np.arange(min(nv, pf.size))
-        spare = list(range(min(nv, pf.size), pf.size))
-        # -- track: continue channels whose partial moved little --------------------
         used = np.zeros(pf.size, bool)
-        cents = 1200 * np.abs(np.log2(pf[main][:, None] / np.maximum(self.track_hz, 1e-6)[None, :]))
+        cents = 1200 * np.abs(np.log2(pf[:, None] / np.maximum(self.track_hz, 1e-6)[None, :]))
         assign = greedy_match(np.where(self.track_on[None, :] & (cents <= _TRACK_TOL_CENTS),
                                        cents, np.inf))
         used[assign[assign >= 0]] = True
         free = [c for c in range(nv) if assign[c] < 0]
         free.sort(key=lambda c: self.track_on[c])       # silent channels first
-        for p in main:
+        for p in range(pf.size):
             if not used[p] and free:
                 assign[free.pop(0)] = p
                 used[p] = True
-        # -- op2 plays the channel's partial; op1 a partner at a multiplier ratio ----
-        chans = np.flatnonzero(assign >= 0)
-        self.track_on[:] = False
-        if chans.size == 0:
-            return
-        p = assign[chans]
-        f_c, a_c = pf[p], pa[p]
-        m2 = R.carrier_mult(f_c)
-        base = f_c / _MULT_VALUES[m2]
-        q = np.array(sorted(spare, key=lambda k: -pa[k]), dtype=np.int64)
-        m1, a1 = pair_partners(base, pf[q], pa[q])
-        m1 = np.where(m1 < 0, m2, m1)        # no partner: op1 (TL 63) doubles op2 in phase
-        self._f[i, chans] = base
-        out.mult2[i, chans], out.mult1[i, chans] = m2, m1
-        out.amp2[i, chans], out.amp1[i, chans] = a_c, a1
-        self.track_hz[chans] = f_c
-        self.track_on[chans] = True
+        on = assign >= 0
+        self.track_hz[on] = pf[assign[on]]
+        self.track_on[:] = on
+        return assign
 
 
 def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
