@@ -111,6 +111,22 @@ def test_pursuit_finds_the_voices_a_spectrum_was_made_of():
     assert amp[0, 4] == 0
 
 
+def test_pursuit_leaves_voices_above_the_mel_bands_to_the_tracker():
+    # a 17 kHz sine leaks faintly into the top mel band; fitted to that, it would be absurdly loud
+    cls = np.array([[0, 0]])
+    f0 = np.array([[1000.0, 17000.0]])
+    atoms = pursuit.candidate_atoms(cls, f0)[0]
+    assert atoms[1].max() > 0
+    hiss = np.zeros(atoms.shape[1])
+    hiss[-6:] = 1e-3 * atoms[0].max()                      # broadband energy in the top bands
+    power = (0.5 * atoms[0] + hiss)[None, :]
+    floor = np.array([power.max() * 1e-6])
+    _, amp = pursuit.pursue(power, cls, f0, n_voices=2, floor_power=floor, main_hz=f0,
+                            hint_power=np.array([[0.5, 1e-4]]), partner_hz=np.zeros_like(f0),
+                            partner_power=np.zeros_like(f0), seg=1)
+    assert amp[0, 0] > 0 and amp[0, 1] == 0
+
+
 def test_sine_pairs_need_a_multiplier_ratio():
     pf = np.array([[523.0, 261.5, 1046.0, 784.0, 1569.0]])
     pa = np.array([[1.0, 0.5, 0.4, 0.3, 0.2]])

@@ -191,7 +191,9 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
             x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
         return x.reshape((n_seg, seg) + x.shape[1:])
 
-    P, FL, H = segments(power), segments(floor_power)[..., None], segments(hint_power)
+    P, FL = segments(power), segments(floor_power)[..., None]
+    # each segment's candidates are its middle frame's: so are their measured levels
+    H = np.repeat(np.asarray(hint_power, np.float32)[ref][:, None, :], seg, axis=1)
     M0 = segments(np.zeros_like(power) if base_power is None else base_power)
     amp = np.zeros((n_seg, seg, c), np.float32)
     chunk = max(1, 128 // seg)
@@ -218,7 +220,9 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
     model = base.copy()
     err = _DB_PER_LN * np.abs(np.log(np.maximum(model, FL)) - target).sum(axis=2)   # (S, K)
     chosen = np.zeros((S, c), bool)
-    blocked = a_top <= 0
+    # a voice whose loudest partial lies above the yardstick's mel bands cannot be judged
+    # (its fit would chase faint leakage at an absurd level): the sine tracker plays those
+    blocked = (a_top <= 0) | (main >= spectrum.MEL_F_MAX_HZ)
     gain = np.zeros((S, K, c), np.float32)
     estimate = np.full((S, c), np.inf, np.float32)                        # stale improvement
     live = np.ones(S, bool)
