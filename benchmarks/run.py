@@ -190,7 +190,8 @@ Groups: `samples/`; `../shared/corpus/` (real OPL music); `benchmarks/dev/`
 pursuit margins and option switching were chosen, as were samples/ and the
 corpus); `benchmarks/heldout/` (made afresh by the same script after those
 settings were frozen: new sentences, voices, instruments and seeds; nothing
-was trained or tuned on them).  The `opl_random_*` and `opl_patches` clips
+was trained or tuned on them; they were measured before and after one later
+bug fix, which was found and checked on a dev clip).  The `opl_random_*` and `opl_patches` clips
 are the project's own OPL3 writer playing random codebook patches, so a
 perfect converter could reproduce them exactly.  Reproduce with
 `python benchmarks/make_heldout.py && python benchmarks/run.py quality --player {player}`.
