@@ -43,11 +43,12 @@ def clips(dirs) -> list[Path]:
     return out
 
 
-def convert_timed(src: Path, dst: Path, method: str, *, repeats: int = 1) -> float:
+def convert_timed(src: Path, dst: Path, method: str, *, repeats: int = 1,
+                  quality: str = "balanced") -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        convert_file(str(src), str(dst), ConvertOptions(method=method))
+        convert_file(str(src), str(dst), ConvertOptions(method=method, quality=quality))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -219,10 +220,12 @@ def speed() -> None:
         write_wav(str(src), x.astype(np.float32), 44100)
         print("| method | 60 s clip, median of 5 | x real time |")
         print("|---|---|---|")
-        for method in METHODS:
+        for method, quality in (("sines", "balanced"), ("model", "fast"), ("model", "balanced"),
+                                ("model", "best")):
             convert_timed(src, Path(tmp) / "warm.vgm", method)            # warm-up (model load)
-            sec = convert_timed(src, Path(tmp) / "out.vgm", method, repeats=5)
-            print(f"| {method} | {sec:.2f} s | {60 / sec:.0f}x |")
+            sec = convert_timed(src, Path(tmp) / "out.vgm", method, repeats=5, quality=quality)
+            name = method if method == "sines" else f"{method} --quality {quality}"
+            print(f"| {name} | {sec:.2f} s | {60 / sec:.0f}x |", flush=True)
 
 
 def voices() -> None:

@@ -42,8 +42,9 @@ MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
 THRESHOLD = 0.25
 # quality -> (peaks tried as sines and sine pairs, frames per voice set,
-#             candidates re-evaluated per pursuit step)
-QUALITY = {"fast": (24, 8, 3), "balanced": (40, 4, 6), "best": (44, 2, 10)}
+#             candidates re-evaluated per pursuit step, options compared)
+QUALITY = {"fast": (24, 8, 3, ("mix",)), "balanced": (40, 4, 6, ("sines", "mix")),
+           "best": (44, 2, 10, ("sines", "mix"))}
 SWITCH_FRAMES = 30            # the options are compared per this many frames
 # the options compared per stretch: how many channels the model's voices get
 # (the sine tracker keeps the others), and the margin by which an option with
@@ -115,14 +116,16 @@ class ModelMethod:
         self.n_voices = int(n_voices)
         path = str(model_path) if model_path else str(default_model_path())
         self.session = load_session(path)
-        self.n_peaks, self.seg, self.n_lazy = QUALITY[quality]
+        self.n_peaks, self.seg, self.n_lazy, compared = QUALITY[quality]
         self.partial = codebook.strongest_partial()
         self.timbres = codebook.TIMBRES
-        self.mixes = [min(k, self.n_voices) for k in MIX_VOICES]
+        self.options = [OPTIONS.index(name) for name in compared]       # indices into OPTIONS
+        self.margins = MARGIN_DB[self.options]
+        self.mixes = [min(MIX_VOICES[k], self.n_voices) for k in self.options]
         self.sines = [SinesMethod(n_voices=self.n_voices - k) for k in self.mixes]
         self.tracks = [_Channels(k) for k in self.mixes]
         self.peak_power = 0.0
-        self.current = 0                                   # index into OPTIONS
+        self.current = 0                                   # index into self.options
         self._last = None                                  # last frame's timbre fields and key
         self.stats = {name: 0 for name in OPTIONS}
 
@@ -152,13 +155,15 @@ class ModelMethod:
         Returns per frame (n, n_voices): class, f0_hz, amplitude, partner
         MULT (-1: none) and partner amplitude ratio, loudest first.
         """
-        from .pursuit import pursue
+        from .pursuit import on_segments, pursue, segment_refs
         from .sines import partner_table
         cls, f0, amp = detections
         nv, npk = n_voices, self.n_peaks
         pf_all, pa_all = peaks                                           # loudest first
         pf, pa = pf_all[:, :npk], pa_all[:, :npk]
-        m1, q_f, q_a = partner_table(pf_all, pa_all, n_main=npk)
+        refs = segment_refs(len(pf_all), self.seg)          # the frames the pursuit reads
+        m1, q_f, q_a = (on_segments(a, len(pf_all), self.seg)
+                        for a in partner_table(pf_all[refs], pa_all[refs], n_main=npk))
         ratio = np.where(m1 >= 0, q_a / np.maximum(pa, 1e-12), 0.0)
         zi, zf = np.zeros_like(pf, dtype=cls.dtype), np.zeros_like(pf)
         c_cls = np.concatenate([np.where(amp > 0, cls, 0), zi, zi], axis=1)
@@ -203,7 +208,7 @@ class ModelMethod:
 
     # -- detections -> channels ------------------------------------------------------
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
-        from .pursuit import mel_power
+        from .pursuit import mel_power, on_segments, segment_refs
         from .sines import pick_peaks
         n = mag.shape[0]
         nv = self.n_voices
@@ -213,7 +218,9 @@ class ModelMethod:
         self.peak_power = max(self.peak_power, float(power.max()))
         floor = np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10), self.peak_power * 1e-6)
         peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
-        det = self.detect(mag, freqs_hz)
+        # the pursuit uses the candidates of each segment's middle frame: only those are detected
+        refs = segment_refs(n, self.seg)
+        det = tuple(on_segments(a, n, self.seg) for a in self.detect(mag[refs], freqs_hz))
         options = []
         for k, n_mix in enumerate(self.mixes):
             # the sine tracker on most channels, model voices filling what it leaves
@@ -223,8 +230,9 @@ class ModelMethod:
                 options.append((part, part_power))
                 continue
             fill, fill_cls = self._voices(mag, freqs_hz, power, floor, peaks, det, k, part_power)
+            judged = len(self.mixes) > 1                   # its sound is only needed to compare
             options.append((VoiceFrames.stack_channels([part, fill]),
-                            part_power + voice_power(fill, fill_cls)))
+                            part_power + voice_power(fill, fill_cls) if judged else None))
         return self._choose(options, power, floor)
 
     def _voices(self, mag, freqs_hz, power, floor, peaks, det, k, base_power):
@@ -317,17 +325,18 @@ class ModelMethod:
         SWITCH_HYST_DB so the choice does not flap.
         """
         from .pursuit import log_error
-        errors = np.stack([log_error(p, power, floor) for _, p in options])     # (3, n)
         n = power.shape[0]
         use = np.zeros(n, np.int64)
+        errors = (np.stack([log_error(p, power, floor) for _, p in options])   # (options, n)
+                  if len(options) > 1 else np.zeros((1, n)))
         for lo in range(0, n, SWITCH_FRAMES):
             s = slice(lo, min(lo + SWITCH_FRAMES, n))
-            cost = errors[:, s].mean(axis=1) + MARGIN_DB
+            cost = errors[:, s].mean(axis=1) + self.margins
             cost[self.current] -= SWITCH_HYST_DB
             self.current = int(np.argmin(cost))
             use[s] = self.current
-        for k, name in enumerate(OPTIONS):
-            self.stats[name] += int((use == k).sum())
+        for k, option in enumerate(self.options):
+            self.stats[OPTIONS[option]] += int((use == k).sum())
         out = VoiceFrames.empty(n, self.n_voices)
         for name in VoiceFrames.__dataclass_fields__:
             if name == "outputs":

@@ -163,6 +163,17 @@ def log_error(model_power: np.ndarray, power: np.ndarray, floor_power: np.ndarra
                   - 10 * np.log10(np.maximum(power, fl))).mean(axis=1)
 
 
+def segment_refs(n_frames: int, seg: int) -> np.ndarray:
+    """(n_segments,) the frame whose candidates each segment of ``seg`` frames uses: its middle one."""
+    n_seg = -(-n_frames // seg)
+    return np.minimum(np.arange(n_seg) * seg + seg // 2, n_frames - 1)
+
+
+def on_segments(a: np.ndarray, n_frames: int, seg: int) -> np.ndarray:
+    """Per-segment rows (n_segments, ...) -> per-frame rows (n_frames, ...), each frame its segment's."""
+    return np.repeat(a, seg, axis=0)[:n_frames]
+
+
 def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: int,
            floor_power: np.ndarray, main_hz: np.ndarray, hint_power: np.ndarray,
            partner_hz: np.ndarray, partner_power: np.ndarray, seg: int = 4, n_lazy: int = 6,
@@ -181,8 +192,8 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
     ``amp`` (n, C) the chosen amplitudes (0 = not chosen).
     """
     n, c = cls.shape
-    n_seg = -(-n // seg)
-    ref = np.minimum(np.arange(n_seg) * seg + seg // 2, n - 1)
+    ref = segment_refs(n, seg)
+    n_seg = ref.size
     pad = n_seg * seg - n
 
     def segments(x):
