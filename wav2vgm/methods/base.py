@@ -139,13 +139,17 @@ def greedy_match(cost: np.ndarray) -> np.ndarray:
     out = np.full(n_tracks, -1, np.int64)
     if n_new == 0 or n_tracks == 0:
         return out
-    rows, cols = np.nonzero(np.isfinite(cost))
-    if rows.size == 0:
+    flat = cost.ravel()
+    pairs = np.flatnonzero(flat < np.inf)                   # row-major, as np.nonzero
+    if pairs.size == 0:
         return out
-    order = np.argsort(cost[rows, cols], kind="stable")
+    pairs = pairs[np.argsort(flat[pairs], kind="stable")]
+    track_row = [-1] * n_tracks
     row_taken = set()
-    for r, c in zip(rows[order].tolist(), cols[order].tolist()):
-        if out[c] < 0 and r not in row_taken:
-            out[c] = r
+    for p in pairs.tolist():
+        r, c = divmod(p, n_tracks)
+        if track_row[c] < 0 and r not in row_taken:
+            track_row[c] = r
             row_taken.add(r)
+    out[:] = track_row
     return out

@@ -255,42 +255,47 @@ class ModelMethod:
         timbre while keyed (which would click).
         """
         n, nv = cls.shape
-        ch_cls = np.full((n, nv), -1)
-        ch_f = np.zeros((n, nv))
-        ch_a = np.zeros((n, nv))
-        ch_m1 = np.full((n, nv), -1)
-        ch_r = np.zeros((n, nv))
+        rows = np.full((n, nv), -1, np.int64)            # the voice each channel plays
+        f_voice = f0 * self.partial[np.maximum(cls, 0)]  # each voice's main partial
         prev_c, prev_f = track.prev_class.copy(), track.prev_f.copy()
+        prev_main = np.maximum(prev_f, 1e-6) * self.partial[np.maximum(prev_c, 0)]
         for i in range(n):
             live = np.flatnonzero(amp[i] > 0)
-            f_prev = np.maximum(prev_f[None, :], 1e-6) * self.partial[np.maximum(prev_c, 0)][None, :]
-            f_now = f0[i, live][:, None] * self.partial[cls[i, live]][:, None]
-            cents = 1200 * np.abs(np.log2(f_now / f_prev))
-            ok = (prev_c[None, :] >= 0) & (cents < _TRACK_CENTS) & (cls[i, live][:, None] == prev_c[None, :])
-            match = greedy_match(np.where(ok, cents, np.inf))
-            assigned = np.where(match >= 0, live[np.maximum(match, 0)] if live.size else -1, -1)
+            assigned = rows[i]
+            if live.size == 0:
+                prev_c = np.full(nv, -1)
+                continue
+            busy = np.flatnonzero(prev_c >= 0)
             taken = np.zeros(live.size, bool)
-            taken[match[match >= 0]] = True
-            silent = [c for c in range(nv) if prev_c[c] < 0 and assigned[c] < 0]
-            busy = [c for c in range(nv) if prev_c[c] >= 0 and assigned[c] < 0]
-            for p in np.flatnonzero(~taken):
+            if busy.size:
+                cents = 1200 * np.abs(np.log2(f_voice[i, live][:, None] / prev_main[busy][None, :]))
+                ok = (cents < _TRACK_CENTS) & (cls[i, live][:, None] == prev_c[busy][None, :])
+                match = greedy_match(np.where(ok, cents, np.inf))
+                hit = match >= 0
+                assigned[busy[hit]] = live[match[hit]]
+                taken[match[hit]] = True
+            silent = np.flatnonzero((prev_c < 0) & (assigned < 0)).tolist()
+            waiting = busy[assigned[busy] < 0].tolist()
+            for p in np.flatnonzero(~taken).tolist():
                 if silent:
                     assigned[silent.pop(0)] = live[p]
                     continue
-                same = [c for c in busy if prev_c[c] == cls[i, live[p]]]
+                same = [c for c in waiting if prev_c[c] == cls[i, live[p]]]
                 if same:
-                    busy.remove(same[0])
+                    waiting.remove(same[0])
                     assigned[same[0]] = live[p]
             on = assigned >= 0
             sel = assigned[on]
-            ch_cls[i, on] = cls[i, sel]
-            ch_f[i, on] = f0[i, sel]
-            ch_a[i, on] = amp[i, sel]
-            ch_m1[i, on] = m1[i, sel]
-            ch_r[i, on] = ratio[i, sel]
-            prev_c = np.where(on, ch_cls[i], -1)
-            prev_f = np.where(on, ch_f[i], 0.0)
-        track.prev_class, track.prev_f = prev_c, prev_f
+            prev_c = np.where(on, cls[i, np.maximum(assigned, 0)], -1)
+            prev_main[on] = np.maximum(f0[i, sel], 1e-6) * self.partial[cls[i, sel]]
+        on = rows >= 0
+        r = np.maximum(rows, 0)
+        def pick(a, off, dtype):
+            return np.where(on, np.take_along_axis(a, r, axis=1), off).astype(dtype)
+        ch_cls, ch_m1 = pick(cls, -1, np.int64), pick(m1, -1, np.int64)
+        ch_f, ch_a, ch_r = pick(f0, 0.0, np.float64), pick(amp, 0.0, np.float64), pick(ratio, 0.0, np.float64)
+        track.prev_class = ch_cls[-1].copy() if n else prev_c
+        track.prev_f = ch_f[-1].copy() if n else prev_f
         return ch_cls, ch_f, ch_a, ch_m1, ch_r
 
     def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:

@@ -23,7 +23,7 @@ _MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct fa
 _SORTED_FACTORS = _MULT_VALUES[_MULT_REGS]            # increasing: 0.5, 1, 2, ..., 15
 _SORTED_REGS = _MULT_REGS
 _RATIO_TOL = 0.004          # relative frequency error accepted for the paired partial
-_TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
+_TRACK_CENTS_TOL = 80.0     # a partial continues a track if it moved less than this
 
 
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
@@ -60,13 +60,7 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     delta, height = parabolic_peak(a, b, c)
     peak_db = np.where(np.isfinite(sc), height, -np.inf)
     pos = idx + delta
-    # side-lobe test: Hann side lobes are -31.5 dB at 2.5 window bins, falling 18 dB/octave
-    dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins        # (n, cand, cand)
-    envelope = peak_db[:, None, :] - 31.5 - 18 * np.log2(np.maximum(dist, 2.5) / 2.5)
-    louder = peak_db[:, None, :] > peak_db[:, :, None]
-    masked = (louder & (dist >= 1.5) & (peak_db[:, :, None] < envelope + 3.0)).any(axis=2)
-    masked |= (louder & (dist < 1.5)).any(axis=2)           # inside a louder main lobe
-    keep = np.isfinite(peak_db) & ~masked
+    keep = np.isfinite(peak_db) & ~_side_lobes(pos, peak_db, window_bins=window_bins)
     rank = np.cumsum(keep, axis=1) - 1
     sel = keep & (rank < n_peaks)
     r, cidx = np.nonzero(sel)
@@ -74,6 +68,28 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     out_f[r, rank[r, cidx]] = freqs_hz[idx[r, cidx]] + delta[r, cidx] * bin_hz
     out_a[r, rank[r, cidx]] = 10 ** (peak_db[r, cidx] / 20)
     return out_f, out_a
+
+
+def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float) -> np.ndarray:
+    """Which peaks lie under a louder peak's main lobe or Hann side-lobe envelope.
+
+    ``pos``: (n_frames, n_cand) positions in FFT bins (``window_bins`` per
+    window bin); ``peak_db``: their
+    levels.  Hann side lobes are -31.5 dB at 2.5 window bins and fall 18 dB
+    per octave; a peak within 3 dB of that envelope (or within 1.5 window
+    bins of a louder peak) is masked.  The envelope is only evaluated for
+    pairs more than 28 dB apart, the only ones it can mask.
+    """
+    dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins       # (n, cand, cand)
+    with np.errstate(invalid="ignore"):                                  # -inf - -inf: no peaks
+        above_db = peak_db[:, None, :] - peak_db[:, :, None]             # j louder than i by
+        masked = ((above_db > 0) & (dist < 1.5)).any(axis=2)            # inside a louder main lobe
+        f, i, j = np.nonzero((above_db > 28.0) & (dist >= 1.5))
+    d = dist[f, i, j]
+    envelope = peak_db[f, j] - 31.5 - 18 * np.log2(np.maximum(d, 2.5) / 2.5)
+    hit = peak_db[f, i] < envelope + 3.0
+    masked[f[hit], i[hit]] = True
+    return masked
 
 
 def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.ndarray):
@@ -167,18 +183,18 @@ class SinesMethod:
         A channel whose partial moved less than 80 cents continues it (key
         held); the other partials take free channels, silent ones first.
         """
-        nv = self.n_voices
+        assign = np.full(self.n_voices, -1, np.int64)
+        busy = np.flatnonzero(self.track_on)
+        if busy.size and pf.size:
+            cents = 1200 * np.abs(np.log2(pf[:, None] / self.track_hz[busy][None, :]))
+            assign[busy] = greedy_match(np.where(cents <= _TRACK_CENTS_TOL, cents, np.inf))
         used = np.zeros(pf.size, bool)
-        cents = 1200 * np.abs(np.log2(pf[:, None] / np.maximum(self.track_hz, 1e-6)[None, :]))
-        assign = greedy_match(np.where(self.track_on[None, :] & (cents <= _TRACK_TOL_CENTS),
-                                       cents, np.inf))
         used[assign[assign >= 0]] = True
-        free = [c for c in range(nv) if assign[c] < 0]
-        free.sort(key=lambda c: self.track_on[c])       # silent channels first
-        for p in range(pf.size):
-            if not used[p] and free:
-                assign[free.pop(0)] = p
-                used[p] = True
+        # the other partials, loudest first, take free channels: silent ones first
+        free = np.concatenate([np.flatnonzero(~self.track_on), busy[assign[busy] < 0]])
+        rest = np.flatnonzero(~used)
+        k = min(free.size, rest.size)
+        assign[free[:k]] = rest[:k]
         on = assign >= 0
         self.track_hz[on] = pf[assign[on]]
         self.track_on[:] = on
