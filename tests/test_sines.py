@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wav2vgm.methods.base import greedy_match
+from wav2vgm.methods.base import greedy_match, greedy_match_frames
 from wav2vgm.methods.sines import SinesMethod, pair_partners
 
 
@@ -37,6 +37,49 @@ def test_greedy_match_cheapest_pairs_first_and_never_an_infinite_one():
     assert greedy_match(cost).tolist() == [1, 0, -1]
     assert greedy_match(np.full((2, 3), inf)).tolist() == [-1, -1, -1]
     assert greedy_match(np.zeros((0, 4))).tolist() == [-1] * 4
+
+
+def test_greedy_match_frames_is_greedy_match_on_every_frame_ties_included():
+    rng = np.random.default_rng(5)
+    cost = rng.integers(0, 6, size=(400, 7, 5)).astype(float)     # integer costs: many ties
+    cost[rng.random(cost.shape) < 0.4] = np.inf
+    links = greedy_match_frames(cost)
+    for c, link in zip(cost, links):
+        by_track = greedy_match(c)
+        want = np.full(c.shape[0], -1)
+        want[by_track[by_track >= 0]] = np.flatnonzero(by_track >= 0)
+        assert link.tolist() == want.tolist()
+    assert greedy_match_frames(np.zeros((0, 3, 3))).shape == (0, 3)
+    assert (greedy_match_frames(np.full((2, 3, 4), np.inf)) == -1).all()
+
+
+def _chirps(n_frames, freqs):
+    """Magnitude frames with partials gliding at different rates, some starting late."""
+    rng = np.random.default_rng(2)
+    mag = np.full((n_frames, freqs.size), 1e-6)
+    base = rng.uniform(200, 4000, size=10)
+    rate = rng.uniform(-30, 30, size=10)
+    start = rng.integers(0, n_frames // 2, size=10)
+    for i in range(n_frames):
+        for f0, r, s0 in zip(base, rate, start):
+            if i < s0:
+                continue
+            k = int(np.argmin(np.abs(freqs - f0 * 2 ** (r * i / 1200))))
+            level = 0.5 * (1 + (i + s0) % 3) / 3
+            mag[i, k - 1:k + 2] = np.maximum(mag[i, k - 1:k + 2], [0.6 * level, level, 0.6 * level])
+    return mag
+
+
+def test_tracker_output_does_not_depend_on_how_frames_are_split_into_blocks():
+    freqs = np.fft.rfftfreq(4096, 1 / 44100)
+    mag = _chirps(40, freqs)
+    whole = SinesMethod(n_voices=6).process(mag, freqs)
+    sm = SinesMethod(n_voices=6)
+    parts = [sm.process(mag[lo:hi], freqs) for lo, hi in ((0, 1), (1, 13), (13, 14), (14, 40))]
+    for name in ("fnum", "block", "amp2", "amp1", "mult1", "mult2"):
+        joined = np.concatenate([getattr(p, name) for p in parts])
+        assert np.array_equal(joined, getattr(whole, name)), name
+    assert (whole.amp2 > 0).sum(axis=1).max() == 6                 # more partials than channels
 
 
 def test_tracker_keeps_a_gliding_partial_on_its_channel():

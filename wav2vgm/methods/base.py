@@ -153,3 +153,35 @@ def greedy_match(cost: np.ndarray) -> np.ndarray:
             row_taken.add(r)
     out[:] = track_row
     return out
+
+
+def greedy_match_frames(cost: np.ndarray) -> np.ndarray:
+    """:func:`greedy_match` for many frames at once, from the rows' side.
+
+    ``cost``: (n_frames, n_new, n_tracks), ``inf`` where a pair is not
+    allowed.  Returns (n_frames, n_new) the track given to each row, -1 for
+    none: the pairs that greedy matching (cheapest first; ties go to the
+    lower row, then the lower track) would choose.  Such a matching is what
+    repeatedly taking every pair that is the cheapest of both its row and
+    its track gives, which runs over all frames together.
+    """
+    n, n_new, n_tracks = cost.shape
+    link = np.full((n, n_new), -1, np.int64)
+    if n == 0 or n_new == 0 or n_tracks == 0:
+        return link
+    cost = np.array(cost, np.float64)
+    rows = np.arange(n_new)
+    frames = np.flatnonzero(np.isfinite(cost).any(axis=(1, 2)))
+    while frames.size:
+        c = cost[frames]
+        track_of_row = np.argmin(c, axis=2)                                   # (k, n_new)
+        row_of_track = np.argmin(c, axis=1)                                   # (k, n_tracks)
+        finite = np.isfinite(np.take_along_axis(c, track_of_row[..., None], axis=2)[..., 0])
+        mutual = finite & (np.take_along_axis(row_of_track, track_of_row, axis=1) == rows)
+        f, r = np.nonzero(mutual)
+        t = track_of_row[f, r]
+        link[frames[f], r] = t
+        cost[frames[f], r, :] = np.inf
+        cost[frames[f], :, t] = np.inf
+        frames = frames[np.isfinite(cost[frames]).any(axis=(1, 2))]
+    return link

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
-from .base import VoiceFrames, greedy_match
+from .base import VoiceFrames, greedy_match_frames
 
 _MULT_VALUES = np.array(R.MULT_FACTORS)                 # by MULT register value
 _MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct factors
@@ -152,14 +152,11 @@ class SinesMethod:
         pf = np.where(np.take_along_axis(ok, order, axis=1), np.take_along_axis(pf, order, axis=1), 0.0)
         pa = np.where(pf > 0, np.take_along_axis(pa, order, axis=1), 0.0)
         n_ok = ok.sum(axis=1)
-        # -- track: each channel follows one of the nv loudest partials (sequential) ---
-        f_c = np.zeros((n_frames, nv))
-        a_c = np.zeros((n_frames, nv))
-        for i in range(n_frames):
-            p = self._track(pf[i, :min(nv, int(n_ok[i]))])
-            on = p >= 0
-            f_c[i, on] = pf[i, p[on]]
-            a_c[i, on] = pa[i, p[on]]
+        # -- track: each channel follows one of the nv loudest partials ----------------
+        peak = self._track(pf[:, :nv], np.minimum(n_ok, nv))           # (n, nv) peak per channel
+        on = peak >= 0
+        f_c = np.where(on, np.take_along_axis(pf, np.maximum(peak, 0), axis=1), 0.0)
+        a_c = np.where(on, np.take_along_axis(pa, np.maximum(peak, 0), axis=1), 0.0)
         # -- op2 plays the channel's partial; op1 a partner at a multiplier ratio ----
         on = a_c > 0
         m2 = R.carrier_mult(np.where(on, f_c, 440.0))
@@ -177,28 +174,63 @@ class SinesMethod:
         out.block[:] = np.where(on, block, 0)
         return out
 
-    def _track(self, pf: np.ndarray) -> np.ndarray:
-        """One frame: which of the partials ``pf`` (loudest first) each channel plays (-1: none).
+    def _track(self, pf: np.ndarray, n_played: np.ndarray) -> np.ndarray:
+        """Which partial each channel plays, per frame: (n_frames, n_voices), -1 for none.
 
-        A channel whose partial moved less than 80 cents continues it (key
-        held); the other partials take free channels, silent ones first.
+        ``pf`` (n_frames, >= n_played) partials, loudest first; the first
+        ``n_played`` of each frame are played (at most ``n_voices``, so all
+        find a channel).  A channel whose partial moved at most 80 cents
+        continues it (key held; closest pairs first); the other partials
+        take free channels in order, silent ones first.
         """
-        assign = np.full(self.n_voices, -1, np.int64)
-        busy = np.flatnonzero(self.track_on)
-        if busy.size and pf.size:
-            cents = 1200 * np.abs(np.log2(pf[:, None] / self.track_hz[busy][None, :]))
-            assign[busy] = greedy_match(np.where(cents <= _TRACK_CENTS_TOL, cents, np.inf))
-        used = np.zeros(pf.size, bool)
-        used[assign[assign >= 0]] = True
-        # the other partials, loudest first, take free channels: silent ones first
-        free = np.concatenate([np.flatnonzero(~self.track_on), busy[assign[busy] < 0]])
-        rest = np.flatnonzero(~used)
-        k = min(free.size, rest.size)
-        assign[free[:k]] = rest[:k]
-        on = assign >= 0
-        self.track_hz[on] = pf[assign[on]]
-        self.track_on[:] = on
-        return assign
+        n, nv = pf.shape[0], self.n_voices
+        width = min(nv, pf.shape[1])
+        cur = np.where(np.arange(width)[None, :] < n_played[:, None], pf[:, :width], 0.0)
+        # what each frame continues: frame 0 the channels of the previous block, indexed
+        # by channel; later frames the partials of the frame before, indexed by partial
+        prev = np.zeros((n, nv))
+        prev[0] = np.where(self.track_on, self.track_hz, 0.0)
+        prev[1:, :width] = cur[:-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cents = 1200 * np.abs(np.log2(cur[:, :, None] / prev[:, None, :]))
+        ok = (cur[:, :, None] > 0) & (prev[:, None, :] > 0) & (cents <= _TRACK_CENTS_TOL)
+        link = greedy_match_frames(np.where(ok, cents, np.inf)).tolist()    # (n, width)
+        counts = n_played.tolist()
+        chans = np.full((n, nv), -1, np.int64)
+        rows: list[list[int]] = []
+        chan_prev = list(range(nv))              # frame 0 links to channels directly
+        busy = self.track_on.tolist()
+        for i in range(n):
+            k = counts[i]
+            chan = [-1] * k
+            kept = [False] * nv
+            for p in range(k):
+                q = link[i][p]
+                if q >= 0:
+                    c = chan_prev[q]
+                    chan[p] = c
+                    kept[c] = True
+            free = ([c for c in range(nv) if not busy[c]]
+                    + [c for c in range(nv) if busy[c] and not kept[c]])
+            f = 0
+            for p in range(k):
+                if chan[p] < 0:
+                    chan[p] = free[f]
+                    f += 1
+            busy = [False] * nv
+            for c in chan:
+                busy[c] = True
+            chan_prev = chan
+            rows.append(chan)
+        for i, chan in enumerate(rows):
+            if chan:
+                chans[i, chan] = np.arange(len(chan))
+        if n:
+            last = chans[-1]
+            on = last >= 0
+            self.track_hz[on] = cur[-1, last[on]]
+            self.track_on[:] = on
+        return chans
 
 
 def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
