@@ -36,7 +36,7 @@ from ..errors import ModelError
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
 from . import codebook, features
-from .base import VoiceFrames, greedy_match
+from .base import VoiceFrames
 
 MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
@@ -255,47 +255,75 @@ class ModelMethod:
         timbre while keyed (which would click).
         """
         n, nv = cls.shape
-        rows = np.full((n, nv), -1, np.int64)            # the voice each channel plays
-        f_voice = f0 * self.partial[np.maximum(cls, 0)]  # each voice's main partial
-        prev_c, prev_f = track.prev_class.copy(), track.prev_f.copy()
-        prev_main = np.maximum(prev_f, 1e-6) * self.partial[np.maximum(prev_c, 0)]
+        # each frame's live voices first (in voice order); the frame loop works on lists
+        n_live = (amp > 0).sum(axis=1)
+        width = int(n_live.max()) if n else 0
+        order = np.argsort(amp <= 0, axis=1, kind="stable")[:, :width]
+        v_cls = np.take_along_axis(cls, order, axis=1)
+        v_f0 = np.take_along_axis(f0, order, axis=1)
+        partial = self.partial[np.maximum(v_cls, 0)]
+        f_now = v_f0 * partial                                       # each voice's main partial
+        f_then = np.maximum(v_f0, 1e-6) * partial
+        prev_main = np.maximum(track.prev_f, 1e-6) * self.partial[np.maximum(track.prev_class, 0)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # cents to the channels' last partials (frame 0), to last frame's voices (others)
+            cents_first = 1200 * np.abs(np.log2(f_now[:1, :, None] / prev_main[None, None, :]))
+            cents_next = 1200 * np.abs(np.log2(f_now[1:, :, None] / f_then[:-1, None, :]))
+        cents_first, cents_next = cents_first.tolist(), cents_next.tolist()
+        counts, v_cls_l = n_live.tolist(), v_cls.tolist()
+        prev_c = track.prev_class.tolist()
+        prev_voice = list(range(nv))                # frame 0 compares with channels
+        played = np.full((n, nv), -1, np.int64)     # position in the frame's live voices
         for i in range(n):
-            live = np.flatnonzero(amp[i] > 0)
-            assigned = rows[i]
-            if live.size == 0:
-                prev_c = np.full(nv, -1)
+            k = counts[i]
+            if k == 0:
+                prev_c = [-1] * nv
                 continue
-            busy = np.flatnonzero(prev_c >= 0)
-            taken = np.zeros(live.size, bool)
-            if busy.size:
-                cents = 1200 * np.abs(np.log2(f_voice[i, live][:, None] / prev_main[busy][None, :]))
-                ok = (cents < _TRACK_CENTS) & (cls[i, live][:, None] == prev_c[busy][None, :])
-                match = greedy_match(np.where(ok, cents, np.inf))
-                hit = match >= 0
-                assigned[busy[hit]] = live[match[hit]]
-                taken[match[hit]] = True
-            silent = np.flatnonzero((prev_c < 0) & (assigned < 0)).tolist()
-            waiting = busy[assigned[busy] < 0].tolist()
-            for p in np.flatnonzero(~taken).tolist():
-                if silent:
-                    assigned[silent.pop(0)] = live[p]
+            classes = v_cls_l[i]
+            cents = cents_first[0] if i == 0 else cents_next[i - 1]
+            pairs = []
+            for p in range(k):
+                row = cents[p]
+                for c in range(nv):
+                    if prev_c[c] >= 0 and prev_c[c] == classes[p]:
+                        x = row[prev_voice[c]]
+                        if x < _TRACK_CENTS:
+                            pairs.append((x, p, c))
+            pairs.sort()                            # cheapest first, as greedy_match
+            assigned = [-1] * nv
+            taken = [False] * k
+            for _, p, c in pairs:
+                if assigned[c] < 0 and not taken[p]:
+                    assigned[c] = p
+                    taken[p] = True
+            silent = [c for c in range(nv) if prev_c[c] < 0 and assigned[c] < 0]
+            waiting = [c for c in range(nv) if prev_c[c] >= 0 and assigned[c] < 0]
+            for p in range(k):
+                if taken[p]:
                     continue
-                same = [c for c in waiting if prev_c[c] == cls[i, live[p]]]
-                if same:
-                    waiting.remove(same[0])
-                    assigned[same[0]] = live[p]
-            on = assigned >= 0
-            sel = assigned[on]
-            prev_c = np.where(on, cls[i, np.maximum(assigned, 0)], -1)
-            prev_main[on] = np.maximum(f0[i, sel], 1e-6) * self.partial[cls[i, sel]]
+                if silent:
+                    assigned[silent.pop(0)] = p
+                    continue
+                for c in waiting:
+                    if prev_c[c] == classes[p]:
+                        waiting.remove(c)
+                        assigned[c] = p
+                        break
+            prev_c = [classes[p] if p >= 0 else -1 for p in assigned]
+            prev_voice = assigned
+            played[i] = assigned
+        rows = np.full((n, nv), -1, np.int64)       # the voice each channel plays
+        if width:
+            rows = np.where(played >= 0, np.take_along_axis(order, np.maximum(played, 0), axis=1), -1)
         on = rows >= 0
         r = np.maximum(rows, 0)
+
         def pick(a, off, dtype):
             return np.where(on, np.take_along_axis(a, r, axis=1), off).astype(dtype)
         ch_cls, ch_m1 = pick(cls, -1, np.int64), pick(m1, -1, np.int64)
         ch_f, ch_a, ch_r = pick(f0, 0.0, np.float64), pick(amp, 0.0, np.float64), pick(ratio, 0.0, np.float64)
-        track.prev_class = ch_cls[-1].copy() if n else prev_c
-        track.prev_f = ch_f[-1].copy() if n else prev_f
+        if n:
+            track.prev_class, track.prev_f = ch_cls[-1].copy(), ch_f[-1].copy()
         return ch_cls, ch_f, ch_a, ch_m1, ch_r
 
     def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:
