@@ -148,7 +148,7 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 frames per voice set, candidates re-checked per step) for speed; `fast`
-also skips step 5 and always plays the mix (about 25% faster, 0.1-0.3 dB
+also skips step 5 and always plays the mix (about 20% faster, 0.1-0.3 dB
 worse on the clips checked), `best` searches harder than the default
 `balanced` and scores about the same.
 
@@ -209,7 +209,7 @@ perfect converter could reproduce them exactly.  Reproduce with
   reproduction that is possible in principle: only 4 channels take codebook
   timbres, and voices are chosen from the frame's spectrum, not from the
   notes' envelopes.
-- About 3x slower than `sines` (`python benchmarks/run.py speed`); the network
+- About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """
 

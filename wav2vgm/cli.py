@@ -67,7 +67,7 @@ def main():
               help="Output .vgm/.vgz file, '-' for stdout, or a folder for folder inputs.")
 @click.option("--method", type=click.Choice(["model", "sines"]), default="model", show_default=True,
               help="The ONNX inverse model with analysis by synthesis (default), or tracked "
-                   "spectral peaks as sines (about 3x faster).")
+                   "spectral peaks as sines (about 2x faster).")
 @click.option("--frame-rate", "frame_rate", type=float, default=60.0, show_default=True,
               help="Register updates per second (1-1000).")
 @click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")
