@@ -297,11 +297,7 @@ class VgmWriter:
             raise ParameterError(f"register address 0x{reg:X} ({reg}) is outside 0x000-0x1FF")
         if not 0 <= value <= 0xFF:
             raise ParameterError(f"register value {value} for register 0x{reg:03X} is outside 0-255")
-        self._open_group()
-        self._buf += bytes((0x5F if reg & 0x100 else 0x5E, reg & 0xFF, value))
-        self._n_writes += 1
-        if len(self._buf) >= _FLUSH_BYTES:
-            self._flush()
+        self._append(bytes((0x5F if reg & 0x100 else 0x5E, reg & 0xFF, value)), 1)
 
     def write_many(self, regs, values) -> None:
         """Write ``values[i]`` to ``regs[i]``, in order, all at the current time (one group).
@@ -328,13 +324,17 @@ class VgmWriter:
         if bad.size:
             raise ParameterError(f"register value {int(values[bad[0]])} for register "
                                  f"0x{int(regs[bad[0]]):03X} is outside 0-255")
-        self._open_group()
         cmd = np.empty((regs.size, 3), np.uint8)
         cmd[:, 0] = np.where(regs & 0x100, 0x5F, 0x5E)
         cmd[:, 1] = regs & 0xFF
         cmd[:, 2] = values
-        self._buf += cmd.tobytes()
-        self._n_writes += int(regs.size)
+        self._append(cmd.tobytes(), int(regs.size))
+
+    def _append(self, commands: bytes, n_writes: int) -> None:
+        """Add encoded register writes at the current time (opening the group if needed)."""
+        self._open_group()
+        self._buf += commands
+        self._n_writes += n_writes
         if len(self._buf) >= _FLUSH_BYTES:
             self._flush()
 

@@ -139,20 +139,26 @@ def greedy_match(cost: np.ndarray) -> np.ndarray:
     out = np.full(n_tracks, -1, np.int64)
     if n_new == 0 or n_tracks == 0:
         return out
-    flat = cost.ravel()
-    pairs = np.flatnonzero(flat < np.inf)                   # row-major, as np.nonzero
-    if pairs.size == 0:
-        return out
-    pairs = pairs[np.argsort(flat[pairs], kind="stable")]
+    rows, cols = np.nonzero(cost < np.inf)
+    out[:] = greedy_pairs(zip(cost[rows, cols].tolist(), rows.tolist(), cols.tolist()), n_tracks)
+    return out
+
+
+def greedy_pairs(pairs, n_tracks: int) -> list[int]:
+    """The greedy matching itself, on plain lists (fast for the few pairs of one frame).
+
+    ``pairs``: (cost, row, track) tuples of the allowed pairs.  Cheapest
+    first, ties to the lower row and then the lower track, each pair is
+    taken if neither its row nor its track is.  Returns the row given to
+    each of the ``n_tracks`` tracks, -1 for none.
+    """
     track_row = [-1] * n_tracks
     row_taken = set()
-    for p in pairs.tolist():
-        r, c = divmod(p, n_tracks)
+    for _, r, c in sorted(pairs):
         if track_row[c] < 0 and r not in row_taken:
             track_row[c] = r
             row_taken.add(r)
-    out[:] = track_row
-    return out
+    return track_row
 
 
 def greedy_match_frames(cost: np.ndarray) -> np.ndarray:

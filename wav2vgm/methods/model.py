@@ -36,7 +36,7 @@ from ..errors import ModelError
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
 from . import codebook, features
-from .base import VoiceFrames
+from .base import VoiceFrames, greedy_pairs
 
 MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
@@ -289,12 +289,10 @@ class ModelMethod:
                         x = row[prev_voice[c]]
                         if x < _TRACK_CENTS:
                             pairs.append((x, p, c))
-            pairs.sort()                            # cheapest first, as greedy_match
-            assigned = [-1] * nv
+            assigned = greedy_pairs(pairs, nv)
             taken = [False] * k
-            for _, p, c in pairs:
-                if assigned[c] < 0 and not taken[p]:
-                    assigned[c] = p
+            for p in assigned:
+                if p >= 0:
                     taken[p] = True
             silent = [c for c in range(nv) if prev_c[c] < 0 and assigned[c] < 0]
             waiting = [c for c in range(nv) if prev_c[c] >= 0 and assigned[c] < 0]

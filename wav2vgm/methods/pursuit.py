@@ -214,7 +214,7 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
         atoms = candidate_atoms(cls[r], f0_hz[r], partner_hz[r], partner_power[r])
         amp[s] = _greedy(P[s], FL[s], H[s], atoms, main_hz[r], n_voices=n_voices, n_lazy=n_lazy,
                          base=M0[s])
-    return np.repeat(ref, seg)[:n], amp.reshape(n_seg * seg, c)[:n]
+    return on_segments(ref, n, seg), amp.reshape(n_seg * seg, c)[:n]
 
 
 _DB_PER_LN = np.float32(10 / np.log(10))

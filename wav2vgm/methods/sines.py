@@ -23,7 +23,7 @@ _MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct fa
 _SORTED_FACTORS = _MULT_VALUES[_MULT_REGS]            # increasing: 0.5, 1, 2, ..., 15
 _SORTED_REGS = _MULT_REGS
 _RATIO_TOL = 0.004          # relative frequency error accepted for the paired partial
-_TRACK_CENTS_TOL = 80.0     # a partial continues a track if it moved less than this
+_TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
 
 
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
@@ -73,12 +73,12 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
 def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float) -> np.ndarray:
     """Which peaks lie under a louder peak's main lobe or Hann side-lobe envelope.
 
-    ``pos``: (n_frames, n_cand) positions in FFT bins (``window_bins`` per
-    window bin); ``peak_db``: their
-    levels.  Hann side lobes are -31.5 dB at 2.5 window bins and fall 18 dB
-    per octave; a peak within 3 dB of that envelope (or within 1.5 window
-    bins of a louder peak) is masked.  The envelope is only evaluated for
-    pairs more than 28 dB apart, the only ones it can mask.
+    ``pos``: (n_frames, n_cand) positions in FFT bins (``window_bins`` FFT
+    bins per window bin); ``peak_db``: their levels.  Hann side lobes are
+    -31.5 dB at 2.5 window bins and fall 18 dB per octave; a peak within
+    3 dB of that envelope (or within 1.5 window bins of a louder peak) is
+    masked.  The envelope is only evaluated for pairs more than 28 dB apart,
+    the only ones it can mask.
     """
     dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins       # (n, cand, cand)
     with np.errstate(invalid="ignore"):                                  # -inf - -inf: no peaks
@@ -193,11 +193,10 @@ class SinesMethod:
         prev[1:, :width] = cur[:-1]
         with np.errstate(divide="ignore", invalid="ignore"):
             cents = 1200 * np.abs(np.log2(cur[:, :, None] / prev[:, None, :]))
-        ok = (cur[:, :, None] > 0) & (prev[:, None, :] > 0) & (cents <= _TRACK_CENTS_TOL)
+        ok = (cur[:, :, None] > 0) & (prev[:, None, :] > 0) & (cents <= _TRACK_TOL_CENTS)
         link = greedy_match_frames(np.where(ok, cents, np.inf)).tolist()    # (n, width)
         counts = n_played.tolist()
-        chans = np.full((n, nv), -1, np.int64)
-        rows: list[list[int]] = []
+        played: list[int] = []                  # channel of each played partial, frame by frame
         chan_prev = list(range(nv))              # frame 0 links to channels directly
         busy = self.track_on.tolist()
         for i in range(n):
@@ -221,10 +220,10 @@ class SinesMethod:
             for c in chan:
                 busy[c] = True
             chan_prev = chan
-            rows.append(chan)
-        for i, chan in enumerate(rows):
-            if chan:
-                chans[i, chan] = np.arange(len(chan))
+            played += chan
+        chans = np.full((n, nv), -1, np.int64)
+        frame = np.repeat(np.arange(n), n_played)
+        chans[frame, played] = np.arange(frame.size) - np.repeat(np.cumsum(n_played) - n_played, n_played)
         if n:
             last = chans[-1]
             on = last >= 0
