@@ -4,6 +4,8 @@
     python benchmarks/run.py speed           # x real time of each method on a 60 s clip
     python benchmarks/run.py voices          # batch voice renders per second (one core)
     python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes
+    python benchmarks/run.py floor           # random-patch clips: their exact patches at other phases
+    python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono vs --stereo
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -292,6 +294,80 @@ def batch(n_files: int = 20, seconds: int = 30, jobs: int = 2) -> None:
               f"{total / wall:.1f}x real time, {n_files / wall * 60:.1f} files/min |")
 
 
+FLOOR_CLIPS = (("samples", "opl_patches", 2026), ("dev", "opl_random_11", 11),
+               ("dev", "opl_random_12", 12), ("dev", "opl_random_13", 13),
+               ("heldout", "opl_random_21", 21), ("heldout", "opl_random_22", 22),
+               ("heldout", "opl_random_23", 23))
+FLOOR_JITTERS = (0, 20, 100, 400)
+
+
+def floor(player: str) -> None:
+    """How close a converter that does not match phases can get on the random-patch clips.
+
+    Each clip is re-made from its own patches, pitches and levels (exactly
+    what a perfect converter would find), with every key-on delayed by a
+    random 0..J samples: the same voices at other relative phases.  J = 0
+    reproduces the clip; any J > 0 shows the distance that phase alone
+    costs (overlapping partials and the leakage between them add with
+    other phases).
+    """
+    sys.path.insert(0, str(ROOT / "samples"))
+    import make_samples as M
+    print("| clip | " + " | ".join(f"key-on jitter {j} samples" for j in FLOOR_JITTERS) + " |")
+    print("|---|" + "---|" * len(FLOOR_JITTERS))
+    with tempfile.TemporaryDirectory() as tmp:
+        for group, name, seed in FLOOR_CLIPS:
+            wav = ROOT / group / f"{name}.wav" if group == "samples" else \
+                ROOT / "benchmarks" / group / f"{name}.wav"
+            if not wav.exists():
+                continue
+            row = []
+            for j in FLOOR_JITTERS:
+                vgm = M.opl_patches(Path(tmp), Path(tmp), name=name, seed=seed, key_on_jitter=j,
+                                    write_wav_file=False)
+                row.append(f"{score_vgm(str(wav), str(vgm), player=player).distance_db:.2f}")
+            print(f"| {name} | " + " | ".join(row) + " |", flush=True)
+
+
+def stereo(player: str) -> None:
+    """Per-side log-mel distance of two stereo mixes of samples/, converted with --mono and --stereo.
+
+    ``hard``: melody on the left only, chord on the right only.  ``mixed``:
+    melody left only, chord in the middle, speech right of centre (8 dB).
+    Each side of the VGM as ``player`` renders it is scored against that
+    side of the mix; ``mono mix`` scores the mean of the two sides.
+    """
+    from wav2vgm import spectrum
+    from wav2vgm.quality import adplay_render
+    from wav2vgm.opl3.render import render_vgm, resample
+    from wav2vgm.vgm import read_vgm
+
+    a, b, c = (load_audio(str(ROOT / "samples" / f"{n}.wav"), target_rate_hz=44100)[0]
+               for n in ("melody", "chord", "speech"))
+    n = min(a.size, b.size, c.size)
+    a, b, c = a[:n], b[:n], c[:n]
+    mixes = {"hard": (a, 0.5 * b), "mixed": (a + 0.5 * b + 0.2 * c, 0.5 * b + 0.5 * c)}
+    print(f"| mix | option | left | right | mean of sides | mono mix |  (dB, {player})")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (left, right) in mixes.items():
+            src = Path(tmp) / f"{name}.wav"
+            write_wav(str(src), 0.8 * np.column_stack([left, right]).astype(np.float32), 44100)
+            for option in ("--mono", "--stereo"):
+                out = Path(tmp) / f"{name}.vgm"
+                convert_file(str(src), str(out), ConvertOptions(stereo=option == "--stereo"))
+                if player == "adplay":
+                    y, rate = adplay_render(str(out))
+                    y = resample(y.astype(np.float64), from_hz=rate, to_hz=44100)
+                else:
+                    y = render_vgm(read_vgm(str(out)), rate_hz=44100)
+                d = [spectrum.logmel_distance(r, y[:, j], rate_hz=44100).distance_db
+                     for j, r in enumerate((left, right))]
+                m = spectrum.logmel_distance((left + right) / 2, y.mean(axis=1), rate_hz=44100)
+                print(f"| {name} | {option} | {d[0]:.2f} | {d[1]:.2f} | {(d[0] + d[1]) / 2:.2f} | "
+                      f"{m.distance_db:.2f} |", flush=True)
+
+
 def _long_clip(path: Path, minutes: int) -> None:
     import soundfile as sf
     rng = np.random.default_rng(minutes)
@@ -305,7 +381,8 @@ def _long_clip(path: Path, minutes: int) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["quality", "speed", "voices", "memory", "batch", "card", "all"])
+    p.add_argument("what", choices=["quality", "speed", "voices", "memory", "batch", "card", "floor",
+                                           "stereo", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     a = p.parse_args(argv)
@@ -319,6 +396,10 @@ def main(argv=None) -> int:
         memory()
     if a.what in ("batch", "all"):
         batch()
+    if a.what == "floor":
+        floor(a.player)
+    if a.what == "stereo":
+        stereo(a.player)
     if a.what == "card":
         card(a.player)
     return 0

@@ -82,8 +82,14 @@ def melody(tmp: Path, out: Path = HERE, *, name: str = "melody.wav", program: in
     _to_mono44(raw, out / name, seconds=4.0)
 
 
-def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed: int = 2026) -> None:
-    """Random codebook patches played by the project's own OPL3 writer and emulator."""
+def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed: int = 2026,
+                key_on_jitter: int = 0, write_wav_file: bool = True) -> Path:
+    """Random codebook patches played by the project's own OPL3 writer and emulator.
+
+    ``key_on_jitter`` > 0 delays each note's key-on by up to that many samples
+    (its own random draw, seed 99): the same patches at other relative phases,
+    which ``benchmarks/run.py floor`` scores against the clip.  Returns the VGM's path.
+    """
     sys.path.insert(0, str(HERE.parent))
     from wav2vgm.audio import write_wav
     from wav2vgm.methods import codebook
@@ -92,6 +98,7 @@ def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed:
     from wav2vgm.vgm import read_vgm, write_vgm
 
     rng = np.random.default_rng(seed)
+    jitter = np.random.default_rng(99)
     events = [(0, R.REG_NEW, 1)]
     t = 64
     for step in range(8):                                  # 8 chords of 3 voices, 0.5 s each
@@ -104,22 +111,25 @@ def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed:
             op1 = R.Operator(mult=fields["mult1"], tl=tl_op1,
                              ws=fields["ws1"], rr=8)
             op2 = R.Operator(mult=1, tl=tl_op2, ws=fields["ws2"], rr=8)
+            on = t + int(jitter.integers(0, key_on_jitter + 1)) if key_on_jitter else t
             if step:
                 events.append((t - 40, R.channel_register(R.CH_KEY_BLOCK_FNUM_HI, ch), 0))
             for op, o in ((0, op1), (1, op2)):
                 for base, v in zip(R.OPERATOR_BASES, o.register_bytes()):
-                    events.append((t, R.operator_register(base, ch, op), v))
-            events.append((t, R.channel_register(R.CH_OUT_FB_CNT, ch),
+                    events.append((on, R.operator_register(base, ch, op), v))
+            events.append((on, R.channel_register(R.CH_OUT_FB_CNT, ch),
                            R.c0_value(fields["fb"], fields["cnt"])))
-            events.append((t, R.channel_register(R.CH_FNUM_LO, ch), int(fields["fnum"]) & 0xFF))
-            events.append((t, R.channel_register(R.CH_KEY_BLOCK_FNUM_HI, ch),
+            events.append((on, R.channel_register(R.CH_FNUM_LO, ch), int(fields["fnum"]) & 0xFF))
+            events.append((on, R.channel_register(R.CH_KEY_BLOCK_FNUM_HI, ch),
                            R.b0_value(int(fields["fnum"]), int(fields["block"]), True)))
         t += RATE // 2
     events.sort(key=lambda e: e[0])
     vgm_path = out / f"{name}.vgm"
     write_vgm(str(vgm_path), events, end_samples=t)
-    audio = render_vgm(read_vgm(str(vgm_path)), rate_hz=RATE).mean(axis=1)
-    write_wav(str(out / f"{name}.wav"), audio / max(np.abs(audio).max(), 1e-9) * 0.9, RATE)
+    if write_wav_file:
+        audio = render_vgm(read_vgm(str(vgm_path)), rate_hz=RATE).mean(axis=1)
+        write_wav(str(out / f"{name}.wav"), audio / max(np.abs(audio).max(), 1e-9) * 0.9, RATE)
+    return vgm_path
 
 
 def main() -> int:

@@ -6,7 +6,8 @@ and float 32/64-bit, FLAC, OGG, AIFF, AU, CAF, MP3, ...) and returns an
 :class:`AudioStream`.  ``stream.blocks()`` yields the signal mixed down to
 mono (mean of the channels) and resampled to ``target_rate_hz`` one block of
 about ``block_seconds`` at a time, so memory does not grow with the length of
-the file.
+the file; ``stream.blocks(sides=True)`` yields the left and right channels
+beside that mono mix (for stereo panning).
 
 Resampling uses :func:`scipy.signal.resample_poly` with the reduced fraction
 ``up / down = target_rate_hz / source_rate_hz``.  Blocks start on input
@@ -171,8 +172,10 @@ class AudioStream:
                                   window=("kaiser", 5.0))
         return self._filter
 
-    def _read_frames(self, count: int, start: int) -> np.ndarray:
+    def _read_frames(self, count: int, start: int, *, sides: bool = False) -> np.ndarray:
         """Read ``count`` frames (mono float64) that begin at frame ``start``.
+
+        ``sides``: (count, 3) columns mono, left, right instead (see :meth:`blocks`).
 
         Raises AudioError on a read failure, a short read (truncated data)
         or a non-finite sample.
@@ -196,21 +199,29 @@ class AudioStream:
             raise AudioError(
                 f"audio data ends at {end_s:.3f} s but the header promises "
                 f"{self.duration_s:.3f} s in {self.name} (truncated file?)")
-        if self.n_channels == 1:
-            return data[:, 0]
-        return data.mean(axis=1)
+        mono = data[:, 0] if self.n_channels == 1 else data.mean(axis=1)
+        if not sides:
+            return mono
+        if self.n_channels == 2:
+            return np.column_stack([mono, data[:, 0], data[:, 1]])
+        return np.column_stack([mono, mono, mono])
 
     def _block_frames(self) -> int:
         """Input frames per block: a positive multiple of ``down``."""
         per_block = self.block_seconds * self.source_rate_hz
         return max(1, int(round(per_block / self._down))) * self._down
 
-    def blocks(self) -> Iterator[np.ndarray]:
+    def blocks(self, *, sides: bool = False) -> Iterator[np.ndarray]:
         """Yield the signal as float32 mono blocks at ``target_rate_hz``.
 
         Each block holds about ``block_seconds`` of audio; together they
         hold exactly :attr:`n_samples` samples.  A file with no frames
         yields nothing.  Iterating again starts over from the beginning.
+
+        ``sides=True`` yields (n, 3) blocks instead: the mono mix (the same
+        samples as with ``sides=False``), the left and the right channel of
+        a two-channel input (inputs with another channel count: the mono
+        mix again in both).
 
         Raises:
             AudioError: the data cannot be decoded, ends early, or holds a
@@ -230,11 +241,11 @@ class AudioStream:
         if self._up == self._down:
             for a in range(0, n, block):
                 count = min(block, n - a)
-                yield self._read_frames(count, a).astype(np.float32)
+                yield self._read_frames(count, a, sides=sides).astype(np.float32)
             return
-        yield from self._resampled_blocks(n, block)
+        yield from self._resampled_blocks(n, block, sides)
 
-    def _resampled_blocks(self, n: int, block: int) -> Iterator[np.ndarray]:
+    def _resampled_blocks(self, n: int, block: int, sides: bool) -> Iterator[np.ndarray]:
         up, down = self._up, self._down
         h = self._resample_filter()
         half_len = (h.size - 1) // 2
@@ -244,22 +255,22 @@ class AudioStream:
         # input index whose output position is an integer: the polyphase
         # phases then line up with those of the whole-signal resampling.
         left = -(-context // down) * down
-        buf = np.empty(0, dtype=np.float64)
+        buf = np.empty((0, 3) if sides else 0, dtype=np.float64)
         buf_start = 0                   # input index of buf[0]
         for a in range(0, n, block):
             b = min(a + block, n)
             lo = max(0, a - left)
             hi = min(n, b + context)
             # Keep [lo, buf_end) of what was read, read the rest sequentially.
-            buf_end = buf_start + buf.size
+            buf_end = buf_start + len(buf)
             if lo > buf_start:
-                buf = buf[min(lo - buf_start, buf.size):]
+                buf = buf[min(lo - buf_start, len(buf)):]
                 buf_start = lo
             if hi > buf_end:
-                new = self._read_frames(hi - buf_end, buf_end)
-                buf = np.concatenate((buf, new)) if buf.size else new
+                new = self._read_frames(hi - buf_end, buf_end, sides=sides)
+                buf = np.concatenate((buf, new)) if len(buf) else new
             chunk = buf[lo - buf_start:hi - buf_start]
-            y = resample_poly(chunk, up, down, window=h)
+            y = resample_poly(chunk, up, down, window=h, axis=0)
             offset = (a - lo) * up // down
             k_start = a * up // down
             k_end = -(-n * up // down) if b == n else b * up // down

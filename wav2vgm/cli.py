@@ -77,6 +77,9 @@ def main():
               show_default=True, help="Speed/quality trade-off of the model method's search.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Use another exported ONNX model.")
+@click.option("--stereo/--mono", default=True, show_default=True,
+              help="Two-channel inputs: pan each note left, right or centre on the OPL3's "
+                   "outputs, or play every note on both.")
 @click.option("--title", default="", help="GD3 title (default: the input's name).")
 @click.option("--author", default="", help="GD3 author.")
 @click.option("--game", default="", help="GD3 game/album.")
@@ -84,8 +87,8 @@ def main():
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes for folders (default: cores).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (folders).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_path, title,
-            author, game, notes, jobs, overwrite, quiet):
+def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_path, stereo,
+            title, author, game, notes, jobs, overwrite, quiet):
     """Convert audio files (or folders of them, or '-' for stdin) to VGM.
 
     \b
@@ -99,7 +102,7 @@ def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_
 
     options = ConvertOptions(method=method, frame_rate_hz=frame_rate, voices=voices,
                              gain_db=gain_db, quality=quality, model_path=model_path,
-                             title=title, author=author, game=game, notes=notes)
+                             stereo=stereo, title=title, author=author, game=game, notes=notes)
     code = run_convert(list(inputs), output, options, jobs=jobs, overwrite=overwrite, quiet=quiet)
     sys.exit(code)
 

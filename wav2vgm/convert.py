@@ -37,6 +37,7 @@ class ConvertOptions:
     gain_db: float = 0.0
     quality: str = "balanced"
     model_path: str | None = None
+    stereo: bool = True         # two-channel inputs: notes panned left, right or both
     title: str = ""
     author: str = ""
     game: str = ""
@@ -143,23 +144,41 @@ class FrameAnalyser:
 
 def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
             ) -> tuple[VoiceFrames, np.ndarray]:
-    """Run the method over the whole stream; returns the voice table and frame centres."""
+    """Run the method over the whole stream; returns the voice table and frame centres.
+
+    The voices are chosen on the mono mix.  With ``options.stereo`` and a
+    two-channel input, the left and right channels are analysed alongside
+    and each note is panned (:mod:`.methods.pan`).
+    """
+    from .methods import pan
     centres = frame_times(stream.n_samples, options.frame_rate_hz)
     method = make_method(options)
     analyser = FrameAnalyser(centres, n_samples=stream.n_samples)
+    stereo = bool(options.stereo) and stream.n_channels == 2
+    sides = [FrameAnalyser(centres, n_samples=stream.n_samples) for _ in range(2)] if stereo else []
     parts: list[VoiceFrames] = []
-    for block in stream.blocks():
-        mag = analyser.push(block)
+    powers: list[np.ndarray] = []
+
+    def step(block, mono):
+        mag = analyser.push(mono)
+        side_mags = [a.push(None if block is None else block[:, j + 1]) for j, a in enumerate(sides)]
         if mag.shape[0]:
-            parts.append(method.process(mag, analyser.freqs_hz))
+            part = method.process(mag, analyser.freqs_hz)
+            parts.append(part)
+            if stereo:
+                powers.append(pan.side_power(part, mag, *side_mags, analyser.freqs_hz))
+
+    for block in stream.blocks(sides=stereo):
+        step(block, block[:, 0] if stereo else block)
         if progress:
-            progress(block.size)
-    mag = analyser.push(None)
-    if mag.shape[0]:
-        parts.append(method.process(mag, analyser.freqs_hz))
+            progress(len(block))
+    step(None, None)
     if not parts:
         return VoiceFrames.empty(0, options.voices), centres
-    return VoiceFrames.concatenate(parts), centres
+    voices = VoiceFrames.concatenate(parts)
+    if stereo:
+        voices = pan.route(voices, np.concatenate(powers))
+    return voices, centres
 
 
 def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
@@ -180,7 +199,8 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     for lo in range(0, voices.n_frames, chunk):
         hi = min(lo + chunk, voices.n_frames)
         part = VoiceFrames(**{n: getattr(voices, n)[lo:hi]
-                              for n in VoiceFrames.__dataclass_fields__ if n != "outputs"})
+                              for n in VoiceFrames.__dataclass_fields__ if n != "outputs"},
+                           outputs=None if voices.outputs is None else voices.outputs[lo:hi])
         frames = quantise(part, gain=gain, previous=previous_frames)
         full = _pad_channels(frames)
         images = R.channel_images(full, lazy=True, used_before=used)
@@ -199,6 +219,9 @@ def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:
     full = R.ChannelFrames.silent(n)
     for name in ("fnum", "block", "key", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2"):
         getattr(full, name)[:, :n_ch] = getattr(frames, name)
+    if frames.outputs is not None:
+        full.outputs = np.full((n, R.N_CHANNELS), R.OUT_STEREO, np.int64)
+        full.outputs[:, :n_ch] = frames.outputs
     return full
 
 
