@@ -207,10 +207,14 @@ perfect converter could reproduce them exactly.  Reproduce with
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same.
-- On random-patch clips it reaches about 3 dB, not the exact
-  reproduction that is possible in principle: only 4 channels take codebook
-  timbres, and voices are chosen from the frame's spectrum, not from the
-  notes' envelopes.
+- On random-patch clips it reaches about 3 dB.  Exact reproduction is
+  possible only with the clip's own phases: the clip's exact patches, pitches
+  and levels, keyed on 20-400 samples off their times (other relative phases,
+  so overlapping partials and the leakage between them add differently),
+  score 1.1-1.7 dB (`python benchmarks/run.py floor --player adplay`), so
+  about 1.5 dB is the floor for any converter that does not match phases.
+  Of the rest, only 4 channels take codebook timbres, and voices are chosen
+  from the frame's spectrum, not from the notes' envelopes.
 - About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """
