@@ -139,3 +139,22 @@ def test_silent_frames_keep_the_last_notes_outputs():
     power[4, 0] = (1.0, 1.0, 1.0)
     out = pan.route(v, power)
     assert out.outputs[:, 0].tolist() == [R.OUT_RIGHT] * 4 + [R.OUT_STEREO]
+
+
+def test_a_quiet_channel_changes_sides_without_resting():
+    n = 4
+    v = VoiceFrames.empty(n, 2)
+    fnum, block = R.hz_to_fnum(np.array([220.0, 440.0, 880.0]), mult=1)
+    v.fnum[:, 0], v.block[:, 0] = fnum[0], block[0]
+    v.fnum[:2, 1], v.block[:2, 1] = fnum[1], block[1]
+    v.fnum[2:, 1], v.block[2:, 1] = fnum[2], block[2]
+    v.amp2[:, 0] = 0.5                          # loud, in the middle
+    v.amp2[:, 1] = 0.05                         # 20 dB quieter: left, then right
+    power = np.zeros((n, 2, 3), np.float32)
+    power[:, 0] = (1.0, 1.0, 1.0)
+    power[:2, 1] = (1.0, 4.0, 0.0)
+    power[2:, 1] = (1.0, 0.0, 4.0)
+    out = pan.route(v, power)
+    assert out.outputs[:, 1].tolist() == [R.OUT_LEFT] * 2 + [R.OUT_RIGHT] * 2
+    np.testing.assert_allclose(out.amp2[:, 1], 0.1)                  # no rest frame
+    assert out.outputs[:, 0].tolist() == [R.OUT_STEREO] * n

@@ -10,9 +10,11 @@ starts a new note) -- those powers are summed, and a note whose one side is
 more than ``PAN_DB`` louder than the other plays on that side only.  Its
 level is raised by the ratio of that side's power to the mono mix's (up to
 6 dB, a source on one side only), so the mono mix of the result keeps its
-loudness.  Output bits change only when a note keys on: where a held channel
-moves to a note on other outputs it rests one frame (key off, release on the
-old outputs), because switching outputs under a sounding note would click.
+loudness.  Where a held channel moves on to a note on other outputs, it
+rests one frame first (key off, the release on the old outputs) if it was
+within 12 dB of the frame's loudest channel: switching outputs under a loud
+note would click.  A quieter channel switches at once; that step is no
+larger than the level changes between frames.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .base import VoiceFrames
 
 PAN_DB = 12.0             # one side this much louder than the other: that side only
 NOTE_CENTS = 50.0         # a held channel's pitch moving further than this starts a new note
+REST_RATIO = 0.25         # a channel this loud (re the frame's loudest) rests before it changes sides
 _MAX_GAIN = 2.0           # a source on one side only is twice its mono-mix amplitude
 
 
@@ -113,9 +116,13 @@ def route(voices: VoiceFrames, power: np.ndarray, *, pan_db: float | None = None
         gain = np.where(note_out == R.OUT_STEREO, 1.0,
                         np.clip(np.sqrt(side / np.maximum(mono, 1e-30)), 1.0, _MAX_GAIN))
         frame_gain = np.where(on, gain[np.maximum(ids, 0)], 1.0).astype(np.float32)
-        # a held channel moving to a note on other outputs rests that note's first frame
+        # a held channel moving to a note on other outputs rests that note's first frame,
+        # unless it was quiet: a step no larger than the level steps between frames
         prev_ids = np.vstack([np.full((1, n_ch), -1), ids[:-1]])
-        rest = (on & (prev_ids >= 0) & (prev_ids != ids)
+        amp = np.maximum(voices.amp1, voices.amp2)
+        prev_amp = np.vstack([np.zeros((1, n_ch), amp.dtype), amp[:-1]])
+        loud = prev_amp >= REST_RATIO * prev_amp.max(axis=1, keepdims=True)
+        rest = (on & (prev_ids >= 0) & (prev_ids != ids) & loud
                 & (note_out[np.maximum(ids, 0)] != note_out[np.maximum(prev_ids, 0)]))
         frame_gain[rest] = 0.0
         on &= ~rest
