@@ -13,8 +13,8 @@ level is raised by the ratio of that side's power to the mono mix's (up to
 loudness.  Where a held channel moves on to a note on other outputs, it
 rests one frame first (key off, the release on the old outputs) if it was
 within 12 dB of the frame's loudest channel: switching outputs under a loud
-note would click.  A quieter channel switches at once; that step is no
-larger than the level changes between frames.
+note would click.  A quieter channel switches at once: a step of at most
+a quarter of the loudest channel's amplitude.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def route(voices: VoiceFrames, power: np.ndarray, *, pan_db: float | None = None
                         np.clip(np.sqrt(side / np.maximum(mono, 1e-30)), 1.0, _MAX_GAIN))
         frame_gain = np.where(on, gain[np.maximum(ids, 0)], 1.0).astype(np.float32)
         # a held channel moving to a note on other outputs rests that note's first frame,
-        # unless it was quiet: a step no larger than the level steps between frames
+        # unless it was quiet (then the switch is a small step)
         prev_ids = np.vstack([np.full((1, n_ch), -1), ids[:-1]])
         amp = np.maximum(voices.amp1, voices.amp2)
         prev_amp = np.vstack([np.zeros((1, n_ch), amp.dtype), amp[:-1]])
