@@ -12,7 +12,9 @@ import soundfile as sf
 
 from wav2vgm import spectrum
 from wav2vgm.batch import convert_file
-from wav2vgm.convert import ConvertOptions, frame_times, write_times
+from wav2vgm.convert import (HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, ConvertOptions, frame_times,
+                             loudness_gain, write_times)
+from wav2vgm.methods.base import FULL_SCALE, VoiceFrames
 from wav2vgm.methods.model import default_model_path
 from wav2vgm.quality import score_vgm
 from wav2vgm.vgm import check_strict, read_vgm
@@ -39,6 +41,41 @@ def test_frames_are_centred_and_writes_lead_by_half_a_hop():
     assert c[0] == 0 and c[1] == 735 and c.size == 60
     w = write_times(c, 60.0)
     assert w[0] == 0 and w[1] == 368
+
+
+def _equal_voices(n_voices, amp):
+    v = VoiceFrames.empty(2, 18)
+    v.amp2[0, :n_voices] = amp
+    v.amp2[1, 0] = amp / 10                          # a quiet frame
+    return v
+
+
+def test_loud_sparse_voices_keep_the_headroom_rule():
+    v = _equal_voices(1, 0.5)                        # one voice: far above TL 0 already
+    assert loudness_gain(v) == pytest.approx(HEADROOM / 0.5)
+    assert loudness_gain(v, gain_db=-6.0) == pytest.approx(HEADROOM / 0.5 * 10 ** (-6 / 20))
+
+
+def test_many_voices_are_raised_until_the_loudest_operator_overdrives():
+    v = _equal_voices(10, 0.1)                       # headroom rule: each at 3000 units, under TL 0
+    g = loudness_gain(v)
+    assert g > HEADROOM / 1.0
+    assert 0.1 * g == pytest.approx(10 ** (OVERDRIVE_DB / 20) * FULL_SCALE, rel=1e-3)
+
+
+def test_the_played_sum_stays_within_its_headroom():
+    v = _equal_voices(18, 0.05)                      # all 18 at TL 0 would pass PLAYED_HEADROOM
+    g = loudness_gain(v)
+    played = np.minimum(v.amp2[0] * g, FULL_SCALE).sum()
+    assert HEADROOM / 0.9 < g
+    assert 0.99 * PLAYED_HEADROOM <= played <= PLAYED_HEADROOM
+
+
+def test_a_dense_chord_does_not_clip_the_chip_output(tmp_path):
+    from wav2vgm.opl3.render import render_vgm
+    out = _convert(SAMPLES / "chord.wav", tmp_path, "sines")
+    y = render_vgm(read_vgm(str(out)), rate_hz=None)
+    assert np.abs(y).max() < 32767 / 32768
 
 
 @pytest.mark.parametrize("f_hz", [440.0, 8000.0])
