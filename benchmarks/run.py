@@ -189,7 +189,8 @@ what plays: a wrong timbre guess is simply not chosen.
 ## Quality
 Log-mel distance in dB (lower is better) between each clip and its VGM as
 rendered by {player}, conversion speed (x real time, one process, median of
-3), and how far the model method's distance is below the sines method's.
+3, on the machine that ran the command), and how far the model method's
+distance is below the sines method's.
 Groups: `samples/`; `../shared/corpus/` (real OPL music); `benchmarks/dev/`
 (speech, instruments and random-patch clips made by
 `benchmarks/make_heldout.py`, which were listened to and measured while the
@@ -197,7 +198,9 @@ pursuit margins and option switching were chosen, as were samples/ and the
 corpus); `benchmarks/heldout/` (made afresh by the same script after those
 settings were frozen: new sentences, voices, instruments and seeds; nothing
 was trained or tuned on them; they were measured before and after one later
-bug fix, which was found and checked on a dev clip).  The `opl_random_*` and `opl_patches` clips
+bug fix, which was found and checked on a dev clip, and with the rest while
+the loudness rule's two constants, `OVERDRIVE_DB` and `PLAYED_HEADROOM` in
+`wav2vgm/convert.py`, were chosen from a few tried values).  The `opl_random_*` and `opl_patches` clips
 are the project's own OPL3 writer playing random codebook patches, so a
 perfect converter could reproduce them exactly.  Reproduce with
 `python benchmarks/make_heldout.py && python benchmarks/run.py quality --player {player}`.
@@ -207,7 +210,7 @@ perfect converter could reproduce them exactly.  Reproduce with
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same.
-- On random-patch clips it reaches about 3 dB.  Exact reproduction is
+- On random-patch clips it reaches 2.7-3.3 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
@@ -215,7 +218,7 @@ perfect converter could reproduce them exactly.  Reproduce with
   about 1.5 dB is the floor for any converter that does not match phases.
   Of the rest, only 4 channels take codebook timbres, and voices are chosen
   from the frame's spectrum, not from the notes' envelopes.
-- About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
+- About 2.5-3x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """
 
