@@ -742,6 +742,33 @@ def test_info_prints_the_statistics(tmp_path):
     assert result.stderr == ""
 
 
+def test_digital_silence_converts_without_warnings(tmp_path):
+    # a block of frames that is all digital silence (here the whole input) must not
+    # produce log(0) warnings on stderr, nor fail when warnings are errors
+    src = write_audio(tmp_path / "silence.wav", np.zeros(44100 * 10, np.float32))
+    out = tmp_path / "silence.vgm"
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "wav2vgm.cli",
+                           "convert", str(src), "-o", str(out), "--quiet"],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert read_vgm(str(out)).total_samples == 44100 * 10
+
+
+def test_info_and_render_read_a_vgm_piped_from_convert(tmp_path):
+    src = write_audio(tmp_path / "s.wav", tone(0.5))
+    vgm = cli_subprocess("convert", src, "-o", "-", *SINES)
+    assert vgm.returncode == 0 and vgm.stdout[:4] == b"Vgm "
+    proc = cli_subprocess("info", "-", input=vgm.stdout)
+    assert proc.returncode == 0, proc.stderr
+    assert b"duration_s:" in proc.stdout and proc.stderr == b""
+    proc = cli_subprocess("render", "-", "-o", "-", input=vgm.stdout)
+    assert proc.returncode == 0, proc.stderr
+    y, rate = sf.read(io.BytesIO(proc.stdout))
+    assert rate == 44100 and abs(y.shape[0] / rate - 0.5) <= 0.03 * 0.5
+    empty = cli_subprocess("info", "-", input=b"")
+    assert empty.returncode == 3 and empty.stderr.count(b"\n") == 1, empty.stderr
+
+
 def test_score_prints_a_finite_distance(tmp_path):
     src = write_audio(tmp_path / "s.wav", tone(1.0))
     vgm = tmp_path / "s.vgm"

@@ -110,6 +110,13 @@ def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_
 # ----------------------------------------------------------------------------
 # render / info
 # ----------------------------------------------------------------------------
+def _vgm_source(vgm_path: str):
+    """A VGM path, or standard input for '-' (so ``convert ... -o - | info -`` works)."""
+    if vgm_path != "-":
+        return vgm_path
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
 @main.command()
 @click.argument("vgm_path", metavar="IN.vgm")
 @click.option("-o", "--output", required=True, help="Output WAV file ('-' for stdout).")
@@ -118,12 +125,12 @@ def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_
 @click.option("--timing", type=click.Choice(["adplay", "exact"]), default="adplay",
               show_default=True, help="Write timing: like adplay, or exactly as stamped.")
 def render(vgm_path, output, rate_hz, timing):
-    """Play an OPL3/OPL2 VGM through the emulator into a 16-bit stereo WAV."""
+    """Play an OPL3/OPL2 VGM (or VGZ; '-' reads stdin) through the emulator into a 16-bit stereo WAV."""
     from .audio import write_wav
     from .opl3.render import render_vgm
     from .vgm import read_vgm
 
-    vgm = read_vgm(vgm_path)
+    vgm = read_vgm(_vgm_source(vgm_path))
     stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing)
     write_wav(output, stereo, rate_hz)
     if output != "-":
@@ -133,10 +140,10 @@ def render(vgm_path, output, rate_hz, timing):
 @main.command()
 @click.argument("vgm_path", metavar="IN.vgm")
 def info(vgm_path):
-    """Print a VGM's header, GD3 tag and write statistics."""
+    """Print a VGM's header, GD3 tag and write statistics ('-' reads stdin)."""
     from .vgm import read_vgm, vgm_statistics
 
-    vgm = read_vgm(vgm_path)
+    vgm = read_vgm(_vgm_source(vgm_path))
     for key, value in vgm_statistics(vgm).items():
         click.echo(f"{key + ':':<22}{value}")
 

@@ -55,6 +55,7 @@ MARGIN_DB = np.array([0.0, 0.4])
 OPTIONS = ("sines", "mix")
 SWITCH_HYST_DB = 0.5          # the option playing now is favoured by this much (mean dB per band)
 FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
+SILENT_POWER = 1e-20          # the floor of digital silence (-200 dB), so logs stay finite
 _TRACK_CENTS = 100.0
 
 
@@ -216,7 +217,8 @@ class ModelMethod:
             return VoiceFrames.empty(0, nv)
         power = mel_power(mag)
         self.peak_power = max(self.peak_power, float(power.max()))
-        floor = np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10), self.peak_power * 1e-6)
+        floor = np.maximum(np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10),
+                                      self.peak_power * 1e-6), SILENT_POWER)
         peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
         # the pursuit uses the candidates of each segment's middle frame: only those are detected
         refs = segment_refs(n, self.seg)
