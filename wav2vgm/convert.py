@@ -198,16 +198,20 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
     (``python benchmarks/run.py quality``): clipping the loudest operator by
     a few dB costs less than the quiet partials a lower gain loses.
     """
-    if voices.n_frames == 0:
-        return 10 ** (gain_db / 20)
-    amps = voices.sounding_amplitudes()                     # (n, operators)
-    peak = float(amps.sum(axis=1).max())
+    def chunks():                           # (frames, operators), a few thousand frames at a time
+        for lo in range(0, voices.n_frames, 16384):
+            yield voices.sounding_amplitudes(lo, lo + 16384)
+
+    peak, top = 0.0, 0.0
+    for a in chunks():
+        peak, top = max(peak, float(a.sum(axis=1).max())), max(top, float(a.max()))
     if peak <= 1e-9:
         return 10 ** (gain_db / 20)
     base = HEADROOM / peak
-    target = 10 ** (OVERDRIVE_DB / 20) * FULL_SCALE / float(amps.max())
+    target = 10 ** (OVERDRIVE_DB / 20) * FULL_SCALE / top
     if target > base:
-        loud = amps[amps.sum(axis=1) * target > PLAYED_HEADROOM]   # frames that could pass it
+        # only frames whose requested sum at the target passes the headroom can limit it
+        loud = np.concatenate([a[a.sum(axis=1) * target > PLAYED_HEADROOM] for a in chunks()])
 
         def fits(log_gain: float) -> bool:
             played = np.minimum(loud * np.exp(log_gain), FULL_SCALE).sum(axis=1)

@@ -68,12 +68,13 @@ class VoiceFrames:
         names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
         return VoiceFrames(**{n: np.concatenate([getattr(p, n) for p in parts], axis=1) for n in names})
 
-    def sounding_amplitudes(self) -> np.ndarray:
-        """(n_frames, 2 * n_channels) the amplitude of every operator heard (input units).
+    def sounding_amplitudes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """(frames, 2 * n_channels) the amplitude of every operator heard (input units).
 
-        Operator 1 of an FM channel is a modulator: it is not heard, 0.
+        Frames ``start:stop``.  Operator 1 of an FM channel is a modulator: it is not heard, 0.
         """
-        return np.concatenate([self.amp2, np.where(self.cnt == 1, self.amp1, 0.0)], axis=1)
+        s = slice(start, stop)
+        return np.concatenate([self.amp2[s], np.where(self.cnt[s] == 1, self.amp1[s], 0.0)], axis=1)
 
 
 FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
