@@ -13,8 +13,9 @@ import soundfile as sf
 from wav2vgm import spectrum
 from wav2vgm.batch import convert_file
 from wav2vgm.convert import (HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, ConvertOptions, frame_times,
-                             loudness_gain, write_times)
-from wav2vgm.methods.base import FULL_SCALE, VoiceFrames
+                             loudness_gain)
+from wav2vgm.convert import update_steps, update_times
+from wav2vgm.methods.base import FULL_SCALE, VoiceFrames, subdivide
 from wav2vgm.methods.model import default_model_path
 from wav2vgm.quality import score_vgm
 from wav2vgm.vgm import check_strict, read_vgm
@@ -39,7 +40,7 @@ def _convert(src, tmp_path, method, **kw):
 def test_frames_are_centred_and_writes_lead_by_half_a_hop():
     c = frame_times(44100, 60.0)
     assert c[0] == 0 and c[1] == 735 and c.size == 60
-    w = write_times(c, 60.0)
+    w = update_times(c, 60.0, 1)
     assert w[0] == 0 and w[1] == 368
 
 
@@ -105,6 +106,69 @@ def test_voices_are_phase_continuous_no_rekeying_of_a_steady_tone(tmp_path):
     key_on = (vgm.values & 0x20) != 0
     # at most a couple of key-ons for a steady tone, no key-off/key-on pairs per frame
     assert np.count_nonzero(key_regs & key_on & (vgm.times > 2000)) <= 2
+
+
+def _held_note(n_frames=3):
+    v = VoiceFrames.empty(n_frames, 2)
+    v.fnum[:, 0], v.block[:, 0] = (500, 520, 540)[:n_frames], 4     # about 0.6 semitone a frame
+    v.amp2[:, 0] = (0.1, 0.4, 0.2)[:n_frames]
+    v.fnum[:, 1], v.block[:, 1] = 500, 4
+    v.amp2[:, 1] = (0.3, 0.0, 0.3)[:n_frames]                     # stops and starts again
+    return v
+
+
+def test_subdivide_glides_a_held_note_between_frames():
+    v = _held_note()
+    s = subdivide(v, 4)
+    assert s.n_frames == 12
+    assert subdivide(v, 1) is v
+    a = s.amp2[:, 0]
+    # frame 1's updates go from towards frame 0 to towards frame 2, through frame 1's level
+    assert a[4] < a[5] < 0.4 and a[6] < 0.4 and a[7] < a[6]
+    assert a[4] == pytest.approx(0.1 ** 0.375 * 0.4 ** 0.625, rel=1e-5)       # in dB
+    assert a[0] == a[1] == pytest.approx(0.1)         # nothing before frame 0 to glide from
+    assert np.all(np.diff(s.fnum[:8, 0].astype(int)) >= 0) and s.fnum[4, 0] < 520 < s.fnum[7, 0]
+    # a channel that stops and starts again does not glide: each frame keeps its settings
+    assert np.array_equal(s.amp2[:, 1], np.repeat(v.amp2[:, 1], 4))
+    assert np.array_equal(s.fnum[:, 1], np.repeat(v.fnum[:, 1], 4))
+
+
+def test_subdivide_keeps_a_timbre_change_at_the_frame():
+    v = _held_note()
+    v.ws2[2, 0] = 1                                   # another waveform from frame 2 on
+    s = subdivide(v, 4)
+    assert np.array_equal(s.amp2[8:, 0], np.full(4, v.amp2[2, 0]))
+    assert s.amp2[7, 0] == pytest.approx(s.amp2[6, 0]) == pytest.approx(0.4)
+    assert np.array_equal(s.ws2[:, 0], np.repeat(v.ws2[:, 0], 4))
+
+
+def test_updates_keep_waits_of_at_least_40_samples():
+    assert update_steps(60.0, 4) == 4 and update_steps(300.0, 4) == 3
+    assert update_steps(1000.0, 8) == 1 and update_steps(60.0, 1) == 1
+    t = update_times(np.array([0, 735, 1470]), 60.0, 4)
+    assert t.tolist() == [0, 0, 0, 184, 368, 551, 735, 919, 1102, 1286, 1470, 1654]   # none before 0
+
+
+def test_substeps_convert_a_pitch_glide_closer(tmp_path):
+    t = np.arange(2 * 44100) / 44100
+    f_hz = 330 * 2 ** (t / 8)                          # three semitones in two seconds
+    src = tmp_path / "glide.wav"
+    sf.write(src, 0.4 * np.sin(2 * np.pi * np.cumsum(f_hz) / 44100), 44100)
+    d = {}
+    for k in (1, 4):
+        out = _convert(src, tmp_path, "sines", substeps=k)
+        d[k] = score_vgm(str(src), str(out)).distance_db
+        assert check_strict(out.read_bytes()) == []
+    assert d[4] < 0.95 * d[1], d
+
+
+def test_high_frame_rates_with_substeps_stay_playable(tmp_path):
+    src = _sine(tmp_path, 440.0, seconds=1.0)
+    out = _convert(src, tmp_path, "sines", frame_rate_hz=300.0, substeps=8)
+    vgm = read_vgm(str(out))
+    assert check_strict(out.read_bytes()) == []
+    gaps = np.diff(np.unique(vgm.times))
+    assert gaps.size and gaps.min() >= 40
 
 
 @pytest.mark.skipif(not HAVE_MODEL, reason="no trained model in models/")

@@ -69,7 +69,10 @@ def main():
               help="The ONNX inverse model with analysis by synthesis (default), or tracked "
                    "spectral peaks as sines (about 2x faster).")
 @click.option("--frame-rate", "frame_rate", type=float, default=60.0, show_default=True,
-              help="Register updates per second (1-1000).")
+              help="Analysis frames per second (1-1000).")
+@click.option("--substeps", type=int, default=4, show_default=True,
+              help="Register updates per frame (1-8): levels and pitches of held notes glide "
+                   "between frames (waits stay >= 40 samples).")
 @click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")
 @click.option("--gain", "gain_db", type=float, default=0.0, show_default=True,
               help="Extra gain in dB on top of the loudness normalisation.")
@@ -87,8 +90,8 @@ def main():
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes for folders (default: cores).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (folders).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_path, stereo,
-            title, author, game, notes, jobs, overwrite, quiet):
+def convert(inputs, output, method, frame_rate, substeps, voices, gain_db, quality, model_path,
+            stereo, title, author, game, notes, jobs, overwrite, quiet):
     """Convert audio files (or folders of them, or '-' for stdin) to VGM.
 
     \b
@@ -100,7 +103,7 @@ def convert(inputs, output, method, frame_rate, voices, gain_db, quality, model_
     from .batch import run_convert
     from .convert import ConvertOptions
 
-    options = ConvertOptions(method=method, frame_rate_hz=frame_rate, voices=voices,
+    options = ConvertOptions(method=method, frame_rate_hz=frame_rate, substeps=substeps, voices=voices,
                              gain_db=gain_db, quality=quality, model_path=model_path,
                              stereo=stereo, title=title, author=author, game=game, notes=notes)
     code = run_convert(list(inputs), output, options, jobs=jobs, overwrite=overwrite, quiet=quiet)

@@ -18,10 +18,10 @@ import numpy as np
 
 from . import spectrum
 from .errors import ParameterError
-from .methods.base import FULL_SCALE, VoiceFrames, quantise
+from .methods.base import FULL_SCALE, VoiceFrames, quantise, subdivide
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_window
 from .opl3 import registers as R
-from .vgm import Gd3, VgmWriter
+from .vgm import MIN_WAIT_SAMPLES, Gd3, VgmWriter
 
 HEADROOM = 30000.0          # int16 units the loudest frame's requested operator sum may reach
 OVERDRIVE_DB = 6.0          # how far above TL 0 the loudest operator may be asked to play
@@ -35,6 +35,7 @@ class ConvertOptions:
 
     method: str = "model"
     frame_rate_hz: float = 60.0
+    substeps: int = 4           # register updates per frame (held notes interpolated)
     voices: int = 18
     gain_db: float = 0.0
     quality: str = "balanced"
@@ -52,6 +53,8 @@ class ConvertOptions:
         if not (isinstance(self.frame_rate_hz, (int, float)) and math.isfinite(self.frame_rate_hz)
                 and 1.0 <= self.frame_rate_hz <= 1000.0):
             raise ParameterError(f"frame rate must be 1-1000 Hz, got {self.frame_rate_hz!r}")
+        if not isinstance(self.substeps, int) or not 1 <= self.substeps <= 8:
+            raise ParameterError(f"substeps must be 1-8, got {self.substeps!r}")
         if not 1 <= int(self.voices) <= 18 or int(self.voices) != self.voices:
             raise ParameterError(f"voices must be 1-18, got {self.voices!r}")
         if not math.isfinite(self.gain_db) or abs(self.gain_db) > 60:
@@ -77,10 +80,17 @@ def frame_times(n_samples: int, frame_rate_hz: float) -> np.ndarray:
     return np.rint(np.arange(n_frames) * hop).astype(np.int64)
 
 
-def write_times(centres: np.ndarray, frame_rate_hz: float) -> np.ndarray:
-    """VGM time of each frame's writes: half a hop before its centre (no lag), >= 0."""
+def update_steps(frame_rate_hz: float, substeps: int) -> int:
+    """Register updates per frame: ``substeps``, as far as each wait stays >= 40 VGM samples."""
     hop = ANALYSIS_RATE_HZ / frame_rate_hz
-    return np.maximum(np.rint(centres - hop / 2), 0).astype(np.int64)
+    return max(1, min(int(substeps), int(hop // (MIN_WAIT_SAMPLES + 1))))
+
+
+def update_times(centres: np.ndarray, frame_rate_hz: float, steps: int) -> np.ndarray:
+    """VGM time of each update (``steps`` per frame, evenly over the hop from its first write)."""
+    hop = ANALYSIS_RATE_HZ / frame_rate_hz
+    t = (centres[:, None] - hop / 2) + np.arange(steps)[None, :] * (hop / steps)
+    return np.maximum(np.rint(t), 0).astype(np.int64).ravel()
 
 
 class FrameAnalyser:
@@ -232,23 +242,29 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
                     chunk: int = 4096):
-    """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes."""
+    """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes.
+
+    Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
+    a chunk at a time with one frame of context either side, so long inputs
+    never hold the whole subdivided table).
+    """
     gain = loudness_gain(voices, gain_db=options.gain_db)
-    times = write_times(centres, options.frame_rate_hz)
+    steps = update_steps(options.frame_rate_hz, options.substeps)
+    times = update_times(centres, options.frame_rate_hz, steps)
     previous_frames = None
     previous_image = None
     used = np.zeros(R.N_CHANNELS, bool)
-    for lo in range(0, voices.n_frames, chunk):
-        hi = min(lo + chunk, voices.n_frames)
-        part = VoiceFrames(**{n: getattr(voices, n)[lo:hi]
-                              for n in VoiceFrames.__dataclass_fields__ if n != "outputs"},
-                           outputs=None if voices.outputs is None else voices.outputs[lo:hi])
+    n = voices.n_frames
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        a, b = max(lo - 1, 0), min(hi + 1, n)
+        part = subdivide(voices.rows(a, b), steps).rows((lo - a) * steps, (hi - a) * steps)
         frames = quantise(part, gain=gain, previous=previous_frames)
         full = _pad_channels(frames)
         images = R.channel_images(full, lazy=True, used_before=used)
         used |= full.key.any(axis=0)
         f, reg, val = R.image_writes(images, previous=previous_image)
-        yield times[lo:hi][f], reg, val
+        yield times[lo * steps:hi * steps][f], reg, val
         previous_frames = frames
         previous_image = images[-1]
 
@@ -279,7 +295,8 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
                       progress: Callable[[int], None] | None = None) -> dict:
     """Convert an open audio stream into an open :class:`VgmWriter`; returns statistics."""
     voices, centres = analyse(stream, options, progress=progress)
-    frame_t = write_times(centres, options.frame_rate_hz)
+    steps = update_steps(options.frame_rate_hz, options.substeps)
+    frame_t = update_times(centres, options.frame_rate_hz, steps)
     n_writes = 0
     now = 0
     f_next = 0
@@ -306,4 +323,5 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
         writer.wait(step)
         writer.tick()
         now += step
-    return {"n_frames": voices.n_frames, "n_writes": n_writes, "n_samples": stream.n_samples}
+    return {"n_frames": voices.n_frames, "n_updates": int(frame_t.size), "n_writes": n_writes,
+            "n_samples": stream.n_samples}

@@ -62,6 +62,12 @@ class VoiceFrames:
             out.outputs = np.concatenate([p.outputs for p in parts])
         return out
 
+    def rows(self, start: int, stop: int) -> "VoiceFrames":
+        """Frames ``start:stop`` (views)."""
+        names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
+        return VoiceFrames(**{n: getattr(self, n)[start:stop] for n in names},
+                           outputs=None if self.outputs is None else self.outputs[start:stop])
+
     @staticmethod
     def stack_channels(parts: list["VoiceFrames"]) -> "VoiceFrames":
         """Groups of channels over the same frames -> one table (channels side by side)."""
@@ -75,6 +81,62 @@ class VoiceFrames:
         """
         s = slice(start, stop)
         return np.concatenate([self.amp2[s], np.where(self.cnt[s] == 1, self.amp1[s], 0.0)], axis=1)
+
+
+_TIMBRE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mult1", "mult2", "mod_tl1")
+_GLIDE_CENTS = 100.0        # a held note whose pitch moves less than this glides between frames
+
+
+def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
+    """Each frame -> ``substeps`` register updates, held notes interpolated between frames.
+
+    A frame's settings stand for its centre; update ``j`` of frame ``i``
+    covers the ``j``-th part of the hop that starts half a hop before the
+    centre, and takes the level (in dB) and pitch (in cents) interpolated at
+    its middle towards the neighbouring frame -- where the channel plays the
+    same timbre, keyed, within 100 cents in both.  Otherwise (a note starts,
+    stops or changes) it keeps the frame's own settings, so keys and timbres
+    change exactly where they did.  Returns ``n_frames * substeps`` rows.
+    """
+    k = int(substeps)
+    if k <= 1 or voices.n_frames == 0:
+        return voices
+    n = voices.n_frames
+    u = np.tile((np.arange(k) + 0.5) / k - 0.5, n)            # offset of each update, in hops
+    own = np.repeat(np.arange(n), k)
+    other = np.clip(own + np.where(u < 0, -1, 1), 0, n - 1)
+    w = np.abs(u)[:, None].astype(np.float32)                # weight of the neighbour
+    keyed = (voices.amp2 > 0) | (voices.amp1 > 0)
+    base = voices.fnum.astype(np.float64) * 2.0 ** voices.block.astype(np.float64)   # ~ pitch
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cents = np.abs(1200 * np.log2(base[own] / base[other]))
+    glide = keyed[own] & keyed[other] & (cents < _GLIDE_CENTS) & (other != own)[:, None]
+    for name in _TIMBRE_FIELDS:
+        a = getattr(voices, name)
+        glide &= a[own] == a[other]
+    names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
+    out = VoiceFrames(**{f: getattr(voices, f)[own] for f in names},
+                      outputs=None if voices.outputs is None else voices.outputs[own])
+    for name in ("amp1", "amp2"):
+        a = getattr(voices, name)
+        x, y = a[own], a[other]
+        with np.errstate(divide="ignore"):
+            v = np.exp((1 - w) * np.log(np.maximum(x, 1e-12)) + w * np.log(np.maximum(y, 1e-12)))
+        getattr(out, name)[:] = np.where(glide & (x > 0) & (y > 0), v, x)
+    f_hz = (voices.fnum.astype(np.float64) * R.NATIVE_RATE_HZ
+            / 2.0 ** (20 - voices.block.astype(np.float64)))
+    with np.errstate(divide="ignore"):
+        f_mid = np.exp((1 - w) * np.log(np.maximum(f_hz[own], 1e-6))
+                       + w * np.log(np.maximum(f_hz[other], 1e-6)))
+    # the frame's own block where the F-number fits (a block change between the A0 and
+    # B0 writes would be heard for a moment), else the best block
+    block = voices.block.astype(np.int64)[own]
+    fnum = np.rint(f_mid * 2.0 ** (20 - block) / R.NATIVE_RATE_HZ)
+    fits = (fnum >= 256) & (fnum <= 1023)
+    best_fnum, best_block = R.hz_to_fnum(np.where(glide, f_mid, 440.0), mult=1)
+    out.fnum[:] = np.where(glide, np.where(fits, fnum, best_fnum), out.fnum)
+    out.block[:] = np.where(glide, np.where(fits, block, best_block), out.block)
+    return out
 
 
 FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
