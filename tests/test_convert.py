@@ -72,6 +72,32 @@ def test_the_played_sum_stays_within_its_headroom():
     assert 0.99 * PLAYED_HEADROOM <= played <= PLAYED_HEADROOM
 
 
+def test_predicted_errors_see_clipping_and_lost_partials():
+    from wav2vgm.methods.loudness import operator_atoms, predicted_errors
+    v = VoiceFrames.empty(3, 2)
+    v.fnum[:], v.block[:] = 580, 4                                 # about 440 Hz
+    v.amp2[:, 0] = (0.5, 0.05, 0.003)                                # a note decaying 44 dB
+    power = operator_atoms(v)[0][:, 0] * v.amp2[:, :1] ** 2         # exactly what it plays
+    g_fit = FULL_SCALE / 0.5                                       # loudest frame at TL 0
+    e = predicted_errors(v, power, [g_fit, g_fit * 8, g_fit / 8])
+    assert e[0] < 0.5                                              # all within TL 0-63
+    assert e[1] > e[0] + 2 and e[2] > e[0] + 2                     # clipped / tail lost
+
+
+def test_a_decaying_tone_is_not_flattened_by_the_gain(tmp_path):
+    t = np.arange(2 * 44100) / 44100
+    src = tmp_path / "decay.wav"
+    sf.write(src, 0.6 * np.exp(-3 * t) * np.sin(2 * np.pi * 330 * t), 44100)   # 52 dB in 2 s
+    from wav2vgm.audio import open_audio
+    from wav2vgm.convert import analyse
+    found = analyse(open_audio(str(src), target_rate_hz=44100), ConvertOptions(method="sines"))
+    rule = loudness_gain(found.voices)
+    judged = loudness_gain(found.voices, reference=(found.level_power, found.level_stride))
+    assert judged < rule / 2                                       # the check lowers the gain
+    out = _convert(src, tmp_path, "sines")
+    assert score_vgm(str(src), str(out)).distance_db < 3.0         # 4.9 dB with the rule's gain
+
+
 def test_a_dense_chord_does_not_clip_the_chip_output(tmp_path):
     from wav2vgm.opl3.render import render_vgm
     out = _convert(SAMPLES / "chord.wav", tmp_path, "sines")

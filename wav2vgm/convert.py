@@ -154,16 +154,35 @@ class FrameAnalyser:
         return mag
 
 
+@dataclass
+class Analysis:
+    """What :func:`analyse` found: the voice table, frame centres and, for the
+    loudness check, the input's mel power on every ``level_stride``-th frame."""
+
+    voices: VoiceFrames
+    centres: np.ndarray
+    level_power: np.ndarray         # (frames judged, N_MELS)
+    level_stride: int
+
+    def __iter__(self):             # voices, centres = analyse(...)
+        return iter((self.voices, self.centres))
+
+
 def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
-            ) -> tuple[VoiceFrames, np.ndarray]:
-    """Run the method over the whole stream; returns the voice table and frame centres.
+            ) -> Analysis:
+    """Run the method over the whole stream: the voice table, frame centres, level reference.
 
     The voices are chosen on the mono mix.  With ``options.stereo`` and a
     two-channel input, the left and right channels are analysed alongside
     and each note is panned (:mod:`.methods.pan`).
     """
     from .methods import pan
+    from .methods.loudness import stride_for
+    from .methods.pursuit import mel_power
     centres = frame_times(stream.n_samples, options.frame_rate_hz)
+    stride = stride_for(centres.size)
+    level_power: list[np.ndarray] = []
+    done = [0]
     method = make_method(options)
     analyser = FrameAnalyser(centres, n_samples=stream.n_samples)
     stereo = bool(options.stereo) and stream.n_channels == 2
@@ -177,6 +196,9 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
         if mag.shape[0]:
             part = method.process(mag, analyser.freqs_hz)
             parts.append(part)
+            first = (-done[0]) % stride                 # the block's first frame on the stride
+            level_power.append(mel_power(mag[first::stride]))
+            done[0] += mag.shape[0]
             if stereo:
                 powers.append(pan.side_power(part, mag, *side_mags, analyser.freqs_hz))
 
@@ -186,14 +208,19 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
             progress(len(block))
     step(None, None)
     if not parts:
-        return VoiceFrames.empty(0, options.voices), centres
+        return Analysis(VoiceFrames.empty(0, options.voices), centres, np.zeros((0, 0)), stride)
     voices = VoiceFrames.concatenate(parts)
     if stereo:
         voices = pan.route(voices, np.concatenate(powers))
-    return voices, centres
+    return Analysis(voices, centres, np.concatenate(level_power), stride)
 
 
-def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
+LOWER_STEPS_DB = (0.0, 3.0, 6.0, 9.0, 12.0)   # the check tries the rule's gain less these
+LOWER_MIN_DB = 0.5          # ... and takes one only if it is predicted this much closer
+
+
+def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
+                  reference: tuple[np.ndarray, int] | None = None) -> float:
     """Input units -> int16 units: the one global gain before levels are quantised.
 
     An operator spans 47 dB (TL 0-63); inputs span more, so the gain trades
@@ -207,6 +234,12 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
     rare: no benchmark clip's render clips.  Measured on the benchmark clips
     (``python benchmarks/run.py quality``): clipping the loudest operator by
     a few dB costs less than the quiet partials a lower gain loses.
+
+    Except where the input's level range itself is the problem (one loud
+    note decaying over more than 47 dB): with ``reference`` = (input mel
+    power of every ``stride``-th frame, stride), up to 12 dB less gain is
+    tried and taken when :func:`~.methods.loudness.predicted_errors` says it
+    sounds at least ``LOWER_MIN_DB`` closer.  ``gain_db`` is added last.
     """
     def chunks():                           # (frames, operators), a few thousand frames at a time
         for lo in range(0, voices.n_frames, 16384):
@@ -237,26 +270,36 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0) -> float:
             else:
                 hi = mid
         base = float(np.exp(lo))
+    if reference is not None and reference[0].shape[0]:
+        from .methods.loudness import predicted_errors
+        power, stride = reference
+        judged = VoiceFrames(**{n: getattr(voices, n)[::stride][:power.shape[0]]
+                                for n in VoiceFrames.__dataclass_fields__ if n != "outputs"})
+        gains = base * 10 ** (-np.asarray(LOWER_STEPS_DB) / 20)
+        errors = predicted_errors(judged, power[:judged.n_frames], gains)
+        if errors[0] - errors.min() >= LOWER_MIN_DB:
+            base = float(gains[int(np.argmin(errors))])
     return base * 10 ** (gain_db / 20)
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
-                    chunk: int = 4096):
+                    chunk: int = 4096, reference: tuple[np.ndarray, int] | None = None):
     """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes.
 
     Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
-    a chunk at a time with one frame of context either side, so long inputs
-    never hold the whole subdivided table).
+    ``chunk`` updates at a time with one frame of context either side, so long
+    inputs never hold the whole subdivided table).
     """
-    gain = loudness_gain(voices, gain_db=options.gain_db)
+    gain = loudness_gain(voices, gain_db=options.gain_db, reference=reference)
     steps = update_steps(options.frame_rate_hz, options.substeps)
     times = update_times(centres, options.frame_rate_hz, steps)
     previous_frames = None
     previous_image = None
     used = np.zeros(R.N_CHANNELS, bool)
     n = voices.n_frames
-    for lo in range(0, n, chunk):
-        hi = min(lo + chunk, n)
+    per_chunk = max(1, chunk // steps)                 # frames per chunk: ``chunk`` updates
+    for lo in range(0, n, per_chunk):
+        hi = min(lo + per_chunk, n)
         a, b = max(lo - 1, 0), min(hi + 1, n)
         part = subdivide(voices.rows(a, b), steps).rows((lo - a) * steps, (hi - a) * steps)
         frames = quantise(part, gain=gain, previous=previous_frames)
@@ -294,13 +337,15 @@ def gd3_for(options: ConvertOptions, input_name: str) -> Gd3:
 def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
                       progress: Callable[[int], None] | None = None) -> dict:
     """Convert an open audio stream into an open :class:`VgmWriter`; returns statistics."""
-    voices, centres = analyse(stream, options, progress=progress)
+    found = analyse(stream, options, progress=progress)
+    voices, centres = found.voices, found.centres
     steps = update_steps(options.frame_rate_hz, options.substeps)
     frame_t = update_times(centres, options.frame_rate_hz, steps)
     n_writes = 0
     now = 0
     f_next = 0
-    for times, regs, vals in register_events(voices, centres, options):
+    for times, regs, vals in register_events(voices, centres, options,
+                                             reference=(found.level_power, found.level_stride)):
         # the events are sorted by time: each run of equal times is one group of writes
         starts = np.flatnonzero(np.diff(times, prepend=-1)) if times.size else times
         for lo, hi in zip(starts.tolist(), starts[1:].tolist() + [times.size]):

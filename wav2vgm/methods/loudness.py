@@ -1,0 +1,113 @@
+"""Judging the global gain by sound: what the quantised voices will sound like at a gain.
+
+An operator spans 47 dB (TL 0-63).  The loudness rule in
+:func:`wav2vgm.convert.loudness_gain` lets the loudest operators clip at
+TL 0 rather than lose quiet partials below TL 63, which is the better trade
+on most inputs -- but not on a loud note that decays over a wider range
+than that (a struck or plucked single tone): there the clipping flattens
+the note's first second.  :func:`predicted_errors` tells the cases apart: on
+a subsample of frames it builds the mel spectrum the voices will play at
+each candidate gain -- each operator's spectrum from the emulator-rendered
+atoms (:mod:`.pursuit`), scaled by the level its TL really gives, clipped
+at TL 0 and silent below TL 63 -- and measures the yardstick's distance to
+the input's mel spectrum (mean |dB| over cells above a floor 60 dB under
+the loudest, after a global offset).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..opl3 import registers as R
+from . import codebook
+from .base import FULL_SCALE, MIN_AMP, VoiceFrames
+
+MAX_FRAMES = 512                  # frames judged (a stride over longer inputs)
+FLOOR_DB = 60.0                   # as the yardstick: cells this far below the loudest are silent
+
+
+def stride_for(n_frames: int) -> int:
+    """Every how many frames are judged (at most MAX_FRAMES in all)."""
+    return max(1, -(-int(n_frames) // MAX_FRAMES))
+
+
+@lru_cache(maxsize=1)
+def _timbre_of_fields() -> dict:
+    return {(t.cnt, t.fb, t.mult1, t.ws1, t.ws2, t.tl1): k for k, t in enumerate(codebook.TIMBRES)}
+
+
+def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
+    """(n, ch, N_MELS) each channel's operator 2 and operator 1 mel power at unit amplitude.
+
+    FM channels (``cnt == 0``) sound through the carrier: its atom is the
+    codebook timbre's (sine if the fields match none), operator 1's is zero.
+    Additive channels play waveforms on both operators (feedback 7 on
+    operator 1: the noise timbre).
+    """
+    from .pursuit import candidate_atoms
+    mult = np.asarray(R.MULT_FACTORS)
+    base_hz = (voices.fnum.astype(np.float64) * R.NATIVE_RATE_HZ
+               / 2.0 ** (20 - voices.block.astype(np.float64)))
+    fm = voices.cnt == 0
+    fm_cls = np.zeros(voices.fnum.shape, np.int64)
+    if fm.any():
+        keys = np.stack([voices.cnt, voices.fb, voices.mult1, voices.ws1, voices.ws2,
+                         voices.mod_tl1], axis=-1).astype(np.int64)[fm]
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        known = _timbre_of_fields()
+        fm_cls[fm] = np.array([known.get(tuple(u), 0) for u in uniq.tolist()])[inv.ravel()]
+    noise = ~fm & (voices.fb == 7)
+    cls2 = np.where(fm, fm_cls, voices.ws2.astype(np.int64))
+    f2_hz = np.where(fm, base_hz, base_hz * mult[voices.mult2])
+    cls1 = np.where(noise, codebook.NOISE_CLASS, voices.ws1.astype(np.int64))
+    f1_hz = np.where(noise, base_hz, base_hz * mult[voices.mult1])
+    unit2 = candidate_atoms(cls2, np.where(voices.amp2 > 0, f2_hz, 0.0))
+    unit1 = candidate_atoms(cls1, np.where(~fm & (voices.amp1 > 0), f1_hz, 0.0))
+    return unit2, unit1
+
+
+def played_amplitude(amp: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """(..., G) the amplitude (input units) operators asked for ``amp`` play at, per gain.
+
+    Quantised as :func:`~.base.quantise` does: TL steps, at most TL 0, silent below TL 63.
+    """
+    a = np.asarray(amp, np.float64)[..., None] * gains
+    with np.errstate(divide="ignore"):
+        tl = np.clip(np.rint(20 * np.log10(FULL_SCALE / np.maximum(a, 1e-9)) / R.TL_STEP_DB), 0, 63)
+    return np.where(a >= MIN_AMP, FULL_SCALE * 10 ** (-tl * R.TL_STEP_DB / 20) / gains, 0.0)
+
+
+def predicted_errors(voices: VoiceFrames, power: np.ndarray, gains) -> np.ndarray:
+    """(G,) the yardstick-like distance (dB) of ``voices`` played at each of ``gains``.
+
+    ``voices``: the frames judged (m, ch); ``power``: their input mel power
+    (m, N_MELS).  Static spectra, no phases: a guide to the level trade,
+    not a prediction of the score.
+    """
+    gains = np.asarray(gains, np.float64)
+    unit2, unit1 = operator_atoms(voices)
+    w2 = played_amplitude(voices.amp2, gains) ** 2                           # (m, ch, G)
+    w1 = np.where((voices.cnt == 0)[..., None], 0.0, played_amplitude(voices.amp1, gains) ** 2)
+    model = (np.matmul(unit2.transpose(0, 2, 1), w2.astype(np.float32))
+             + np.matmul(unit1.transpose(0, 2, 1), w1.astype(np.float32)))     # (m, B, G)
+    ref_db = 10 * np.log10(np.maximum(power, 1e-20))
+    floor = float(ref_db.max()) - FLOOR_DB
+    active = ref_db.max(axis=1) >= floor
+    a = np.maximum(ref_db[active], floor)[..., None]                          # (m', B, 1)
+    t = 10 * np.log10(np.maximum(model[active], 1e-20))                      # (m', B, G)
+    a = a[..., 0]
+    errors = np.zeros(gains.size)
+    for g in range(gains.size):
+        offset = 0.0
+        for final in (False, False, False, True):      # the global offset: median differences
+            tg = np.maximum(t[..., g] + offset, floor)
+            counted = (a > floor) | (tg > floor)
+            if not counted.any():
+                break
+            if final:
+                errors[g] = float(np.abs(tg - a)[counted].mean())
+            else:
+                offset += float(np.median((a - tg)[counted]))
+    return errors
