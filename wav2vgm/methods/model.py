@@ -227,14 +227,14 @@ class ModelMethod:
         for k, n_mix in enumerate(self.mixes):
             # the sine tracker on most channels, model voices filling what it leaves
             part = self.sines[k].process(mag, freqs_hz, peaks=peaks)
-            part_power = voice_power(part, None)
+            part_power = voice_power(part)
             if n_mix == 0:
                 options.append((part, part_power))
                 continue
             fill, fill_cls = self._voices(mag, freqs_hz, power, floor, peaks, det, k, part_power)
             judged = len(self.mixes) > 1                   # its sound is only needed to compare
             options.append((VoiceFrames.stack_channels([part, fill]),
-                            part_power + voice_power(fill, fill_cls) if judged else None))
+                            part_power + voice_power(fill) if judged else None))
         return self._choose(options, power, floor)
 
     def _voices(self, mag, freqs_hz, power, floor, peaks, det, k, base_power):
@@ -409,29 +409,11 @@ class _Channels:
         self.prev_f = np.zeros(self.n)
 
 
-def voice_power(voices: VoiceFrames, cls: np.ndarray | None) -> np.ndarray:
-    """(n_frames, N_MELS) mel power the voices make, from the atoms (static, per frame).
-
-    ``cls`` (n, channels) the timbre of each channel, or None for channels
-    that play sines on both operators (the sine tracker's output).
-    """
-    from .pursuit import candidate_atoms
-    mult = np.asarray(R.MULT_FACTORS)
-    base = voices.fnum.astype(np.float64) * R.NATIVE_RATE_HZ / 2.0 ** (20 - voices.block.astype(np.float64))
-    f2 = base * mult[voices.mult2]
-    f1 = base * mult[voices.mult1]
-    a2 = voices.amp2.astype(np.float64)
-    a1 = voices.amp1.astype(np.float64)
-    if cls is None:
-        k = np.zeros(voices.fnum.shape, np.int64)
-        p = candidate_atoms(k, np.where(a2 > 0, f2, 0.0)) * (a2 ** 2)[..., None]
-        p += candidate_atoms(k, np.where(a1 > 0, f1, 0.0)) * (a1 ** 2)[..., None]
-        return p.sum(axis=1)
-    k = np.maximum(cls, 0)
-    noise = np.array([t.noise for t in codebook.TIMBRES])[k]
-    level = np.where(cls < 0, 0.0, np.where(noise, a1, a2))
-    sine_pair = (cls == 0) & (a1 > 0)
-    p = candidate_atoms(k, np.where(level > 0, base * np.where(k == 0, mult[voices.mult2], 1.0), 0.0))
-    p = p * (level ** 2)[..., None]
-    p += candidate_atoms(np.zeros_like(k), np.where(sine_pair, f1, 0.0)) * (a1 ** 2)[..., None]
-    return p.sum(axis=1)
+def voice_power(voices: VoiceFrames) -> np.ndarray:
+    """(n_frames, N_MELS) mel power the voices make, from the atoms (static, per frame)."""
+    from .loudness import operator_atoms
+    unit2, unit1 = operator_atoms(voices)
+    a1 = np.where(voices.cnt == 0, 0.0, voices.amp1).astype(np.float32)
+    p = np.einsum("nc,ncb->nb", voices.amp2.astype(np.float32) ** 2, unit2)
+    p += np.einsum("nc,ncb->nb", a1 ** 2, unit1)
+    return p
