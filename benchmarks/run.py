@@ -147,9 +147,11 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    tracker alone on 18 channels, and the closer one plays, with a 0.4 dB
    margin and 0.5 dB hysteresis; a channel whose timbre changes at a switch
    rests one frame instead of changing patch under a held key;
-6. (for every method) one global gain sets the levels, and each frame's
-   registers are written 4 times (`--substeps`), held notes gliding in level
-   and pitch towards the neighbouring frames.
+6. (for every method) one global gain sets the levels -- where a lower
+   gain is predicted to sound clearly closer (a note decaying over more
+   than the 47 dB of TL), judged on the atoms, it is taken -- and each
+   frame's registers are written 4 times (`--substeps`), held notes gliding
+   in level and pitch towards the neighbouring frames.
 
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 frames per voice set, candidates re-checked per step) for speed; `fast`
