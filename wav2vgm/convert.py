@@ -350,7 +350,7 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
         starts = np.flatnonzero(np.diff(times, prepend=-1)) if times.size else times
         for lo, hi in zip(starts.tolist(), starts[1:].tolist() + [times.size]):
             t = int(times[lo])
-            while t > now:          # one wait command per frame, writes or not
+            while t > now:          # one wait command per update, writes or not
                 while f_next < frame_t.size and frame_t[f_next] <= now:
                     f_next += 1
                 step = (int(frame_t[f_next]) if f_next < frame_t.size else t) - now
