@@ -500,3 +500,50 @@ def test_adplay_renders_440_hz_sine(tmp_path, adplay_path):
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     peak_hz = np.argmax(spectrum) * rate_hz / len(x)
     assert abs(peak_hz - 440) < 5, peak_hz
+
+
+def _timed_by_hand(times, regs, values, ticks):
+    """What write_timed must equal: wait / tick to every update, write_many per group."""
+    out = io.BytesIO()
+    w = VgmWriter(out)
+    now = 0
+    starts = np.flatnonzero(np.diff(times, prepend=-1))
+    for lo, hi in zip(starts.tolist(), starts[1:].tolist() + [len(times)]):
+        t = int(times[lo])
+        for tick in [int(x) for x in ticks if now < x < t] + ([t] if t > now else []):
+            w.wait(tick - now)
+            w.tick()
+            now = tick
+        w.write_many(regs[lo:hi], values[lo:hi])
+    w.close()
+    return out.getvalue()
+
+
+def test_write_timed_equals_waits_ticks_and_groups():
+    rng = np.random.default_rng(5)
+    ticks = np.rint(np.arange(0, 20000, 183.75)).astype(np.int64)   # 4 updates per 60 Hz frame
+    times = np.sort(rng.choice(ticks, 60, replace=False))          # writes on some updates
+    times = np.repeat(times, rng.integers(1, 4, times.size))      # groups of 1-3 writes
+    regs = rng.integers(0, 0x200, times.size)
+    values = rng.integers(0, 256, times.size)
+    out = io.BytesIO()
+    w = VgmWriter(out)
+    half = times.size // 2 + 1
+    while times[half] == times[half - 1]:
+        half += 1
+    w.write_timed(times[:half], regs[:half], values[:half], ticks=ticks)   # in two calls
+    w.write_timed(times[half:], regs[half:], values[half:], ticks=ticks)
+    w.close()
+    assert out.getvalue() == _timed_by_hand(times, regs, values, ticks)
+    assert check_strict(out.getvalue()) == []
+
+
+def test_write_timed_refuses_times_before_now_or_unsorted():
+    w = VgmWriter(io.BytesIO())
+    w.wait(1000)
+    with pytest.raises(ParameterError, match="sorted"):
+        w.write_timed(np.array([500]), np.array([0x20]), np.array([1]))
+    with pytest.raises(ParameterError, match="sorted"):
+        w.write_timed(np.array([2000, 1500]), np.array([0x20, 0x21]), np.array([1, 2]))
+    with pytest.raises(ParameterError, match="outside"):
+        w.write_timed(np.array([2000]), np.array([0x200]), np.array([1]))

@@ -343,23 +343,14 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
     frame_t = update_times(centres, options.frame_rate_hz, steps)
     n_writes = 0
     now = 0
-    f_next = 0
     for times, regs, vals in register_events(voices, centres, options,
                                              reference=(found.level_power, found.level_stride)):
-        # the events are sorted by time: each run of equal times is one group of writes
-        starts = np.flatnonzero(np.diff(times, prepend=-1)) if times.size else times
-        for lo, hi in zip(starts.tolist(), starts[1:].tolist() + [times.size]):
-            t = int(times[lo])
-            while t > now:          # one wait command per update, writes or not
-                while f_next < frame_t.size and frame_t[f_next] <= now:
-                    f_next += 1
-                step = (int(frame_t[f_next]) if f_next < frame_t.size else t) - now
-                step = min(max(step, 1), t - now)
-                writer.wait(step)
-                writer.tick()
-                now += step
-            writer.write_many(regs[lo:hi], vals[lo:hi])
+        # one wait command per update, writes or not; each run of equal times one group
+        writer.write_timed(times, regs, vals, ticks=frame_t)
         n_writes += len(times)
+        if times.size:
+            now = int(times[-1])
+    f_next = int(np.searchsorted(frame_t, now, "right"))       # ticks on to the end
     while now < stream.n_samples:
         while f_next < frame_t.size and frame_t[f_next] <= now:
             f_next += 1

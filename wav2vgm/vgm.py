@@ -202,6 +202,30 @@ def _encode_wait(buf: bytearray, n_samples: int) -> None:
         buf += b"\x61" + n_samples.to_bytes(2, "little")
 
 
+def _encode_writes(regs, values) -> np.ndarray:
+    """(n, 3) uint8 commands 5E/5F reg value for register writes, checked."""
+    regs = np.asarray(regs)
+    values = np.asarray(values)
+    if regs.shape != values.shape or regs.ndim != 1:
+        raise ParameterError(f"regs and values must be 1-D and the same length, got shapes "
+                             f"{regs.shape} and {values.shape}")
+    if regs.size and (regs.dtype.kind not in "iu" or values.dtype.kind not in "iu"):
+        raise ParameterError(f"register writes need integers, got {regs.dtype} and {values.dtype}")
+    bad = np.flatnonzero((regs < 0) | (regs > 0x1FF))
+    if bad.size:
+        a = int(regs[bad[0]])
+        raise ParameterError(f"register address 0x{a:X} ({a}) is outside 0x000-0x1FF")
+    bad = np.flatnonzero((values < 0) | (values > 0xFF))
+    if bad.size:
+        raise ParameterError(f"register value {int(values[bad[0]])} for register "
+                             f"0x{int(regs[bad[0]]):03X} is outside 0-255")
+    cmd = np.empty((regs.size, 3), np.uint8)
+    cmd[:, 0] = np.where(regs & 0x100, 0x5F, 0x5E)
+    cmd[:, 1] = regs & 0xFF
+    cmd[:, 2] = values
+    return cmd
+
+
 def _header(clock_hz: int) -> bytearray:
     head = bytearray(HEADER_SIZE)
     head[0:4] = _MAGIC
@@ -303,32 +327,61 @@ class VgmWriter:
         """Write ``values[i]`` to ``regs[i]``, in order, all at the current time (one group).
 
         The same as calling :meth:`write` for each pair, checked and encoded
-        as arrays (the converter writes a frame's registers this way).
+        as arrays.
         """
         if self._closed:
             raise OutputError(f"cannot write VGM to {self._name}: the writer is closed")
-        regs = np.asarray(regs)
-        values = np.asarray(values)
-        if regs.shape != values.shape or regs.ndim != 1:
-            raise ParameterError(f"regs and values must be 1-D and the same length, got shapes "
-                                 f"{regs.shape} and {values.shape}")
-        if regs.size == 0:
+        cmd = _encode_writes(regs, values)
+        if cmd.shape[0]:
+            self._append(cmd.tobytes(), int(cmd.shape[0]))
+
+    def write_timed(self, times, regs, values, *, ticks=None) -> None:
+        """Register writes at absolute times, with a :meth:`tick` at each update on the way.
+
+        ``times`` (VGM samples, sorted, none before the current time),
+        ``regs``, ``values``: 1-D arrays; each run of equal times is one group
+        of writes.  Before a group at time ``t``, the writer advances through
+        every time of ``ticks`` (sorted) between the current time and ``t``,
+        and to ``t`` itself, ticking at each -- one wait command per update,
+        writes or not, the way players such as AdPlug keep time.  The same as
+        :meth:`wait`, :meth:`tick` and :meth:`write_many` in that order, in one
+        call (the converter writes all its frames this way).
+        """
+        if self._closed:
+            raise OutputError(f"cannot write VGM to {self._name}: the writer is closed")
+        cmd = _encode_writes(regs, values)
+        times = np.asarray(times, np.int64)
+        if times.shape != (cmd.shape[0],):
+            raise ParameterError(f"times must be 1-D like regs, got shape {times.shape}")
+        if times.size == 0:
             return
-        if regs.dtype.kind not in "iu" or values.dtype.kind not in "iu":
-            raise ParameterError(f"register writes need integers, got {regs.dtype} and {values.dtype}")
-        bad = np.flatnonzero((regs < 0) | (regs > 0x1FF))
-        if bad.size:
-            a = int(regs[bad[0]])
-            raise ParameterError(f"register address 0x{a:X} ({a}) is outside 0x000-0x1FF")
-        bad = np.flatnonzero((values < 0) | (values > 0xFF))
-        if bad.size:
-            raise ParameterError(f"register value {int(values[bad[0]])} for register "
-                                 f"0x{int(regs[bad[0]]):03X} is outside 0-255")
-        cmd = np.empty((regs.size, 3), np.uint8)
-        cmd[:, 0] = np.where(regs & 0x100, 0x5F, 0x5E)
-        cmd[:, 1] = regs & 0xFF
-        cmd[:, 2] = values
-        self._append(cmd.tobytes(), int(regs.size))
+        if times[0] < self._intended or np.any(np.diff(times) < 0):
+            raise ParameterError(f"write times must be sorted and >= the current time "
+                                 f"{self._intended}, got {int(times[0])}...")
+        data = cmd.tobytes()
+        ticks = np.zeros(0, np.int64) if ticks is None else np.asarray(ticks, np.int64)
+        # only the ticks after now and before the last group matter
+        ticks = ticks[np.searchsorted(ticks, self._intended, "right"):
+                      np.searchsorted(ticks, times[-1], "left")]
+        starts = np.flatnonzero(np.diff(times, prepend=times[0] - 1))
+        ends = np.append(starts[1:], times.size).tolist()
+        # the ticks before group g: those after the group before it (or now), before it
+        from_k = np.searchsorted(ticks, np.concatenate([[self._intended], times[starts[:-1]]]),
+                                 "right").tolist()
+        to_k = np.searchsorted(ticks, times[starts], "left").tolist()
+        tick_list = ticks.tolist()
+        for lo, hi, t, k0, k1 in zip(starts.tolist(), ends, times[starts].tolist(), from_k, to_k):
+            for k in range(k0, k1):
+                self._advance(tick_list[k])
+            if t > self._intended:
+                self._advance(t)
+            self._append(data[3 * lo:3 * hi], hi - lo)
+
+    def _advance(self, t: int) -> None:
+        """Wait until absolute time ``t`` (> now), then tick."""
+        self._intended = t
+        self._group_open = False
+        self._tick()
 
     def _append(self, commands: bytes, n_writes: int) -> None:
         """Add encoded register writes at the current time (opening the group if needed)."""
@@ -375,6 +428,9 @@ class VgmWriter:
         """
         if self._closed:
             raise OutputError(f"cannot write VGM to {self._name}: the writer is closed")
+        self._tick()
+
+    def _tick(self) -> None:
         gap = self._intended - self._emitted
         if gap >= max(self._min_wait, 1):
             _encode_wait(self._buf, gap)
