@@ -215,7 +215,7 @@ perfect converter could reproduce them exactly.  Reproduce with
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same.
-- On random-patch clips it reaches 2.7-3.3 dB.  Exact reproduction is
+- On random-patch clips it reaches 2.6-3.2 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
