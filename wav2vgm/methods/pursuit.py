@@ -146,14 +146,19 @@ def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray |
     other timbres up to the highest MULT=1 pitch.  ``partner_hz`` (> 0) adds
     a second sine of relative power ``partner_power`` (a sine pair).
     """
-    sine = sine_atoms()[_grid_index(np.where(f0_hz > 0, f0_hz, F_LO_HZ))]
-    other = timbre_atoms()[cls, _atom_index(f0_hz)]
-    a = np.where((cls == 0)[..., None], sine, other)
-    if partner_hz is not None:
-        q = sine_atoms()[_grid_index(np.where(partner_hz > 0, partner_hz, F_LO_HZ))]
-        a = a + np.where((partner_hz > 0)[..., None], partner_power[..., None] * q, 0.0)
+    cls = np.asarray(cls)
+    f0_hz = np.asarray(f0_hz)
     ok = (f0_hz > 0) & ((cls == 0) | (f0_hz <= ATOM_F_MAX_HZ))
-    return np.where(ok[..., None], a, 0.0).astype(np.float32)
+    a = np.zeros(f0_hz.shape + (spectrum.N_MELS,), np.float32)
+    sine = ok & (cls == 0)
+    other = ok & (cls != 0)
+    a[sine] = sine_atoms()[_grid_index(f0_hz[sine])]
+    a[other] = timbre_atoms()[cls[other], _atom_index(f0_hz[other])]
+    if partner_hz is not None:
+        pair = ok & (partner_hz > 0)
+        a[pair] += (np.asarray(partner_power)[pair][:, None]
+                    * sine_atoms()[_grid_index(np.asarray(partner_hz)[pair])])
+    return a
 
 
 def log_error(model_power: np.ndarray, power: np.ndarray, floor_power: np.ndarray) -> np.ndarray:
