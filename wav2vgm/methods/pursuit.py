@@ -266,11 +266,16 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
         if idx.size == 0:
             break
         avail = ~(chosen[idx] | blocked[idx])
-        if step == 0:       # every candidate, at two levels: a first estimate
-            cand = np.broadcast_to(np.arange(c), (idx.size, c))
-            e_min, g_min = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:1])
-            improve = err[idx].sum(axis=1)[:, None] - e_min.sum(axis=1)
-            estimate[idx] = np.where(avail, improve, -np.inf)
+        if step == 0:       # every available candidate, at two levels: a first estimate
+            first = np.full((idx.size, c), -np.inf, np.float32)
+            width = int(avail.sum(axis=1).max())
+            if width:       # available ones first: empty slots (no peak, no partner) are skipped
+                cand = np.argsort(~avail, axis=1, kind="stable")[:, :width]
+                e_min, g_min = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:1])
+                improve = err[idx].sum(axis=1)[:, None] - e_min.sum(axis=1)
+                np.put_along_axis(first, cand, np.where(np.take_along_axis(avail, cand, axis=1),
+                                                        improve, -np.inf), axis=1)
+            estimate[idx] = first
         cand = np.argsort(-np.where(avail, estimate[idx], -np.inf), axis=1, kind="stable")[:, :n_lazy]
         e_min, g_min = evaluate(idx, cand, _FIT_GAINS, _HINT_GAINS)
         improve = err[idx].sum(axis=1)[:, None] - e_min.sum(axis=1)      # (k, L)
