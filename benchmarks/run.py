@@ -205,7 +205,7 @@ settings were frozen: new sentences, voices, instruments and seeds; nothing
 was trained or tuned on them; they were measured before and after one later
 bug fix, which was found and checked on a dev clip, and with the rest while
 the loudness rule's two constants, `OVERDRIVE_DB` and `PLAYED_HEADROOM` in
-`wav2vgm/convert.py`, were chosen from a few tried values).  The `opl_random_*` and `opl_patches` clips
+`wav2vgm/methods/loudness.py`, were chosen from a few tried values).  The `opl_random_*` and `opl_patches` clips
 are the project's own OPL3 writer playing random codebook patches, so a
 perfect converter could reproduce them exactly.  Reproduce with
 `python benchmarks/make_heldout.py && python benchmarks/run.py quality --player {player}`.

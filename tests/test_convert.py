@@ -12,8 +12,8 @@ import soundfile as sf
 
 from wav2vgm import spectrum
 from wav2vgm.batch import convert_file
-from wav2vgm.convert import (HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, ConvertOptions, frame_times,
-                             loudness_gain)
+from wav2vgm.convert import ConvertOptions, frame_times
+from wav2vgm.methods.loudness import HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, loudness_gain
 from wav2vgm.convert import update_steps, update_times
 from wav2vgm.methods.base import FULL_SCALE, VoiceFrames, subdivide
 from wav2vgm.methods.model import default_model_path

@@ -68,7 +68,7 @@ def test_the_default_method_is_the_model():
 def test_no_channel_changes_timbre_while_its_key_is_held(tmp_path):
     src = _opl_chord(tmp_path / "fm.wav", ["fm1-tl10", "noise", "wave3"], [262.0, 3000.0, 660.0])
     options = ConvertOptions(method="model")
-    voices, _ = analyse(open_audio(str(src), target_rate_hz=44100), options)
+    voices = analyse(open_audio(str(src), target_rate_hz=44100), options).voices
     f = quantise(voices, gain=loudness_gain(voices))
     held = f.key[1:] & f.key[:-1]
     assert held.any()

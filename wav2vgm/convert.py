@@ -18,14 +18,12 @@ import numpy as np
 
 from . import spectrum
 from .errors import ParameterError
-from .methods.base import FULL_SCALE, VoiceFrames, quantise, subdivide
+from .methods.base import VoiceFrames, quantise, subdivide
+from .methods.loudness import loudness_gain, stride_for
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_window
 from .opl3 import registers as R
 from .vgm import MIN_WAIT_SAMPLES, Gd3, VgmWriter
 
-HEADROOM = 30000.0          # int16 units the loudest frame's requested operator sum may reach
-OVERDRIVE_DB = 6.0          # how far above TL 0 the loudest operator may be asked to play
-PLAYED_HEADROOM = 45000.0   # int16 units the loudest frame's played operator sum may reach then
 METHODS = ("model", "sines")
 
 
@@ -164,9 +162,6 @@ class Analysis:
     level_power: np.ndarray         # (frames judged, N_MELS)
     level_stride: int
 
-    def __iter__(self):             # voices, centres = analyse(...)
-        return iter((self.voices, self.centres))
-
 
 def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
             ) -> Analysis:
@@ -177,12 +172,11 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     and each note is panned (:mod:`.methods.pan`).
     """
     from .methods import pan
-    from .methods.loudness import stride_for
     from .methods.pursuit import mel_power
     centres = frame_times(stream.n_samples, options.frame_rate_hz)
     stride = stride_for(centres.size)
     level_power: list[np.ndarray] = []
-    done = [0]
+    done = 0                                            # frames analysed so far
     method = make_method(options)
     analyser = FrameAnalyser(centres, n_samples=stream.n_samples)
     stereo = bool(options.stereo) and stream.n_channels == 2
@@ -191,14 +185,15 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     powers: list[np.ndarray] = []
 
     def step(block, mono):
+        nonlocal done
         mag = analyser.push(mono)
         side_mags = [a.push(None if block is None else block[:, j + 1]) for j, a in enumerate(sides)]
         if mag.shape[0]:
             part = method.process(mag, analyser.freqs_hz)
             parts.append(part)
-            first = (-done[0]) % stride                 # the block's first frame on the stride
+            first = (-done) % stride                    # the block's first frame on the stride
             level_power.append(mel_power(mag[first::stride]))
-            done[0] += mag.shape[0]
+            done += mag.shape[0]
             if stereo:
                 powers.append(pan.side_power(part, mag, *side_mags, analyser.freqs_hz))
 
@@ -213,73 +208,6 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     if stereo:
         voices = pan.route(voices, np.concatenate(powers))
     return Analysis(voices, centres, np.concatenate(level_power), stride)
-
-
-LOWER_STEPS_DB = (0.0, 3.0, 6.0, 9.0, 12.0)   # the check tries the rule's gain less these
-LOWER_MIN_DB = 0.5          # ... and takes one only if it is predicted this much closer
-
-
-def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
-                  reference: tuple[np.ndarray, int] | None = None) -> float:
-    """Input units -> int16 units: the one global gain before levels are quantised.
-
-    An operator spans 47 dB (TL 0-63); inputs span more, so the gain trades
-    clipping the loudest partials at TL 0 against losing the quietest below
-    TL 63.  The gain is at least the one at which the loudest frame's
-    operator sum fits ``HEADROOM`` (16-bit range, phases aligned).  Where
-    that leaves the loudest operator less than ``OVERDRIVE_DB`` above TL 0
-    (sparse inputs: a few loud voices), the gain rises towards that, as far
-    as the loudest frame's sum *as played* (each operator at most TL 0)
-    stays within ``PLAYED_HEADROOM`` -- aligned peaks of many partials are
-    rare: no benchmark clip's render clips.  Measured on the benchmark clips
-    (``python benchmarks/run.py quality``): clipping the loudest operator by
-    a few dB costs less than the quiet partials a lower gain loses.
-
-    Except where the input's level range itself is the problem (one loud
-    note decaying over more than 47 dB): with ``reference`` = (input mel
-    power of every ``stride``-th frame, stride), up to 12 dB less gain is
-    tried and taken when :func:`~.methods.loudness.predicted_errors` says it
-    sounds at least ``LOWER_MIN_DB`` closer.  ``gain_db`` is added last.
-    """
-    def chunks():                           # (frames, operators), a few thousand frames at a time
-        for lo in range(0, voices.n_frames, 16384):
-            yield voices.sounding_amplitudes(lo, lo + 16384)
-
-    peak, top = 0.0, 0.0
-    for a in chunks():
-        peak, top = max(peak, float(a.sum(axis=1).max())), max(top, float(a.max()))
-    if peak <= 1e-9:
-        return 10 ** (gain_db / 20)
-    base = HEADROOM / peak
-    target = 10 ** (OVERDRIVE_DB / 20) * FULL_SCALE / top
-    if target > base:
-        # only frames whose requested sum at the target passes the headroom can limit it
-        loud = np.concatenate([a[a.sum(axis=1) * target > PLAYED_HEADROOM] for a in chunks()])
-
-        def fits(log_gain: float) -> bool:
-            played = np.minimum(loud * np.exp(log_gain), FULL_SCALE).sum(axis=1)
-            return float(played.max(initial=0.0)) <= PLAYED_HEADROOM
-
-        lo, hi = np.log(base), np.log(target)
-        if fits(hi):
-            lo = hi
-        while hi - lo > 1e-3:                               # the played sum grows with the gain
-            mid = 0.5 * (lo + hi)
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid
-        base = float(np.exp(lo))
-    if reference is not None and reference[0].shape[0]:
-        from .methods.loudness import predicted_errors
-        power, stride = reference
-        judged = VoiceFrames(**{n: getattr(voices, n)[::stride][:power.shape[0]]
-                                for n in VoiceFrames.__dataclass_fields__ if n != "outputs"})
-        gains = base * 10 ** (-np.asarray(LOWER_STEPS_DB) / 20)
-        errors = predicted_errors(judged, power[:judged.n_frames], gains)
-        if errors[0] - errors.min() >= LOWER_MIN_DB:
-            base = float(gains[int(np.argmin(errors))])
-    return base * 10 ** (gain_db / 20)
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
@@ -301,7 +229,7 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     for lo in range(0, n, per_chunk):
         hi = min(lo + per_chunk, n)
         a, b = max(lo - 1, 0), min(hi + 1, n)
-        part = subdivide(voices.rows(a, b), steps).rows((lo - a) * steps, (hi - a) * steps)
+        part = subdivide(voices.rows(slice(a, b)), steps).rows(slice((lo - a) * steps, (hi - a) * steps))
         frames = quantise(part, gain=gain, previous=previous_frames)
         full = _pad_channels(frames)
         images = R.channel_images(full, lazy=True, used_before=used)

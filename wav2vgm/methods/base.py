@@ -62,11 +62,11 @@ class VoiceFrames:
             out.outputs = np.concatenate([p.outputs for p in parts])
         return out
 
-    def rows(self, start: int, stop: int) -> "VoiceFrames":
-        """Frames ``start:stop`` (views)."""
+    def rows(self, index) -> "VoiceFrames":
+        """The frames ``index`` picks (a slice: views; an index array: copies)."""
         names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
-        return VoiceFrames(**{n: getattr(self, n)[start:stop] for n in names},
-                           outputs=None if self.outputs is None else self.outputs[start:stop])
+        return VoiceFrames(**{n: getattr(self, n)[index] for n in names},
+                           outputs=None if self.outputs is None else self.outputs[index])
 
     @staticmethod
     def stack_channels(parts: list["VoiceFrames"]) -> "VoiceFrames":
@@ -74,13 +74,12 @@ class VoiceFrames:
         names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
         return VoiceFrames(**{n: np.concatenate([getattr(p, n) for p in parts], axis=1) for n in names})
 
-    def sounding_amplitudes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """(frames, 2 * n_channels) the amplitude of every operator heard (input units).
+    def sounding_amplitudes(self) -> np.ndarray:
+        """(n_frames, 2 * n_channels) the amplitude of every operator heard (input units).
 
-        Frames ``start:stop``.  Operator 1 of an FM channel is a modulator: it is not heard, 0.
+        Operator 1 of an FM channel is a modulator: it is not heard, 0.
         """
-        s = slice(start, stop)
-        return np.concatenate([self.amp2[s], np.where(self.cnt[s] == 1, self.amp1[s], 0.0)], axis=1)
+        return np.concatenate([self.amp2, np.where(self.cnt == 1, self.amp1, 0.0)], axis=1)
 
 
 _TIMBRE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mult1", "mult2", "mod_tl1")
@@ -114,9 +113,7 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     for name in _TIMBRE_FIELDS:
         a = getattr(voices, name)
         glide &= a[own] == a[other]
-    names = [f for f in VoiceFrames.__dataclass_fields__ if f != "outputs"]
-    out = VoiceFrames(**{f: getattr(voices, f)[own] for f in names},
-                      outputs=None if voices.outputs is None else voices.outputs[own])
+    out = voices.rows(own)
     for name in ("amp1", "amp2"):
         a = getattr(voices, name)
         x, y = a[own], a[other]

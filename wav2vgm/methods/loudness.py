@@ -1,11 +1,11 @@
-"""Judging the global gain by sound: what the quantised voices will sound like at a gain.
+"""The one global gain (input units -> int16 units), chosen by rule and checked by sound.
 
-An operator spans 47 dB (TL 0-63).  The loudness rule in
-:func:`wav2vgm.convert.loudness_gain` lets the loudest operators clip at
-TL 0 rather than lose quiet partials below TL 63, which is the better trade
-on most inputs -- but not on a loud note that decays over a wider range
-than that (a struck or plucked single tone): there the clipping flattens
-the note's first second.  :func:`predicted_errors` tells the cases apart: on
+An operator spans 47 dB (TL 0-63).  The rule in :func:`loudness_gain` lets
+the loudest operators clip at TL 0 rather than lose quiet partials below
+TL 63, which is the better trade on most inputs -- but not on a loud note
+that decays over a wider range than that (a struck or plucked single
+tone): there the clipping flattens the note's first second.
+:func:`predicted_errors` tells the cases apart: on
 a subsample of frames it builds the mel spectrum the voices will play at
 each candidate gain -- each operator's spectrum from the emulator-rendered
 atoms (:mod:`.pursuit`), scaled by the level its TL really gives, clipped
@@ -22,10 +22,77 @@ import numpy as np
 
 from ..opl3 import registers as R
 from . import codebook
-from .base import FULL_SCALE, MIN_AMP, VoiceFrames
+from .base import FULL_SCALE, MIN_AMP, VoiceFrames, amp_to_tl
 
-MAX_FRAMES = 512                  # frames judged (a stride over longer inputs)
-FLOOR_DB = 60.0                   # as the yardstick: cells this far below the loudest are silent
+HEADROOM = 30000.0          # int16 units the loudest frame's requested operator sum may reach
+OVERDRIVE_DB = 6.0          # how far above TL 0 the loudest operator may be asked to play
+PLAYED_HEADROOM = 45000.0   # int16 units the loudest frame's played operator sum may reach then
+LOWER_STEPS_DB = (0.0, 3.0, 6.0, 9.0, 12.0)   # the check tries the rule's gain less these
+LOWER_MIN_DB = 0.5          # ... and takes one only if it is predicted this much closer
+MAX_FRAMES = 512            # frames the check judges (a stride over longer inputs)
+FLOOR_DB = 60.0             # as the yardstick: cells this far below the loudest are silent
+
+
+def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
+                  reference: tuple[np.ndarray, int] | None = None) -> float:
+    """Input units -> int16 units: the one global gain before levels are quantised.
+
+    An operator spans 47 dB (TL 0-63); inputs span more, so the gain trades
+    clipping the loudest partials at TL 0 against losing the quietest below
+    TL 63.  The gain is at least the one at which the loudest frame's
+    operator sum fits ``HEADROOM`` (16-bit range, phases aligned).  Where
+    that leaves the loudest operator less than ``OVERDRIVE_DB`` above TL 0
+    (sparse inputs: a few loud voices), the gain rises towards that, as far
+    as the loudest frame's sum *as played* (each operator at most TL 0)
+    stays within ``PLAYED_HEADROOM`` -- aligned peaks of many partials are
+    rare: no benchmark clip's render clips.  Measured on the benchmark clips
+    (``python benchmarks/run.py quality``): clipping the loudest operator by
+    a few dB costs less than the quiet partials a lower gain loses.
+
+    Except where the input's level range itself is the problem (one loud
+    note decaying over more than 47 dB): with ``reference`` = (input mel
+    power of every ``stride``-th frame, stride), up to 12 dB less gain is
+    tried and taken when :func:`predicted_errors` says it
+    sounds at least ``LOWER_MIN_DB`` closer.  ``gain_db`` is added last.
+    """
+    def chunks():                           # (frames, operators), a few thousand frames at a time
+        for lo in range(0, voices.n_frames, 16384):
+            yield voices.rows(slice(lo, lo + 16384)).sounding_amplitudes()
+
+    peak, top = 0.0, 0.0
+    for a in chunks():
+        peak, top = max(peak, float(a.sum(axis=1).max())), max(top, float(a.max()))
+    if peak <= 1e-9:
+        return 10 ** (gain_db / 20)
+    base = HEADROOM / peak
+    target = 10 ** (OVERDRIVE_DB / 20) * FULL_SCALE / top
+    if target > base:
+        # only frames whose requested sum at the target passes the headroom can limit it
+        loud = np.concatenate([a[a.sum(axis=1) * target > PLAYED_HEADROOM] for a in chunks()])
+
+        def fits(log_gain: float) -> bool:
+            played = np.minimum(loud * np.exp(log_gain), FULL_SCALE).sum(axis=1)
+            return float(played.max(initial=0.0)) <= PLAYED_HEADROOM
+
+        lo, hi = np.log(base), np.log(target)
+        if fits(hi):
+            lo = hi
+        while hi - lo > 1e-3:                               # the played sum grows with the gain
+            mid = 0.5 * (lo + hi)
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid
+        base = float(np.exp(lo))
+    if reference is not None and reference[0].shape[0]:
+        power, stride = reference
+        judged = voices.rows(slice(None, power.shape[0] * stride, stride))
+        gains = base * 10 ** (-np.asarray(LOWER_STEPS_DB) / 20)
+        errors = predicted_errors(judged, power[:judged.n_frames], gains)
+        if errors[0] - errors.min() >= LOWER_MIN_DB:
+            base = float(gains[int(np.argmin(errors))])
+    return base * 10 ** (gain_db / 20)
+
 
 
 def stride_for(n_frames: int) -> int:
@@ -74,8 +141,7 @@ def played_amplitude(amp: np.ndarray, gains: np.ndarray) -> np.ndarray:
     Quantised as :func:`~.base.quantise` does: TL steps, at most TL 0, silent below TL 63.
     """
     a = np.asarray(amp, np.float64)[..., None] * gains
-    with np.errstate(divide="ignore"):
-        tl = np.clip(np.rint(20 * np.log10(FULL_SCALE / np.maximum(a, 1e-9)) / R.TL_STEP_DB), 0, 63)
+    tl = amp_to_tl(a)
     return np.where(a >= MIN_AMP, FULL_SCALE * 10 ** (-tl * R.TL_STEP_DB / 20) / gains, 0.0)
 
 
