@@ -13,6 +13,7 @@ import soundfile as sf
 from wav2vgm import spectrum
 from wav2vgm.batch import convert_file
 from wav2vgm.convert import ConvertOptions, frame_times
+from wav2vgm.errors import ParameterError
 from wav2vgm.methods.loudness import HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, loudness_gain
 from wav2vgm.convert import update_steps, update_times
 from wav2vgm.methods.base import FULL_SCALE, VoiceFrames, subdivide
@@ -259,3 +260,13 @@ def test_converted_vgm_plays_in_adplay_with_the_right_length(tmp_path):
     assert abs(sounding[0] / rate) < 0.01                      # starts at once
     assert abs((sounding[-1] - sounding[0]) / rate - 2.0) < 0.03
     assert abs(y.shape[0] / rate - 2.0) < 0.03                 # adplay rounds to its 512-sample buffer
+
+
+def test_frame_rate_follows_the_quality_unless_given():
+    assert ConvertOptions().frame_rate_hz == 60.0
+    assert ConvertOptions(quality="fast").frame_rate_hz == 60.0
+    assert ConvertOptions(quality="best").frame_rate_hz == 90.0
+    assert ConvertOptions(method="sines", quality="best").frame_rate_hz == 60.0
+    assert ConvertOptions(quality="best", frame_rate_hz=50.0).frame_rate_hz == 50.0
+    with pytest.raises(ParameterError, match="quality"):
+        ConvertOptions(quality="ultra")

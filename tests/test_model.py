@@ -102,7 +102,7 @@ def test_pursuit_finds_the_voices_a_spectrum_was_made_of():
     zeros = np.zeros_like(f0)
     _, amp = pursuit.pursue(power, cls, f0, n_voices=4, floor_power=floor,
                             main_hz=f0 * codebook.strongest_partial()[cls], hint_power=zeros,
-                            partner_hz=zeros, partner_power=zeros, seg=1)
+                            partner_hz=zeros, partner_power=zeros, starts=[0])
     assert amp[0, 0] ** 2 == pytest.approx(0.5, rel=0.3)
     assert amp[0, 1] ** 2 == pytest.approx(0.05, rel=0.3)
     model = (amp[0, :, None] ** 2 * atoms).sum(axis=0)
@@ -110,6 +110,49 @@ def test_pursuit_finds_the_voices_a_spectrum_was_made_of():
     assert err < 0.5
     # a candidate that would only add energy where there is none stays out
     assert amp[0, 4] == 0
+
+
+def test_steady_segments_split_at_changes_and_cap_their_length():
+    a = np.full(80, 1e-4)
+    a[:40:4] = 1.0                   # a note's partials ...
+    b = np.full(80, 1e-4)
+    b[40::4] = 1.0                   # ... and the next note's: 10 of 80 bands 40 dB apart
+    power = np.array([a] * 7 + [b] * 25)
+    floor = np.full(32, 1e-6)
+    starts = pursuit.steady_segments(power, floor, max_frames=10, change_db=2.0)
+    # the change at frame 7 starts a segment; the long steady stretch is cut every 10 frames
+    assert starts.tolist() == [0, 7, 17, 27]
+    # small frame-to-frame wobble is not a change
+    wobble = power * (1 + 0.05 * np.sin(np.arange(32)))[:, None]
+    assert pursuit.steady_segments(wobble, floor, max_frames=40, change_db=2.0).tolist() == [0, 7]
+    assert pursuit.steady_segments(power[:0], floor[:0], max_frames=10, change_db=2.0).size == 0
+
+
+def test_pursuit_segments_of_any_length_are_searched_alike():
+    # segments searched together (padded to the longest) choose as they would alone
+    fm, sine = _timbre("fm1-tl22"), 0
+    f0_row = np.array([300.0, 1234.0, 450.0, 2000.0])
+    cls_row = np.array([fm, sine, fm, sine])
+    atoms = pursuit.candidate_atoms(cls_row[None], f0_row[None])[0]
+    rng = np.random.default_rng(3)
+    n = 11
+    power = np.stack([(0.5 + 0.1 * rng.random()) * atoms[0] + (0.05 if i < 3 else 0.3) * atoms[1]
+                      + (0.0 if i < 3 else 0.2) * atoms[3] for i in range(n)])
+    floor = np.full(n, power.max() * 1e-6)
+    cls, f0 = np.tile(cls_row, (n, 1)), np.tile(f0_row, (n, 1))
+    zeros = np.zeros_like(f0)
+    kw = dict(n_voices=3, main_hz=f0 * codebook.strongest_partial()[cls], hint_power=zeros,
+              partner_hz=zeros, partner_power=zeros)
+    ref, together = pursuit.pursue(power, cls, f0, floor_power=floor, starts=[0, 3], **kw)
+    assert ref.tolist() == [1] * 3 + [7] * 8
+    for lo, hi in ((0, 3), (3, n)):
+        _, alone = pursuit.pursue(power[lo:hi], cls[lo:hi], f0[lo:hi], floor_power=floor[lo:hi],
+                                  starts=[0], **{**kw, "main_hz": kw["main_hz"][lo:hi],
+                                                 "hint_power": zeros[lo:hi], "partner_hz": zeros[lo:hi],
+                                                 "partner_power": zeros[lo:hi]})
+        np.testing.assert_allclose(together[lo:hi], alone, rtol=1e-5)
+    # the second segment, where the 2 kHz sine sounds, plays it; the first does not
+    assert (together[3:, 3] > 0).all() and (together[:3, 3] == 0).all()
 
 
 def test_pursuit_leaves_voices_above_the_mel_bands_to_the_tracker():
@@ -124,7 +167,7 @@ def test_pursuit_leaves_voices_above_the_mel_bands_to_the_tracker():
     floor = np.array([power.max() * 1e-6])
     _, amp = pursuit.pursue(power, cls, f0, n_voices=2, floor_power=floor, main_hz=f0,
                             hint_power=np.array([[0.5, 1e-4]]), partner_hz=np.zeros_like(f0),
-                            partner_power=np.zeros_like(f0), seg=1)
+                            partner_power=np.zeros_like(f0), starts=[0])
     assert amp[0, 0] > 0 and amp[0, 1] == 0
 
 

@@ -68,8 +68,8 @@ def main():
 @click.option("--method", type=click.Choice(["model", "sines"]), default="model", show_default=True,
               help="The ONNX inverse model with analysis by synthesis (default), or tracked "
                    "spectral peaks as sines (about 2x faster).")
-@click.option("--frame-rate", "frame_rate", type=float, default=60.0, show_default=True,
-              help="Analysis frames per second (1-1000).")
+@click.option("--frame-rate", "frame_rate", type=float, default=None,
+              help="Analysis frames per second (1-1000).  [default: 60; 90 with --quality best]")
 @click.option("--substeps", type=int, default=4, show_default=True,
               help="Register updates per frame (1-8): levels and pitches of held notes glide "
                    "between frames (waits stay >= 40 samples).")

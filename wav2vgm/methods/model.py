@@ -12,7 +12,8 @@ Per block of frames:
    candidates for :func:`~wav2vgm.methods.pursuit.pursue`, which fills the
    other 4 channels with the voices and levels that most reduce the log-mel
    error left by the tracker (spectra from emulator-rendered atoms), one
-   voice set per few frames;
+   voice set per stretch of steady sound (a held note or chord, split at
+   onsets and spectral changes, at most half a second);
 4. those voices are assigned to channels: a voice continues the channel
    that played the same timbre at a nearby pitch; a new voice takes a
    silent channel, so no channel changes timbre while its key is held;
@@ -41,11 +42,13 @@ from .base import VoiceFrames, greedy_pairs
 MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
 THRESHOLD = 0.25
-# quality -> (peaks tried as sines and sine pairs, frames per voice set,
-#             candidates re-evaluated per pursuit step, options compared)
-QUALITY = {"fast": (24, 8, 3, ("mix",)), "balanced": (40, 4, 6, ("sines", "mix")),
-           "best": (44, 2, 10, ("sines", "mix"))}
-SWITCH_FRAMES = 30            # the options are compared per this many frames
+# quality -> (peaks tried as sines and sine pairs, the spectral change that
+#             starts a new voice set (mean dB per band), candidates re-evaluated
+#             per pursuit step, options compared)
+QUALITY = {"fast": (24, 3.0, 3, ("mix",)), "balanced": (40, 2.0, 6, ("sines", "mix")),
+           "best": (44, 1.5, 10, ("sines", "mix"))}
+SEGMENT_MAX_S = 0.5           # a voice set lasts at most this long, however steady the sound
+SWITCH_S = 0.5                # the options are compared per stretch of this length
 # the options compared per stretch: how many channels the model's voices get
 # (the sine tracker keeps the others), and the margin by which an option with
 # model voices must sound closer than the sines alone (in mean dB per band:
@@ -112,12 +115,14 @@ class ModelMethod:
     name = "model"
 
     def __init__(self, *, n_voices: int = 18, model_path: str | None = None,
-                 quality: str = "balanced"):
+                 quality: str = "balanced", frame_rate_hz: float = 60.0):
         from .sines import SinesMethod
         self.n_voices = int(n_voices)
         path = str(model_path) if model_path else str(default_model_path())
         self.session = load_session(path)
-        self.n_peaks, self.seg, self.n_lazy, compared = QUALITY[quality]
+        self.n_peaks, self.change_db, self.n_lazy, compared = QUALITY[quality]
+        self.max_segment = max(1, int(round(SEGMENT_MAX_S * frame_rate_hz)))
+        self.switch_frames = max(1, int(round(SWITCH_S * frame_rate_hz)))
         self.partial = codebook.strongest_partial()
         self.timbres = codebook.TIMBRES
         self.options = [OPTIONS.index(name) for name in compared]       # indices into OPTIONS
@@ -150,7 +155,8 @@ class ModelMethod:
         f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
         return cls, f0, amp
 
-    def _select(self, mag, freqs_hz, power, floor, peaks, detections, *, n_voices, base_power=None):
+    def _select(self, mag, freqs_hz, power, floor, peaks, detections, starts, *, n_voices,
+                base_power=None):
         """Model voices, sines and sine pairs as candidates -> the pursuit's choice per frame.
 
         Returns per frame (n, n_voices): class, f0_hz, amplitude, partner
@@ -162,8 +168,9 @@ class ModelMethod:
         nv, npk = n_voices, self.n_peaks
         pf_all, pa_all = peaks                                           # loudest first
         pf, pa = pf_all[:, :npk], pa_all[:, :npk]
-        refs = segment_refs(len(pf_all), self.seg)          # the frames the pursuit reads
-        m1, q_f, q_a = (on_segments(a, len(pf_all), self.seg)
+        n = len(pf_all)
+        refs = segment_refs(starts, n)                      # the frames the pursuit reads
+        m1, q_f, q_a = (on_segments(a, starts, n)
                         for a in partner_table(pf_all[refs], pa_all[refs], n_main=npk))
         ratio = np.where(m1 >= 0, q_a / np.maximum(pa, 1e-12), 0.0)
         zi, zf = np.zeros_like(pf, dtype=cls.dtype), np.zeros_like(pf)
@@ -177,7 +184,7 @@ class ModelMethod:
         c_ratio = np.concatenate([np.zeros_like(f0), zf, ratio], axis=1)
         ref, level = pursue(power, c_cls, c_f0, n_voices=nv, floor_power=floor,
                             main_hz=c_f0 * self.partial[c_cls], hint_power=c_hint,
-                            partner_hz=c_q, partner_power=c_qp, seg=self.seg, n_lazy=self.n_lazy,
+                            partner_hz=c_q, partner_power=c_qp, starts=starts, n_lazy=self.n_lazy,
                             base_power=base_power)
         # no voice louder than twice the frame's strongest partial
         level = np.minimum(level, 2.0 * mag.max(axis=1, keepdims=True))
@@ -209,7 +216,7 @@ class ModelMethod:
 
     # -- detections -> channels ------------------------------------------------------
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
-        from .pursuit import mel_power, on_segments, segment_refs
+        from .pursuit import mel_power, on_segments, segment_refs, steady_segments
         from .sines import pick_peaks
         n = mag.shape[0]
         nv = self.n_voices
@@ -220,9 +227,12 @@ class ModelMethod:
         floor = np.maximum(np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10),
                                       self.peak_power * 1e-6), SILENT_POWER)
         peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
-        # the pursuit uses the candidates of each segment's middle frame: only those are detected
-        refs = segment_refs(n, self.seg)
-        det = tuple(on_segments(a, n, self.seg) for a in self.detect(mag[refs], freqs_hz))
+        # one voice set per steady stretch, chosen from the candidates of its middle frame
+        # (only those frames are detected)
+        starts = steady_segments(power, floor, max_frames=self.max_segment,
+                                 change_db=self.change_db)
+        refs = segment_refs(starts, n)
+        det = tuple(on_segments(a, starts, n) for a in self.detect(mag[refs], freqs_hz))
         options = []
         for k, n_mix in enumerate(self.mixes):
             # the sine tracker on most channels, model voices filling what it leaves
@@ -231,16 +241,17 @@ class ModelMethod:
             if n_mix == 0:
                 options.append((part, part_power))
                 continue
-            fill, fill_cls = self._voices(mag, freqs_hz, power, floor, peaks, det, k, part_power)
+            fill, fill_cls = self._voices(mag, freqs_hz, power, floor, peaks, det, starts, k,
+                                          part_power)
             judged = len(self.mixes) > 1                   # its sound is only needed to compare
             options.append((VoiceFrames.stack_channels([part, fill]),
                             part_power + voice_power(fill) if judged else None))
         return self._choose(options, power, floor)
 
-    def _voices(self, mag, freqs_hz, power, floor, peaks, det, k, base_power):
+    def _voices(self, mag, freqs_hz, power, floor, peaks, det, starts, k, base_power):
         """The pursuit's voices for one group of channels -> (VoiceFrames, timbre per channel)."""
         track = self.tracks[k]
-        cls, f0, amp, m1, ratio = self._select(mag, freqs_hz, power, floor, peaks, det,
+        cls, f0, amp, m1, ratio = self._select(mag, freqs_hz, power, floor, peaks, det, starts,
                                                n_voices=track.n, base_power=base_power)
         ch = self._assign(cls, f0, amp, m1, ratio, track)
         out = VoiceFrames.empty(mag.shape[0], track.n)
@@ -350,7 +361,7 @@ class ModelMethod:
         out.amp2[:] = np.where(noise, 0.0, a)
 
     def _choose(self, options, power, floor) -> VoiceFrames:
-        """Per stretch of SWITCH_FRAMES frames, keep the option that sounds closest.
+        """Per stretch of SWITCH_S seconds, keep the option that sounds closest.
 
         Each option's log-mel error (from the atoms) is charged its margin --
         what its voices lose to changes between frames, which the static
@@ -362,8 +373,8 @@ class ModelMethod:
         use = np.zeros(n, np.int64)
         errors = (np.stack([log_error(p, power, floor) for _, p in options])   # (options, n)
                   if len(options) > 1 else np.zeros((1, n)))
-        for lo in range(0, n, SWITCH_FRAMES):
-            s = slice(lo, min(lo + SWITCH_FRAMES, n))
+        for lo in range(0, n, self.switch_frames):
+            s = slice(lo, min(lo + self.switch_frames, n))
             cost = errors[:, s].mean(axis=1) + self.margins
             cost[self.current] -= SWITCH_HYST_DB
             self.current = int(np.argmin(cost))

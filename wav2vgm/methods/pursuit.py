@@ -4,14 +4,16 @@ Every candidate voice -- a codebook timbre at a pitch (from the inverse
 model), a single partial, or a pair of partials one channel can play on its
 two operators -- has a mel-band power spectrum looked up from *atoms*:
 spectra of the timbres rendered on the project's emulator and analysed like
-the input, in the yardstick's own mel bands.  Greedily, per segment of a few
-frames, the candidate and per-frame levels that most reduce the log-mel
-error ``sum_b |dB(max(model_b, floor)) - dB(max(input_b, floor))|`` are
-added until the channel budget is spent or nothing helps.  One voice set per
+the input, in the yardstick's own mel bands.  Greedily, per segment -- a
+stretch of steady sound (:func:`steady_segments`) -- the candidate and
+per-frame levels that most reduce the log-mel error
+``sum_b |dB(max(model_b, floor)) - dB(max(input_b, floor))|`` are added
+until the channel budget is spent or nothing helps.  One voice set per
 segment keeps channels from flickering between frames; levels stay per frame.
 
-Everything is vectorised over segments; after the first step only the few
-most promising candidates of each segment are re-evaluated (lazy greedy).
+Everything is vectorised over segments (those of like length searched
+together); after the first step only the few most promising candidates of
+each segment are re-evaluated (lazy greedy).
 """
 
 from __future__ import annotations
@@ -168,60 +170,102 @@ def log_error(model_power: np.ndarray, power: np.ndarray, floor_power: np.ndarra
                   - 10 * np.log10(np.maximum(power, fl))).mean(axis=1)
 
 
-def segment_refs(n_frames: int, seg: int) -> np.ndarray:
-    """(n_segments,) the frame whose candidates each segment of ``seg`` frames uses: its middle one."""
-    n_seg = -(-n_frames // seg)
-    return np.minimum(np.arange(n_seg) * seg + seg // 2, n_frames - 1)
+def steady_segments(power: np.ndarray, floor_power: np.ndarray, *, max_frames: int,
+                    change_db: float) -> np.ndarray:
+    """(n_segments,) first frame of each stretch of steady sound, at most ``max_frames`` long.
+
+    ``power`` (n_frames, N_MELS) mel power, ``floor_power`` (n_frames,) the
+    level below which a band counts as silent.  A frame starts a new segment
+    when its log-mel spectrum differs from the segment's mean so far by more
+    than ``change_db`` (mean |dB| per band): an onset, a chord change, a new
+    vowel.  So the pursuit chooses one voice set per held note or chord, and
+    short segments where the sound moves.
+    """
+    n = power.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    level = (10 * np.log10(np.maximum(power, np.asarray(floor_power)[:, None]))).astype(np.float32)
+    starts = [0]
+    total = level[0].copy()
+    count = 1
+    for i in range(1, n):
+        if count >= max_frames or np.abs(level[i] - total / count).mean() > change_db:
+            starts.append(i)
+            total = level[i].copy()
+            count = 1
+        else:
+            total += level[i]
+            count += 1
+    return np.asarray(starts, np.int64)
 
 
-def on_segments(a: np.ndarray, n_frames: int, seg: int) -> np.ndarray:
+def segment_refs(starts: np.ndarray, n_frames: int) -> np.ndarray:
+    """(n_segments,) the frame whose candidates each segment uses: its middle one."""
+    starts = np.asarray(starts, np.int64)
+    return starts + np.diff(np.append(starts, n_frames)) // 2
+
+
+def on_segments(a: np.ndarray, starts: np.ndarray, n_frames: int) -> np.ndarray:
     """Per-segment rows (n_segments, ...) -> per-frame rows (n_frames, ...), each frame its segment's."""
-    return np.repeat(a, seg, axis=0)[:n_frames]
+    return np.repeat(a, np.diff(np.append(np.asarray(starts, np.int64), n_frames)), axis=0)
 
 
 def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: int,
            floor_power: np.ndarray, main_hz: np.ndarray, hint_power: np.ndarray,
-           partner_hz: np.ndarray, partner_power: np.ndarray, seg: int = 4, n_lazy: int = 6,
-           base_power: np.ndarray | None = None):
-    """Choose up to ``n_voices`` candidates per segment of ``seg`` frames and their levels.
+           partner_hz: np.ndarray, partner_power: np.ndarray, starts: np.ndarray,
+           n_lazy: int = 6, base_power: np.ndarray | None = None):
+    """Choose up to ``n_voices`` candidates per segment and their per-frame levels.
 
     ``power`` (n, N_MELS) the input's mel power; ``floor_power`` (n,) the
-    level below which a band counts as silent.  Candidates (n, C): timbre
-    ``cls``, base pitch ``f0_hz`` (<= 0: none), ``main_hz`` the pitch of
-    their loudest partial (a voice blocks others within 1% of it),
+    level below which a band counts as silent; ``starts`` (n_segments,) each
+    segment's first frame (:func:`steady_segments`).  Candidates (n, C):
+    timbre ``cls``, base pitch ``f0_hz`` (<= 0: none), ``main_hz`` the pitch
+    of their loudest partial (a voice blocks others within 1% of it),
     ``hint_power`` the level their source measured, and an optional partner
     sine (``partner_hz`` > 0, relative power ``partner_power``).  Each
-    segment uses its middle frame's candidates.
+    segment uses its middle frame's candidates.  ``base_power`` (n, N_MELS):
+    what other channels already play.
 
     Returns ``ref`` (n,) the frame whose candidates each frame uses and
     ``amp`` (n, C) the chosen amplitudes (0 = not chosen).
     """
     n, c = cls.shape
-    ref = segment_refs(n, seg)
-    n_seg = ref.size
-    pad = n_seg * seg - n
-
-    def segments(x):
-        x = np.asarray(x, np.float32)
-        if pad:
-            x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-        return x.reshape((n_seg, seg) + x.shape[1:])
-
-    P, FL = segments(power), segments(floor_power)[..., None]
-    # each segment's candidates are its middle frame's: so are their measured levels
-    H = np.repeat(np.asarray(hint_power, np.float32)[ref][:, None, :], seg, axis=1)
-    M0 = segments(np.zeros_like(power) if base_power is None else base_power)
-    amp = np.zeros((n_seg, seg, c), np.float32)
-    chunk = max(1, 128 // seg)
-    for lo in range(0, n_seg, chunk):
-        s = slice(lo, min(lo + chunk, n_seg))
-        r = ref[s]
+    starts = np.asarray(starts, np.int64)
+    lengths = np.diff(np.append(starts, n))
+    ref = segment_refs(starts, n)
+    power = np.asarray(power, np.float32)
+    floor_power = np.asarray(floor_power, np.float32)
+    hint_power = np.asarray(hint_power, np.float32)
+    base = None if base_power is None else np.asarray(base_power, np.float32)
+    amp = np.zeros((n, c), np.float32)
+    # segments of like length are searched together, about 128 frames at a time,
+    # padded to the longest with frames that cannot count: no power, no hint and
+    # a floor so high that every level clips to it (zero error whatever is played)
+    order = np.argsort(lengths, kind="stable")
+    sorted_len = lengths[order].tolist()
+    lo = 0
+    while lo < order.size:
+        hi = lo + 1
+        while hi < order.size and (hi + 1 - lo) * sorted_len[hi] <= 128:
+            hi += 1
+        idx = order[lo:hi]
+        lo = hi
+        k = sorted_len[hi - 1]
+        frames = starts[idx][:, None] + np.arange(k)[None, :]                 # (S, K)
+        valid = np.arange(k)[None, :] < lengths[idx][:, None]
+        at = np.minimum(frames, n - 1)
+        P = np.where(valid[..., None], power[at], 0.0)
+        FL = np.where(valid, floor_power[at], _PAD_FLOOR)[..., None]
+        r = ref[idx]
+        H = np.where(valid[..., None], hint_power[r][:, None, :], 0.0)
+        M0 = np.zeros_like(P) if base is None else np.where(valid[..., None], base[at], 0.0)
         atoms = candidate_atoms(cls[r], f0_hz[r], partner_hz[r], partner_power[r])
-        amp[s] = _greedy(P[s], FL[s], H[s], atoms, main_hz[r], n_voices=n_voices, n_lazy=n_lazy,
-                         base=M0[s])
-    return on_segments(ref, n, seg), amp.reshape(n_seg * seg, c)[:n]
+        a = _greedy(P, FL, H, atoms, main_hz[r], n_voices=n_voices, n_lazy=n_lazy, base=M0)
+        amp[frames[valid]] = a[valid]
+    return on_segments(ref, starts, n), amp
 
 
+_PAD_FLOOR = np.float32(1e30)
 _DB_PER_LN = np.float32(10 / np.log(10))
 
 
