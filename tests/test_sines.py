@@ -3,29 +3,45 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from wav2vgm.methods.base import greedy_match, greedy_match_frames
-from wav2vgm.methods.sines import SinesMethod, pair_partners
+from wav2vgm.methods.sines import SinesMethod, pair_partners, shared_base
 
 
 def test_pair_partners_loudest_fitting_partial_once_in_channel_order():
     # frame 0: channels 0 and 1 both at 100 Hz; spare partials 300 Hz (loud) and 200 Hz
-    # frame 1: channel 0 silent, channel 1 at 110 Hz; 330.5 Hz is 0.15% off 3x, 341 Hz 3.3% off
+    # frame 1: channel 0 silent, channel 1 at 110 Hz; 334 Hz is 1.2% off 3x, 341 Hz 3.3% off
     base = np.array([[100.0, 100.0], [0.0, 110.0]])
-    hz = np.array([[300.0, 200.0], [341.0, 330.5]])
+    hz = np.array([[300.0, 200.0], [341.0, 334.0]])
     amp = np.array([[0.5, 0.3], [0.4, 0.2]])
-    mult1, amp1 = pair_partners(base, hz, amp)
+    mult1, amp1, hz1 = pair_partners(base, hz, amp)
     assert mult1[0].tolist() == [3, 2]          # channel 0 takes the louder partial, 1 the other
-    assert np.allclose(amp1[0], [0.5, 0.3])
+    assert np.allclose(amp1[0], [0.5, 0.3]) and np.allclose(hz1[0], [300.0, 200.0])
     assert mult1[1].tolist() == [-1, 3]          # a silent channel takes nothing; 341 Hz does not fit
-    assert np.allclose(amp1[1], [0.0, 0.2])
+    assert np.allclose(amp1[1], [0.0, 0.2]) and np.allclose(hz1[1], [0.0, 334.0])
+
+
+def test_shared_base_splits_a_pairs_tuning_error_by_power():
+    # operator 2 at 110 Hz, its partner at 334 Hz on MULT 3 (own base 111.33 Hz)
+    base = np.array([[110.0, 110.0, 110.0]])
+    mult1 = np.array([[3, 3, -1]])
+    partner = np.array([[334.0, 334.0, 334.0]])
+    amp2 = np.array([[1.0, 1.0, 1.0]])
+    amp1 = np.array([[1.0, 0.1, 1.0]])
+    out = shared_base(base, amp2, partner, mult1, amp1)
+    cents = 1200 * np.log2(out / 110.0)
+    own = 1200 * np.log2((334.0 / 3) / 110.0)
+    assert cents[0, 0] == pytest.approx(own / 2, abs=0.01)    # equal power: half way
+    assert 0 < cents[0, 1] < own * 0.02                          # a weak partner barely moves it
+    assert out[0, 2] == 110.0                                   # unpaired: unchanged
 
 
 def test_pair_partners_ignores_missing_partials_and_reaches_the_big_multipliers():
     base = np.array([[100.0]])
-    mult1, _ = pair_partners(base, np.array([[1500.0, 1200.0]]), np.array([[0.0, 0.1]]))
+    mult1, _, _ = pair_partners(base, np.array([[1500.0, 1200.0]]), np.array([[0.0, 0.1]]))
     assert mult1.tolist() == [[12]]              # 1500 Hz has no amplitude; 12x is register 10
-    mult1, _ = pair_partners(base, np.array([[1500.0]]), np.array([[0.1]]))
+    mult1, _, _ = pair_partners(base, np.array([[1500.0]]), np.array([[0.1]]))
     assert mult1.tolist() == [[15]]
 
 

@@ -22,7 +22,11 @@ _MULT_VALUES = np.array(R.MULT_FACTORS)                 # by MULT register value
 _MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct factors
 _SORTED_FACTORS = _MULT_VALUES[_MULT_REGS]            # increasing: 0.5, 1, 2, ..., 15
 _SORTED_REGS = _MULT_REGS
-_RATIO_TOL = 0.004          # relative frequency error accepted for the paired partial
+# relative frequency error accepted for a paired partial: the chip plays exact
+# multiples, measured harmonics are not (peak interpolation, pitch moving within
+# the window, stiff strings); 2% pairs most harmonics of real instruments, and
+# the channel's pitch then splits the error between its two partials
+_RATIO_TOL = 0.02
 _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
 
 
@@ -99,15 +103,17 @@ def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.n
     whose second operator plays a partial (<= 0: channel silent);
     ``partner_hz``/``partner_amp``: (n_frames, n_spare) spare partials,
     loudest first (amp 0: none).  In channel order, each channel takes the
-    loudest untaken spare partial within 0.4% of ``base * MULT`` for some
-    MULT.  Returns (mult1, amp1), each (n_frames, n_channels), with mult1 = -1
-    and amp1 = 0 where no partial fits.
+    loudest untaken spare partial within 2% of ``base * MULT`` for some
+    MULT.  Returns (mult1, amp1, hz1), each (n_frames, n_channels): the MULT
+    register value, amplitude and frequency of the partial taken, with
+    mult1 = -1 and amp1 = hz1 = 0 where none fits.
     """
     n, nv = base_hz.shape
     mult1 = np.full((n, nv), -1, np.int64)
     amp1 = np.zeros((n, nv))
+    hz1 = np.zeros((n, nv))
     if n == 0 or nv == 0 or partner_hz.shape[1] == 0:
-        return mult1, amp1
+        return mult1, amp1, hz1
     cand = _SORTED_FACTORS
     ratio = partner_hz[:, None, :] / np.maximum(base_hz, 1e-6)[:, :, None]    # (n, channels, spare)
     hi = np.clip(np.searchsorted(cand, ratio), 1, cand.size - 1)
@@ -126,7 +132,25 @@ def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.n
         taken[r, k] = True
         mult1[r, c] = _SORTED_REGS[j[r, c, k]]
         amp1[r, c] = partner_amp[r, k]
-    return mult1, amp1
+        hz1[r, c] = partner_hz[r, k]
+    return mult1, amp1, hz1
+
+
+def shared_base(base_hz, amp2, partner_hz, mult1, amp1):
+    """The channel pitch that splits a pair's tuning error between its two operators.
+
+    Operator 2 plays ``base_hz`` (times its MULT), operator 1 ``base * MULT1``
+    where the partner is at ``partner_hz``; the base becomes the
+    power-weighted mean, in log frequency, of the two partials' own bases,
+    so the louder partial stays closer to its pitch.  Unpaired channels
+    (``mult1 < 0``) keep ``base_hz``.
+    """
+    paired = (mult1 >= 0) & (base_hz > 0) & (partner_hz > 0)
+    w2, w1 = np.asarray(amp2, np.float64) ** 2, np.where(paired, amp1, 0.0) ** 2
+    own1 = np.where(paired, partner_hz, 1.0) / _MULT_VALUES[np.maximum(mult1, 0)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_base = (w2 * np.log(np.where(paired, base_hz, 1.0)) + w1 * np.log(own1)) / (w1 + w2)
+    return np.where(paired & (w1 + w2 > 0), np.exp(log_base), base_hz)
 
 
 class SinesMethod:
@@ -162,8 +186,9 @@ class SinesMethod:
         m2 = R.carrier_mult(np.where(on, f_c, 440.0))
         base = np.where(on, f_c / _MULT_VALUES[m2], 0.0)
         spare = nv + np.argsort(-pa[:, nv:], axis=1, kind="stable")   # loudest first
-        m1, a1 = pair_partners(base, np.take_along_axis(pf, spare, axis=1),
-                               np.take_along_axis(pa, spare, axis=1))
+        m1, a1, h1 = pair_partners(base, np.take_along_axis(pf, spare, axis=1),
+                                   np.take_along_axis(pa, spare, axis=1))
+        base = shared_base(base, a_c, h1, m1, a1)
         m1 = np.where(m1 < 0, m2, m1)        # no partner: op1 (TL 63) doubles op2 in phase
         out.mult2[:] = np.where(on, m2, 1)
         out.mult1[:] = np.where(on, m1, 1)
@@ -238,7 +263,7 @@ def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
     ``pf``/``pa``: (n_frames, n_peaks) peaks, loudest first (amp 0 = none).
     A channel whose second operator plays peak p (MULT ``carrier_mult(f_p)``)
     plays peak q on its first operator when ``f_q / base`` is a multiplier
-    value within 0.4%.  Returns (mult1, partner_hz, partner_amp), each
+    value within 2%.  Returns (mult1, partner_hz, partner_amp), each
     (n_frames, n_main); mult1 -1 where no peak fits.
     """
     fm, am = pf[:, :n_main], pa[:, :n_main]
