@@ -270,3 +270,15 @@ def test_frame_rate_follows_the_quality_unless_given():
     assert ConvertOptions(quality="best", frame_rate_hz=50.0).frame_rate_hz == 50.0
     with pytest.raises(ParameterError, match="quality"):
         ConvertOptions(quality="ultra")
+
+
+@pytest.mark.parametrize("voices", [18, 6])
+def test_notes_end_with_the_soft_release(tmp_path, voices):
+    from wav2vgm.methods.base import RELEASE_RATE
+    out = _convert(_sine(tmp_path, 440.0, seconds=0.5), tmp_path, "sines", voices=voices)
+    v = read_vgm(str(out))
+    regs, vals = np.asarray(v.regs), np.asarray(v.values)
+    sl_rr = ((regs & 0xFF) >= 0x80) & ((regs & 0xFF) <= 0x95)
+    assert sl_rr.any()
+    assert set((vals[sl_rr] & 15).tolist()) == {RELEASE_RATE}
+    assert RELEASE_RATE < 15

@@ -252,6 +252,7 @@ def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:
     if n_ch == R.N_CHANNELS:
         return frames
     full = R.ChannelFrames.silent(n)
+    full.rr = frames.rr
     for name in ("fnum", "block", "key", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2"):
         getattr(full, name)[:, :n_ch] = getattr(frames, name)
     if frames.outputs is not None:

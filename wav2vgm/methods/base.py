@@ -140,6 +140,13 @@ FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
 MIN_AMP = FULL_SCALE * 10 ** (-63.5 * R.TL_STEP_DB / 20)  # below TL 63: silent
 
 
+# how a note ends: release rate 11 fades 6 dB per 2.6 ms (about 40 ms to silence,
+# ../shared/reference/OPL3.md), so a key-off does not click the way the fastest
+# rate (15, 2.5 ms to silence) does; a channel that rests one frame before its next
+# note is then about 40 dB down when that note keys on
+RELEASE_RATE = 11
+
+
 def amp_to_tl(amp_out: np.ndarray) -> np.ndarray:
     """TL (0-63) for a linear amplitude in int16 output units (4084 = TL 0)."""
     with np.errstate(divide="ignore"):
@@ -166,7 +173,7 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
     f = R.ChannelFrames(fnum=i64(voices.fnum), block=i64(voices.block), key=key,
                         fb=i64(voices.fb), cnt=i64(voices.cnt), mult1=i64(voices.mult1),
                         mult2=i64(voices.mult2), tl1=i64(tl1), tl2=i64(tl2), ws1=i64(voices.ws1),
-                        ws2=i64(voices.ws2),
+                        ws2=i64(voices.ws2), rr=RELEASE_RATE,
                         outputs=None if voices.outputs is None else voices.outputs.copy())
     # hold every field of a silent channel at its last keyed frame (forward fill)
     idx = np.where(key, np.arange(n)[:, None], -1)
