@@ -217,7 +217,7 @@ class ModelMethod:
     # -- detections -> channels ------------------------------------------------------
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
         from .pursuit import mel_power, on_segments, segment_refs, steady_segments
-        from .sines import pick_peaks
+        from .sines import peaks_for, pick_peaks
         n = mag.shape[0]
         nv = self.n_voices
         if n == 0:
@@ -226,7 +226,7 @@ class ModelMethod:
         self.peak_power = max(self.peak_power, float(power.max()))
         floor = np.maximum(np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10),
                                       self.peak_power * 1e-6), SILENT_POWER)
-        peaks = pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
+        peaks = pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv))
         # one voice set per steady stretch, chosen from the candidates of its middle frame
         # (only those frames are detected)
         starts = steady_segments(power, floor, max_frames=self.max_segment,

