@@ -154,14 +154,15 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    gain is predicted to sound clearly closer (a note decaying over more
    than the 47 dB of TL), judged on the atoms, it is taken -- and each
    frame's registers are written 4 times (`--substeps`), held notes gliding
-   in level and pitch towards the neighbouring frames.
+   in level and pitch towards the neighbouring frames; notes end with
+   release rate 11 (about 40 ms to silence) so key-offs do not click.
 
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 30% faster; mean over the 23 clips below 3.33 dB against
-3.28 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 3.23 dB, speech 0.2-0.35 dB closer, about 2x
+the mix (about 30% faster; mean over the 23 clips below 3.21 dB against
+3.12 for `balanced`), `best` searches harder and analyses 90 frames per
+second instead of 60 (mean 3.06 dB, speech 0.23-0.32 dB closer, about 2x
 the time of `balanced`).
 
 ## Data
@@ -219,8 +220,9 @@ perfect converter could reproduce them exactly.  Reproduce with
 
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
-  music) the model method plays the sine tracker and scores the same.
-- On random-patch clips it reaches 2.6-2.9 dB.  Exact reproduction is
+  music) the model method plays the sine tracker and scores the same
+  (organ: 3% worse, where the half-second comparison chose the mix).
+- On random-patch clips it reaches 2.2-3.0 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
