@@ -112,3 +112,32 @@ def test_tracker_keeps_a_gliding_partial_on_its_channel():
     on = out.amp2 > 0
     assert on.sum(axis=1).tolist() == [2] * 12
     assert (on == on[0]).all()                            # the same two channels every frame
+
+
+def _side_lobes_all_pairs(pos, peak_db, window_bins):
+    """Reference: every candidate against every other."""
+    dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins
+    with np.errstate(invalid="ignore"):
+        above = peak_db[:, None, :] - peak_db[:, :, None]
+        envelope = peak_db[:, None, :] - 31.5 - 18 * np.log2(np.maximum(dist, 2.5) / 2.5)
+        hit = ((above > 0) & (dist < 1.5)) | ((above > 28.0) & (dist >= 1.5)
+                                              & (peak_db[:, :, None] < envelope + 3.0))
+    return hit.any(axis=2)
+
+
+def test_side_lobes_compare_only_neighbours_yet_match_all_pairs():
+    from wav2vgm.methods.sines import _side_lobes
+    rng = np.random.default_rng(5)
+    n, c = 400, 70
+    # local maxima: at least two FFT bins apart, sub-bin offsets, levels within 60 dB
+    gaps = rng.integers(2, 12, size=(n, c))
+    pos = np.cumsum(gaps, axis=1) + rng.uniform(-0.5, 0.5, size=(n, c))
+    peak_db = rng.uniform(-60.0, 0.0, size=(n, c)) + rng.uniform(0, 1.5, size=(n, c))
+    peak_db[:, ::7] = -np.inf                                    # slots without a peak
+    perm = rng.permuted(np.tile(np.arange(c), (n, 1)), axis=1)   # candidates come unsorted
+    pos, peak_db = np.take_along_axis(pos, perm, 1), np.take_along_axis(peak_db, perm, 1)
+    got = _side_lobes(pos, peak_db, window_bins=2.0, range_db=60.0)
+    want = _side_lobes_all_pairs(pos, peak_db, 2.0)
+    real = np.isfinite(peak_db)
+    assert (got[real] == want[real]).all()
+    assert want[real].any() and (~want[real]).any()              # both outcomes occur

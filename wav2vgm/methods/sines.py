@@ -64,7 +64,8 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     delta, height = parabolic_peak(a, b, c)
     peak_db = np.where(np.isfinite(sc), height, -np.inf)
     pos = idx + delta
-    keep = np.isfinite(peak_db) & ~_side_lobes(pos, peak_db, window_bins=window_bins)
+    keep = np.isfinite(peak_db) & ~_side_lobes(pos, peak_db, window_bins=window_bins,
+                                               range_db=range_db)
     rank = np.cumsum(keep, axis=1) - 1
     sel = keep & (rank < n_peaks)
     r, cidx = np.nonzero(sel)
@@ -74,25 +75,43 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     return out_f, out_a
 
 
-def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float) -> np.ndarray:
+def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
+                range_db: float) -> np.ndarray:
     """Which peaks lie under a louder peak's main lobe or Hann side-lobe envelope.
 
     ``pos``: (n_frames, n_cand) positions in FFT bins (``window_bins`` FFT
-    bins per window bin); ``peak_db``: their levels.  Hann side lobes are
-    -31.5 dB at 2.5 window bins and fall 18 dB per octave; a peak within
-    3 dB of that envelope (or within 1.5 window bins of a louder peak) is
-    masked.  The envelope is only evaluated for pairs more than 28 dB apart,
-    the only ones it can mask.
+    bins per window bin); ``peak_db``: their levels (-inf: no peak), all
+    within about ``range_db`` of each other.  Hann side lobes are -31.5 dB
+    at 2.5 window bins and fall 18 dB per octave; a peak within 3 dB of that
+    envelope (or within 1.5 window bins of a louder peak) is masked.
+
+    Only neighbours in frequency can mask each other: a peak ``range_db``
+    (+3 dB of interpolation) below a louder one is clear of its envelope
+    beyond ``reach`` window bins, and peaks (local maxima) are at least two
+    FFT bins apart, so each peak is compared with the few on either side in
+    frequency order instead of with every other candidate.
     """
-    dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins       # (n, cand, cand)
+    n, c = pos.shape
+    masked = np.zeros((n, c), bool)
+    if c < 2:
+        return masked
+    reach = 2.5 * 2.0 ** ((range_db + 3.0 + 3.0 - 31.5) / 18.0) * window_bins   # FFT bins
+    k_max = min(c - 1, int(np.ceil((reach + 1.0) / 2.0)) + 1)
+    real = np.isfinite(peak_db)
+    order = np.argsort(np.where(real, pos, np.inf), axis=1, kind="stable")    # no-peaks last
+    p = np.take_along_axis(pos, order, axis=1)
+    db = np.take_along_axis(peak_db, order, axis=1)
+    hit = np.zeros((n, c), bool)
     with np.errstate(invalid="ignore"):                                  # -inf - -inf: no peaks
-        above_db = peak_db[:, None, :] - peak_db[:, :, None]             # j louder than i by
-        masked = ((above_db > 0) & (dist < 1.5)).any(axis=2)            # inside a louder main lobe
-        f, i, j = np.nonzero((above_db > 28.0) & (dist >= 1.5))
-    d = dist[f, i, j]
-    envelope = peak_db[f, j] - 31.5 - 18 * np.log2(np.maximum(d, 2.5) / 2.5)
-    hit = peak_db[f, i] < envelope + 3.0
-    masked[f[hit], i[hit]] = True
+        for o in range(1, k_max + 1):
+            lo, hi = slice(0, c - o), slice(o, c)
+            d = np.abs(p[:, hi] - p[:, lo]) / window_bins
+            for me, other in ((lo, hi), (hi, lo)):
+                above = db[:, other] - db[:, me]                          # other louder by
+                envelope = db[:, other] - 31.5 - 18 * np.log2(np.maximum(d, 2.5) / 2.5)
+                hit[:, me] |= (((above > 0) & (d < 1.5))
+                               | ((above > 28.0) & (d >= 1.5) & (db[:, me] < envelope + 3.0)))
+    np.put_along_axis(masked, order, hit, axis=1)
     return masked
 
 
