@@ -57,7 +57,7 @@ MIX_VOICES = (0, 4)
 MARGIN_DB = np.array([0.0, 0.4])
 OPTIONS = ("sines", "mix")
 SWITCH_HYST_DB = 0.5          # the option playing now is favoured by this much (mean dB per band)
-FLOOR_RANGE_DB = 50.0         # bands this far below the frame's loudest count as silent
+FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
 SILENT_POWER = 1e-20          # the floor of digital silence (-200 dB), so logs stay finite
 _TRACK_CENTS = 100.0
 
