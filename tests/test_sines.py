@@ -141,3 +141,18 @@ def test_side_lobes_compare_only_neighbours_yet_match_all_pairs():
     real = np.isfinite(peak_db)
     assert (got[real] == want[real]).all()
     assert want[real].any() and (~want[real]).any()              # both outcomes occur
+
+
+def test_factor_lookup_finds_every_factor_within_the_tolerance():
+    from wav2vgm.methods.sines import _RATIO_TOL, _SORTED_FACTORS, _nearest_factor
+    rng = np.random.default_rng(8)
+    ratio = np.exp(rng.uniform(np.log(0.3), np.log(20.0), size=200_000))
+    exact = np.argmin(np.abs(_SORTED_FACTORS[None, :] - ratio[:, None]), axis=1)
+    fits = np.abs(_SORTED_FACTORS[exact] / ratio - 1) < _RATIO_TOL
+    assert fits.sum() > 1000
+    got = _nearest_factor(ratio)
+    assert (got[fits] == exact[fits]).all()
+    # where no factor fits, whatever the table returns does not fit either
+    assert not (np.abs(_SORTED_FACTORS[got[~fits]] / ratio[~fits] - 1) < _RATIO_TOL).any()
+    # the edges: no peak (0) and ratios far outside the multipliers
+    assert _nearest_factor(np.array([0.0, 1e-12, 1e6])).tolist() == [0, 0, len(_SORTED_FACTORS) - 1]

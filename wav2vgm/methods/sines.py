@@ -28,6 +28,20 @@ _SORTED_REGS = _MULT_REGS
 # the channel's pitch then splits the error between its two partials
 _RATIO_TOL = 0.02
 _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
+# the factor nearest a frequency ratio, looked up on a grid of 64 steps per octave
+# (0.55% apart): wherever a factor lies within _RATIO_TOL of the ratio it is the one
+# found (neighbouring factors are at least 11% apart), elsewhere nothing fits anyway
+_LUT_STEPS = 64
+_LUT_LO, _LUT_HI = -80, 4 * 64                          # ratios 2^-1.25 .. 2^4
+_FACTOR_LUT = np.argmin(np.abs(_SORTED_FACTORS[None, :] - 2.0 ** (
+    np.arange(_LUT_LO, _LUT_HI + 1) / _LUT_STEPS)[:, None]), axis=1)
+
+
+def _nearest_factor(ratio: np.ndarray) -> np.ndarray:
+    """Index into the sorted multiplier values of the one nearest each ``ratio`` (> 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.rint(np.log2(np.maximum(ratio, 1e-9)) * _LUT_STEPS)
+    return _FACTOR_LUT[np.clip(g, _LUT_LO, _LUT_HI).astype(np.int64) - _LUT_LO]
 
 
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
@@ -135,9 +149,7 @@ def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.n
         return mult1, amp1, hz1
     cand = _SORTED_FACTORS
     ratio = partner_hz[:, None, :] / np.maximum(base_hz, 1e-6)[:, :, None]    # (n, channels, spare)
-    hi = np.clip(np.searchsorted(cand, ratio), 1, cand.size - 1)
-    lo = hi - 1
-    j = np.where(np.abs(cand[hi] - ratio) < np.abs(ratio - cand[lo]), hi, lo)   # nearest factor
+    j = _nearest_factor(ratio)
     with np.errstate(divide="ignore", invalid="ignore"):
         fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
     fits &= (base_hz > 0)[:, :, None] & (partner_amp > 0)[:, None, :]
@@ -298,9 +310,7 @@ def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
     base = np.maximum(fm / _MULT_VALUES[m2], 1e-6)
     ratio = pf[:, None, :] / base[:, :, None]                               # (n, main, peaks)
     cand = _SORTED_FACTORS
-    hi = np.clip(np.searchsorted(cand, ratio), 1, cand.size - 1)
-    lo = hi - 1
-    j = np.where(np.abs(cand[hi] - ratio) < np.abs(ratio - cand[lo]), hi, lo)   # nearest factor
+    j = _nearest_factor(ratio)
     fits = (np.abs(cand[j] / np.maximum(ratio, 1e-9) - 1) < _RATIO_TOL) & (pa[:, None, :] > 0)
     k = np.arange(pf.shape[1])
     fits &= k[None, None, :] != np.arange(fm.shape[1])[None, :, None]          # not itself
