@@ -230,7 +230,7 @@ perfect converter could reproduce them exactly.  Reproduce with
   about 1.5 dB is the floor for any converter that does not match phases.
   Of the rest, only 4 channels take codebook timbres, and voices are chosen
   per stretch of steady spectrum, not from the notes' envelopes.
-- About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
+- About 2.5-3x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """
 
