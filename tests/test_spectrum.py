@@ -278,3 +278,18 @@ def test_plot_without_matplotlib(ref, tmp_path):
     else:
         S.spectrogram_figure(ref, ref, rate_hz=RATE_HZ, path=tmp_path / "x.png")
         assert (tmp_path / "x.png").stat().st_size > 0
+
+
+def test_aligned_distance_is_the_yardstick_without_the_lag_search():
+    rng = np.random.default_rng(4)
+    t = np.arange(44100) / 44100
+    ref = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size)
+    test = 0.25 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 1500 * t)
+    full = S.logmel_distance(ref, test, rate_hz=44100)
+    assert full.lag_s == 0.0 and full.distance_db > 1.0
+    aligned = S.aligned_distance(S.logmel_db(ref), S.logmel_db(test))
+    assert aligned == pytest.approx(full.distance_db, abs=1e-6)
+    with pytest.raises(ParameterError, match="silent"):
+        S.aligned_distance(np.full((3, 80), -150.0), np.zeros((3, 80)))
+    with pytest.raises(ParameterError, match="shape"):
+        S.aligned_distance(np.zeros((3, 80)), np.zeros((2, 80)))

@@ -547,3 +547,22 @@ def test_write_timed_refuses_times_before_now_or_unsorted():
         w.write_timed(np.array([2000, 1500]), np.array([0x20, 0x21]), np.array([1, 2]))
     with pytest.raises(ParameterError, match="outside"):
         w.write_timed(np.array([2000]), np.array([0x200]), np.array([1]))
+
+
+def test_advance_to_ticks_every_update_without_writes():
+    ticks = np.arange(0, 5000, 735)
+    fast, slow = io.BytesIO(), io.BytesIO()
+    w = VgmWriter(fast)
+    w.wait(100)
+    w.advance_to(4000, ticks=ticks)
+    w.close()
+    v = VgmWriter(slow)
+    v.wait(100)
+    now = 100
+    for t in [int(x) for x in ticks if 100 < x < 4000] + [4000]:
+        v.wait(t - now)
+        v.tick()
+        now = t
+    v.close()
+    assert fast.getvalue() == slow.getvalue()
+    assert read_vgm(io.BytesIO(fast.getvalue())).total_samples == 4000

@@ -415,6 +415,37 @@ class _Cells:
         return float(cands[i]), float(d[i])
 
 
+def _reference_cells(r: np.ndarray, floor_db: float):
+    """The yardstick's floor, counted reference frames and their clipped cells (flat)."""
+    top = float(r.max())
+    floor = max(top - floor_db, TINY_DB)
+    active = np.flatnonzero(r.max(axis=1) >= top - ACTIVE_RANGE_DB)
+    return floor, active, np.maximum(r[active], np.float32(floor)).ravel().astype(np.float32)
+
+
+def _test_db(t: np.ndarray) -> np.ndarray:
+    """Test dB with digital silence marked (no gain can raise it)."""
+    return np.where(t <= TINY_DB + 1e-3, _SILENT, t).astype(np.float32)
+
+
+def aligned_distance(reference_db, test_db, *, floor_db: float = 60.0) -> float:
+    """The yardstick on log-mel arrays already aligned frame for frame (no lag search).
+
+    ``reference_db``/``test_db``: (n_frames, n_bands) dB of the same shape --
+    mel spectra predicted rather than rendered, for instance.  The same
+    floor, counted cells and best global gain as :func:`logmel_distance`.
+    """
+    r = np.asarray(reference_db, np.float32)
+    t = np.asarray(test_db, np.float32)
+    if r.shape != t.shape or r.ndim != 2:
+        raise ParameterError(f"reference and test must be (frames, bands) of one shape, got "
+                             f"{r.shape} and {t.shape}")
+    if r.size == 0 or float(r.max()) <= TINY_DB + 1e-3:
+        raise ParameterError("reference is silent")
+    floor, active, a = _reference_cells(r, floor_db)
+    return _Cells(a, _test_db(t[active]).ravel(), floor).best_gain()[1]
+
+
 def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag_s: float = 0.1,
                     floor_db: float = 60.0) -> Score:
     """The project's yardstick: log-mel distance in dB between two mono signals.
@@ -448,15 +479,11 @@ def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag
                              f"44.1 kHz < {N_FFT})")
 
     r = logmel_db(ref)                                        # (n_frames, 80)
-    top = float(r.max())
-    if top <= TINY_DB + 1e-3:
+    if float(r.max()) <= TINY_DB + 1e-3:
         raise ParameterError("reference is silent")
-    floor = max(top - floor_db, TINY_DB)
-    active = np.flatnonzero(r.max(axis=1) >= top - ACTIVE_RANGE_DB)
-    a = np.maximum(r[active], np.float32(floor)).ravel()
+    floor, active, a = _reference_cells(r, floor_db)
 
-    t = logmel_db(tst)                                        # (n_test_frames, 80)
-    t = np.where(t <= TINY_DB + 1e-3, _SILENT, t).astype(np.float32)
+    t = _test_db(logmel_db(tst))                              # (n_test_frames, 80)
     max_lag = int(np.floor(max_lag_s * ANALYSIS_RATE_HZ / HOP + 1e-9))
     n = r.shape[0]
     padded = np.full((max_lag + max(n, t.shape[0]) + max_lag, N_MELS), _SILENT, np.float32)

@@ -377,6 +377,21 @@ class VgmWriter:
                 self._advance(t)
             self._append(data[3 * lo:3 * hi], hi - lo)
 
+    def advance_to(self, t: int, *, ticks=None) -> None:
+        """Wait until absolute time ``t``, ticking at every time of ``ticks`` (sorted) on the way
+        and at ``t``: the updates of a stretch without writes, one wait command each."""
+        if self._closed:
+            raise OutputError(f"cannot write VGM to {self._name}: the writer is closed")
+        t = int(t)
+        if ticks is not None:
+            ticks = np.asarray(ticks, np.int64)
+            inside = ticks[np.searchsorted(ticks, self._intended, "right"):
+                           np.searchsorted(ticks, t, "left")]
+            for k in inside.tolist():
+                self._advance(k)
+        if t > self._intended:
+            self._advance(t)
+
     def _advance(self, t: int) -> None:
         """Wait until absolute time ``t`` (> now), then tick."""
         self._intended = t

@@ -9,9 +9,10 @@ tone): there the clipping flattens the note's first second.
 a subsample of frames it builds the mel spectrum the voices will play at
 each candidate gain -- each operator's spectrum from the emulator-rendered
 atoms (:mod:`.pursuit`), scaled by the level its TL really gives, clipped
-at TL 0 and silent below TL 63 -- and measures the yardstick's distance to
-the input's mel spectrum (mean |dB| over cells above a floor 60 dB under
-the loudest, after a global offset).
+at TL 0 and silent below TL 63 -- and measures its distance to the
+input's mel spectrum with the yardstick itself
+(:func:`~wav2vgm.spectrum.aligned_distance`: floor, counted cells and
+best global gain as in ``wav2vgm score``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .. import spectrum
 from ..opl3 import registers as R
 from . import codebook
 from .base import FULL_SCALE, MIN_AMP, VoiceFrames, amp_to_tl
@@ -30,7 +32,6 @@ PLAYED_HEADROOM = 45000.0   # int16 units the loudest frame's played operator su
 LOWER_STEPS_DB = (0.0, 3.0, 6.0, 9.0, 12.0)   # the check tries the rule's gain less these
 LOWER_MIN_DB = 0.5          # ... and takes one only if it is predicted this much closer
 MAX_FRAMES = 512            # frames the check judges (a stride over longer inputs)
-FLOOR_DB = 60.0             # as the yardstick: cells this far below the loudest are silent
 
 
 def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
@@ -94,7 +95,6 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
     return base * 10 ** (gain_db / 20)
 
 
-
 def stride_for(n_frames: int) -> int:
     """Every how many frames are judged (at most MAX_FRAMES in all)."""
     return max(1, -(-int(n_frames) // MAX_FRAMES))
@@ -146,7 +146,7 @@ def played_amplitude(amp: np.ndarray, gains: np.ndarray) -> np.ndarray:
 
 
 def predicted_errors(voices: VoiceFrames, power: np.ndarray, gains) -> np.ndarray:
-    """(G,) the yardstick-like distance (dB) of ``voices`` played at each of ``gains``.
+    """(G,) the yardstick's distance (dB) of ``voices`` played at each of ``gains``.
 
     ``voices``: the frames judged (m, ch); ``power``: their input mel power
     (m, N_MELS).  Static spectra, no phases: a guide to the level trade,
@@ -158,22 +158,8 @@ def predicted_errors(voices: VoiceFrames, power: np.ndarray, gains) -> np.ndarra
     w1 = np.where((voices.cnt == 0)[..., None], 0.0, played_amplitude(voices.amp1, gains) ** 2)
     model = (np.matmul(unit2.transpose(0, 2, 1), w2.astype(np.float32))
              + np.matmul(unit1.transpose(0, 2, 1), w1.astype(np.float32)))     # (m, B, G)
-    ref_db = 10 * np.log10(np.maximum(power, 1e-20))
-    floor = float(ref_db.max()) - FLOOR_DB
-    active = ref_db.max(axis=1) >= floor
-    a = np.maximum(ref_db[active], floor)[..., None]                          # (m', B, 1)
-    t = 10 * np.log10(np.maximum(model[active], 1e-20))                      # (m', B, G)
-    a = a[..., 0]
-    errors = np.zeros(gains.size)
-    for g in range(gains.size):
-        offset = 0.0
-        for final in (False, False, False, True):      # the global offset: median differences
-            tg = np.maximum(t[..., g] + offset, floor)
-            counted = (a > floor) | (tg > floor)
-            if not counted.any():
-                break
-            if final:
-                errors[g] = float(np.abs(tg - a)[counted].mean())
-            else:
-                offset += float(np.median((a - tg)[counted]))
-    return errors
+    ref_db = spectrum.db(power)
+    if ref_db.size == 0 or float(ref_db.max()) <= spectrum.TINY_DB + 1e-3:
+        return np.zeros(gains.size)                       # silent input: no gain is closer
+    return np.array([spectrum.aligned_distance(ref_db, spectrum.db(model[..., g]))
+                     for g in range(gains.size)])
