@@ -3,6 +3,7 @@
     python benchmarks/run.py quality [--player emulator|adplay] [--clips DIR ...]
     python benchmarks/run.py speed           # x real time of each method on a 60 s clip
     python benchmarks/run.py voices          # batch voice renders per second (one core)
+    python benchmarks/run.py render          # x real time of `wav2vgm render` (the chip emulator)
     python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes
     python benchmarks/run.py floor           # random-patch clips: their exact patches at other phases
     python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono vs --stereo
@@ -235,14 +236,19 @@ perfect converter could reproduce them exactly.  Reproduce with
 """
 
 
-def speed() -> None:
+def _speed_clip(path: Path) -> None:
+    """The 60 s speed clip: a stepped melody with a little noise."""
     rng = np.random.default_rng(0)
     t = np.arange(60 * 44100) / 44100
     f0 = 220 * 2 ** (np.floor(t * 2) % 12 / 12)
     x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / 44100) + 0.05 * rng.standard_normal(t.size)
+    write_wav(str(path), x.astype(np.float32), 44100)
+
+
+def speed() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "clip60.wav"
-        write_wav(str(src), x.astype(np.float32), 44100)
+        _speed_clip(src)
         print("| method | 60 s clip, median of 5 | x real time |")
         print("|---|---|---|")
         for method, quality in (("sines", "balanced"), ("model", "fast"), ("model", "balanced"),
@@ -251,6 +257,23 @@ def speed() -> None:
             sec = convert_timed(src, Path(tmp) / "out.vgm", method, repeats=5, quality=quality)
             name = method if method == "sines" else f"{method} --quality {quality}"
             print(f"| {name} | {sec:.2f} s | {60 / sec:.0f}x |", flush=True)
+
+
+def render() -> None:
+    """The emulator playing the speed clip's VGMs (player timing, resampled to 44.1 kHz)."""
+    from wav2vgm.opl3.render import render_vgm
+    from wav2vgm.vgm import read_vgm
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "clip60.wav"
+        _speed_clip(src)
+        print("| VGM of the 60 s clip | writes | render time | x real time |")
+        print("|---|---|---|---|")
+        for method in METHODS:
+            out = Path(tmp) / f"{method}.vgm"
+            convert_file(str(src), str(out), ConvertOptions(method=method))
+            vgm = read_vgm(str(out))
+            sec = _time(lambda: render_vgm(vgm, rate_hz=44100))
+            print(f"| {method} | {len(vgm.regs)} | {sec:.1f} s | {60 / sec:.1f}x |", flush=True)
 
 
 def voices() -> None:
@@ -400,8 +423,8 @@ def _long_clip(path: Path, minutes: int) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["quality", "speed", "voices", "memory", "batch", "card", "floor",
-                                           "stereo", "all"])
+    p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
+                                    "floor", "stereo", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     a = p.parse_args(argv)
@@ -409,6 +432,8 @@ def main(argv=None) -> int:
         voices()
     if a.what in ("speed", "all"):
         speed()
+    if a.what in ("render", "all"):
+        render()
     if a.what in ("quality", "all"):
         quality(a.clips, a.player)
     if a.what in ("memory", "all"):

@@ -13,11 +13,17 @@ Laid out in the chip's own blocks, as Nuked-OPL3 and ymfm are:
   output bits, int16 wrap per channel, Nuked's one- and two-sample mixing
   delays, int16 clipping.
 
-Registers are constant between writes, so :meth:`Chip.generate` renders a
-whole span of samples with array operations over time; only operators with
-feedback (whose input is their own previous outputs) step sample by sample,
-vectorised over every such operator at once.  :mod:`wav2vgm.opl3.voices`
-reuses the operator blocks to render thousands of independent voices at once.
+:meth:`Chip.generate` renders a whole span of samples with array operations
+over time.  A span runs from one *hard* write to the next: writes that only
+move a level or a pitch under held keys (:meth:`Chip.is_soft` -- most of what
+a converter writes) ride inside it as per-sample register values
+(:meth:`Chip.write_soft`), sample-exact with cutting the span at each one.
+Inside a span, envelopes that cannot move are filled at once and decays and
+releases run as cumulative sums; operators are evaluated layer by layer of
+modulation depth; only operators with feedback (whose input is their own
+previous outputs) step sample by sample, in a plain loop each (vectorised
+across operators when there are many, as in :mod:`wav2vgm.opl3.voices`, which
+reuses the operator blocks to render thousands of independent voices at once).
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ def feedback_operator(phase, ws, eg_out, fb, hist):
     updated in place.  The modulation is ``(out[n-1] + out[n-2]) >> (9 - fb)``.
     """
     n_ops, n = phase.shape
+    if n_ops <= _SCALAR_FEEDBACK_OPS:
+        return _feedback_scalar(phase, ws, eg_out, fb, hist)
     out = np.empty((n_ops, n), dtype=np.int32)
     base = np.asarray(ws, dtype=np.int32) << 10
     shift = (9 - np.asarray(fb, dtype=np.int32))
@@ -89,6 +97,50 @@ def feedback_operator(phase, ws, eg_out, fb, hist):
         o1 = y
     hist[:, 0] = o1
     hist[:, 1] = o2
+    return out
+
+
+_SCALAR_FEEDBACK_OPS = 32    # up to this many operators a plain Python loop per operator is faster
+_WAVE_LEVEL_LIST = _WAVE_LEVEL_FLAT.tolist()
+_EXP_LINEAR_LIST = _EXP_LINEAR.tolist()
+_WAVE_NEGMASK_LIST = _WAVE_NEGMASK_FLAT.tolist()
+
+
+def _feedback_scalar(phase, ws, eg_out, fb, hist):
+    """:func:`feedback_operator` for a few operators: one scalar loop each (same arithmetic)."""
+    n_ops, n = phase.shape
+    out = np.empty((n_ops, n), dtype=np.int32)
+    wave, exp_, neg = _WAVE_LEVEL_LIST, _EXP_LINEAR_LIST, _WAVE_NEGMASK_LIST
+    env8 = np.asarray(eg_out, dtype=np.int64) << 3
+    ws = np.broadcast_to(np.asarray(ws), (n_ops,))
+    fb = np.broadcast_to(np.asarray(fb), (n_ops,))
+    for j in range(n_ops):
+        base = int(ws[j]) << 10
+        shift = 9 - int(fb[j])
+        o1, o2 = int(hist[j, 0]), int(hist[j, 1])
+        ph = phase[j].tolist()
+        y_row = [0] * n
+        if env8.shape[1] == 1:
+            e = int(env8[j, 0])
+            for t in range(n):
+                i = base | ((ph[t] + ((o1 + o2) >> shift)) & 0x3FF)
+                lv = wave[i] + e
+                y = exp_[lv if lv < 0x1FFF else 0x1FFF] ^ neg[i]
+                y_row[t] = y
+                o2 = o1
+                o1 = y
+        else:
+            env = env8[j].tolist()
+            for t in range(n):
+                i = base | ((ph[t] + ((o1 + o2) >> shift)) & 0x3FF)
+                lv = wave[i] + env[t]
+                y = exp_[lv if lv < 0x1FFF else 0x1FFF] ^ neg[i]
+                y_row[t] = y
+                o2 = o1
+                o1 = y
+        out[j] = y_row
+        hist[j, 0] = o1
+        hist[j, 1] = o2
     return out
 
 
@@ -170,8 +222,6 @@ _AD_SLOT = np.full(32, -1, dtype=np.int64)
 for _off in R.OPERATOR_OFFSETS:
     _AD_SLOT[_off] = _off - 2 * (_off // 8)
 
-_DELAY_A = np.where(np.arange(36) < 15, 0, 1)   # Nuked mixes output A after slot 14
-_DELAY_B = np.where(np.arange(36) < 33, 1, 2)   # ... and output B one sample later, after slot 32
 
 
 class Chip:
@@ -198,8 +248,9 @@ class Chip:
         self.dam = False
         self.dvb = False
         # channels
-        self.ch_fnum = np.zeros(18, np.int64)
-        self.ch_block = np.zeros(18, np.int64)
+        # what soft writes change (write_soft), kept together so one copy snapshots them
+        self._ch_lp = np.zeros((2, 18), np.int64)
+        self.ch_fnum, self.ch_block = self._ch_lp
         self.ch_ksv = np.zeros(18, np.int64)
         self.ch_fb = np.zeros(18, np.int64)
         self.ch_con = np.zeros(18, np.int64)
@@ -213,15 +264,20 @@ class Chip:
             self.pair[c], self.pair[c + 3] = c + 3, c
         # slots
         z = lambda: np.zeros(36, np.int64)  # noqa: E731
-        self.mult, self.tl, self.ksl, self.ar, self.dr = z(), z(), z(), z(), z()
-        self.sl, self.rr, self.ws, self.am, self.vib = z(), z(), z(), z(), z()
-        self.egt, self.ksr, self.key, self.eg_ksl = z(), z(), z(), z()
+        self._slot_lp = np.zeros((4, 36), np.int64)
+        self.tl, self.ksl, self.eg_ksl, self.mult = self._slot_lp
+        self.ar, self.dr, self.sl, self.rr, self.ws = z(), z(), z(), z(), z()
+        self.am, self.vib, self.egt, self.ksr, self.key = z(), z(), z(), z(), z()
         self.eg_rout = np.full(36, 0x1FF, np.int64)
         self.eg_gen = np.full(36, RELEASE, np.int64)
         self.pg_phase = z()
         self.mod_src = np.full(36, MOD_ZERO, np.int64)
         self.hist = np.zeros((36, 2), np.int32)        # out[n-1], out[n-2] per slot
         self.rm_tc_bits = (0, 0)                        # TC phase bits 3 and 5 of the last sample
+        self._layer_cache: dict = {}
+        self._routing_cache: dict = {}
+        self._soft_states: list = []                    # write_soft: register values ...
+        self._soft_cuts: list[int] = []                 # ... from these samples of the next span
         for ch in range(18):
             self._setup_alg(ch)
 
@@ -273,14 +329,18 @@ class Chip:
             self.mod_src[s1] = s0
             out[ch] = (s1, -1, -1, -1)
 
-    def _key(self, ch: int, on: bool) -> None:
+    def _key_slots(self, ch: int) -> list[int]:
+        """The slots a channel's key bit drives (none for the second half of a 4-op pair)."""
         slots = list(self._channel_slots(ch))
         if self.newm:
             if self.ch_type[ch] == CH_4OP:
                 slots += list(self._channel_slots(int(self.pair[ch])))
             elif self.ch_type[ch] not in (CH_2OP, CH_DRUM):
-                return
-        for s in slots:
+                return []
+        return slots
+
+    def _key(self, ch: int, on: bool) -> None:
+        for s in self._key_slots(ch):
             if on:
                 self.key[s] |= KEY_NORMAL
             else:
@@ -409,42 +469,132 @@ class Chip:
 
     # -- rendering ------------------------------------------------------------------
     def generate(self, n_samples: int) -> np.ndarray:
-        """Render ``n_samples`` native samples; returns (n_samples, 2) int16 (A, B)."""
+        """Render ``n_samples`` native samples; returns (n_samples, 2) int16 (A, B).
+
+        Soft writes queued by :meth:`write_soft` land at their samples inside.
+        """
         n_samples = int(n_samples)
+        timeline = None
+        if self._soft_cuts:
+            states, cuts = self._soft_states, self._soft_cuts
+            lengths = np.diff(np.append(np.minimum(cuts, n_samples), n_samples))
+            slot_lp, ch_lp = (np.repeat(np.stack(field, axis=-1), lengths, axis=-1)
+                              for field in zip(*states))          # (4, 36, n), (2, 18, n)
+            timeline = (*slot_lp, *ch_lp)
+            self._soft_states, self._soft_cuts = [], []
         out = np.empty((n_samples, 2), np.int16)
         done = 0
         while done < n_samples:
             n = min(_MAX_SPAN, n_samples - done)
-            out[done:done + n] = self._span(n)
+            part = None if timeline is None else tuple(a[:, done:done + n] for a in timeline)
+            out[done:done + n] = self._span(n, part)
             done += n
         return out
 
-    def _span(self, n: int) -> np.ndarray:
+    # -- writes inside a span ----------------------------------------------------------
+    def is_soft(self, reg: int, value: int) -> bool:
+        """Whether a write only changes a level or a pitch while every key stays as it is.
+
+        Such writes (total level / key scale level; the multiplier; F-number
+        and block where the key stays and the key-scale rate changes only
+        under envelopes that cannot move) leave the envelope
+        generator's state machine alone, so a span can carry them as
+        per-sample register values instead of being cut at each one.
+        """
+        reg = int(reg) & 0x1FF
+        v = int(value) & 0xFF
+        regm = reg & 0xFF
+        top = regm & 0xF0
+        if top in (0x40, 0x50):
+            return True
+        if top in (0x20, 0x30):              # the multiplier may change, nothing else
+            off = _AD_SLOT[regm & 0x1F]
+            if off < 0:
+                return True
+            s = 18 * (reg >> 8) + int(off)
+            return (self.am[s], self.vib[s], self.egt[s], self.ksr[s]) == (
+                v >> 7, (v >> 6) & 1, (v >> 5) & 1, (v >> 4) & 1)
+        if top not in (0xA0, 0xB0) or (regm & 0x0F) >= 9:
+            return False
+        ch = 9 * (reg >> 8) + (regm & 0x0F)
+        if self.newm and self.ch_type[ch] == CH_4OP2:
+            if top == 0xA0:
+                return True                  # ignored by the chip
+            fnum, block = int(self.ch_fnum[ch]), int(self.ch_block[ch])
+        elif top == 0xA0:
+            fnum, block = (int(self.ch_fnum[ch]) & 0x300) | v, int(self.ch_block[ch])
+        else:
+            fnum, block = (int(self.ch_fnum[ch]) & 0xFF) | ((v & 3) << 8), (v >> 2) & 7
+        if ((block << 1) | ((fnum >> (9 - self.nts)) & 1)) != self.ch_ksv[ch]:
+            # a new key-scale rate is harmless only to envelopes that cannot move
+            slots = list(self._channel_slots(ch))
+            if self.newm and self.ch_type[ch] == CH_4OP:
+                slots += list(self._channel_slots(int(self.pair[ch])))
+            if not (self._static_envelopes()[slots].all() and (self.eg_gen[slots] != ATTACK).all()):
+                return False
+        if top == 0xB0:
+            on = KEY_NORMAL if v & 0x20 else 0
+            if any((int(self.key[s]) & KEY_NORMAL) != on for s in self._key_slots(ch)):
+                return False
+        return True
+
+    def write_soft(self, offset: int, reg: int, value: int) -> bool:
+        """Write a soft register value (:meth:`is_soft`) that takes effect ``offset`` samples
+        into the next :meth:`generate` call; returns False (and writes nothing) for a hard one.
+
+        The same sound as generating up to ``offset``, writing, and generating on -- in one span.
+        """
+        if not self.is_soft(reg, value):
+            return False
+        offset = int(offset)
+        if not self._soft_cuts:
+            self._soft_states, self._soft_cuts = [self._levels_and_pitch()], [0]
+        self.write(reg, value)
+        if offset <= self._soft_cuts[-1]:
+            self._soft_states[-1] = self._levels_and_pitch()
+        else:
+            self._soft_states.append(self._levels_and_pitch())
+            self._soft_cuts.append(offset)
+        return True
+
+    def _levels_and_pitch(self) -> tuple:
+        return self._slot_lp.copy(), self._ch_lp.copy()
+
+    def _span(self, n: int, timeline=None) -> np.ndarray:
+        """Render ``n`` samples.  ``timeline``: per-sample (tl, ksl, eg_ksl, mult) (36, n) and
+        (fnum, block) (18, n) where soft writes land inside the span; else the registers hold."""
         k0 = self.sample
         k = np.arange(k0, k0 + n, dtype=np.int64)
         clock = _eg_clock(k0, n)
         trem = lfo_tremolo(k, deep=self.dam)
+        if timeline is None:
+            tl, ksl, eg_ksl, mult = (a[:, None] for a in (self.tl, self.ksl, self.eg_ksl, self.mult))
+            ch_fnum, ch_block = self.ch_fnum[:, None], self.ch_block[:, None]
+        else:
+            tl, ksl, eg_ksl, mult, ch_fnum, ch_block = timeline
 
         # envelope generator -> attenuation per slot and sample
         eg_start = np.empty((36, n), np.int64)
         reset_at = np.full(36, -1, np.int64)
-        for s in range(36):
+        static = self._static_envelopes()
+        eg_start[static] = self.eg_rout[static][:, None]
+        for s in np.flatnonzero(~static).tolist():
             reset_at[s] = self._envelope(s, n, clock, eg_start[s])
         ch = R.SLOT_CHANNEL
-        ksl_term = self.eg_ksl >> KSL_SHIFT[self.ksl]
-        eg_out = eg_start + (self.tl << 2)[:, None] + ksl_term[:, None]
-        eg_out += np.where(self.am[:, None] > 0, trem[None, :], 0)
+        eg_out = eg_start + (tl << 2) + (eg_ksl >> KSL_SHIFT[ksl])
+        if self.am.any():
+            eg_out += np.where(self.am[:, None] > 0, trem[None, :], 0)
         np.minimum(eg_out, 0x1FF, out=eg_out)
 
         # phase generator
-        fnum = self.ch_fnum[ch][:, None]
+        fnum = ch_fnum[ch]
         if self.vib.any():
             fnum = fnum + np.where(self.vib[:, None] > 0,
                                    vibrato_offset(k[None, :], fnum, deep=self.dvb), 0)
-        inc = phase_increment(fnum, self.ch_block[ch][:, None], self.mult[:, None])
+        inc = phase_increment(fnum, ch_block[ch], mult)
         inc = np.broadcast_to(inc, (36, n))
         csum = np.cumsum(inc, axis=1)
-        before = np.concatenate([np.zeros((36, 1), np.int64), csum[:, :-1]], axis=1)
+        before = csum - inc
         acc_before = self.pg_phase[:, None] + before
         for s in np.flatnonzero(reset_at >= 0):
             r = reset_at[s]
@@ -456,45 +606,88 @@ class Chip:
         if self.rhy & 0x20:
             self._rhythm_phases(phase, k)
 
-        # operators, in slot order (every modulator has a lower slot number)
+        # operators: fed-back ones first, then layer by layer (each modulated by the one before)
         out = np.empty((36, n), np.int32)
-        fb_slots = [s for s in range(36) if self.mod_src[s] == MOD_FEEDBACK
-                    and self.ch_fb[ch[s]] > 0]
-        loud = [s for s in fb_slots if eg_out[s].min() < 384]
-        if loud:  # the loop costs the same for every operator: take the quiet ones too
-            loud = fb_slots
-            idx = np.array(loud)
-            env = eg_out[idx]
+        fb_slots = np.flatnonzero((self.mod_src == MOD_FEEDBACK) & (self.ch_fb[ch] > 0))
+        looped = fb_slots.size > 0 and bool((eg_out[fb_slots].min(axis=1) < 384).any())
+        if looped:  # the loop costs the same for every operator: take the quiet ones too
+            env = eg_out[fb_slots]
             if (env == env[:, :1]).all():
                 env = env[:, :1]
-            hist = self.hist[idx].copy()
-            out[idx] = feedback_operator(phase[idx], self.ws[idx], env, self.ch_fb[ch[idx]], hist)
-        loud_set = set(loud)
-        for s in range(36):
-            if s in loud_set:
+            hist = self.hist[fb_slots].copy()
+            out[fb_slots] = feedback_operator(phase[fb_slots], self.ws[fb_slots], env,
+                                              self.ch_fb[ch[fb_slots]], hist)
+        for depth, idx in enumerate(self._operator_layers(fb_slots if looped else ())):
+            if idx.size == 0:
                 continue
-            src = self.mod_src[s]
-            if src >= 0:
-                out[s] = operator_output(phase[s] + out[src], self.ws[s], eg_out[s])
-            else:  # no modulation, or the feedback of a silent operator (taken as 0)
-                out[s] = operator_output(phase[s], self.ws[s], eg_out[s])
+            src = self.mod_src[idx]
+            ph = phase[idx] if depth == 0 else phase[idx] + out[src]
+            out[idx] = operator_output(ph, self.ws[idx][:, None], eg_out[idx])
 
-        # mixer with Nuked's delays: A sees slots >= 15 one sample late, B one/two late
+        # mixer with Nuked's delays: output A is mixed after slot 14, so it hears slots >= 15
+        # one sample late; output B one sample later still, after slot 32
         ext = np.concatenate([self.hist[:, ::-1], out], axis=1)  # out[n-2], out[n-1], out...
-        val_a = ext[np.arange(36)[:, None], 2 - _DELAY_A[:, None] + np.arange(n)[None, :]]
-        val_b = ext[np.arange(36)[:, None], 2 - _DELAY_B[:, None] + np.arange(n)[None, :]]
+        perm, starts, silent = self._routing()
         stereo = np.empty((n, 2), np.int16)
-        zero_row = np.zeros((1, n), np.int32)
-        for j, (val, mask) in enumerate(((val_a, self.ch_cha), (val_b, self.ch_chb))):
-            val = np.concatenate([val, zero_row])
-            acc = val[self.ch_out].sum(axis=1)                   # (18, n)
+        for j, (late_from, delay) in enumerate(((15, 0), (33, 1))):
+            val = np.empty((36, n), np.int64)
+            val[:late_from] = ext[:late_from, 2 - delay:2 - delay + n]
+            val[late_from:] = ext[late_from:, 1 - delay:1 - delay + n]
+            acc = np.add.reduceat(val[perm], starts, axis=0)     # (18, n) per channel
+            acc[silent] = 0
             acc = ((acc + 0x8000) & 0xFFFF) - 0x8000             # (int16_t) per channel
-            mix = acc[mask].sum(axis=0)
-            stereo[:, j] = np.clip(mix, -32768, 32767)
+            mask = self.ch_cha if j == 0 else self.ch_chb
+            stereo[:, j] = np.clip(acc[mask].sum(axis=0), -32768, 32767)
         self.hist[:, 0] = out[:, -1]
-        self.hist[:, 1] = out[:, -2] if n >= 2 else ext[:, 1]
+        self.hist[:, 1] = ext[:, n]                              # out[n-2]
         self.sample += n
         return stereo
+
+    def _routing(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The slots summed into each channel's output, for ``np.add.reduceat``: the slots in
+        channel order, where each channel's run starts, and the channels that sum nothing."""
+        key = self.ch_out.tobytes()
+        r = self._routing_cache.get(key)
+        if r is None:
+            rows = [[int(x) for x in row if x >= 0] for row in self.ch_out]
+            perm = [x for row in rows for x in row] or [0]
+            starts = np.minimum(np.cumsum([0] + [len(row) for row in rows])[:-1], len(perm) - 1)
+            r = (np.array(perm), starts, np.array([not row for row in rows]))
+            self._routing_cache[key] = r
+        return r
+
+    def _operator_layers(self, done) -> list[np.ndarray]:
+        """Slots not in ``done`` grouped by modulation depth: layer 0 has no operator input
+        (none, or the feedback of a silent operator, taken as 0), layer d is modulated by layer d-1."""
+        done = set(int(s) for s in done)
+        key = (self.mod_src.tobytes(), tuple(sorted(done)))
+        layers = self._layer_cache.get(key)
+        if layers is None:
+            depth = {}
+            src = self.mod_src.tolist()
+            for s in range(36):              # every modulator has a lower slot number
+                depth[s] = depth[src[s]] + 1 if src[s] >= 0 and s not in done else 0
+            n_layers = max(depth.values()) + 1
+            layers = [np.array([s for s, d in depth.items() if d == k and s not in done], np.int64)
+                      for k in range(n_layers)]
+            self._layer_cache[key] = layers
+        return layers
+
+    def _static_envelopes(self) -> np.ndarray:
+        """(36,) slots whose envelope cannot change during the coming span, whatever its
+        clock: nothing pending (:meth:`_envelope`'s conditions) and no rate step that could fire."""
+        e, gen, key = self.eg_rout, self.eg_gen, self.key != 0
+        ks = self.ch_ksv[R.SLOT_CHANNEL] >> ((self.ksr ^ 1) << 1)
+        reg_rate = np.select([gen == ATTACK, gen == DECAY, gen == SUSTAIN],
+                             [self.ar, self.dr, np.where(self.egt > 0, 0, self.rr)], self.rr)
+        rate_hi = np.minimum((ks + (reg_rate << 2)) >> 2, 15)
+        eg_off = (e & 0x1F8) == 0x1F8
+        pending = ((key & (gen == RELEASE)) | (~key & (gen != RELEASE)) | ((gen == ATTACK) & (e == 0))
+                   | ((gen == DECAY) & ((e >> 4) == self.sl))
+                   | ((gen != ATTACK) & eg_off & (e != 0x1FF)))
+        can_fire = np.where(gen == ATTACK, key & (rate_hi != 15) & (reg_rate != 0),
+                            ~eg_off & (reg_rate != 0))
+        return ~pending & ~can_fire
 
     def _rhythm_phases(self, phase: np.ndarray, k: np.ndarray) -> None:
         """Replace the HH, SD and TC phases by the rhythm-mode bit mixes (Nuked 1.8)."""
@@ -585,6 +778,23 @@ class Chip:
                 if not can_fire:
                     e_out[t:] = e
                     break
+                if gen != ATTACK:
+                    # decay, sustain and release add 1 << (shift - 1) per firing step: run
+                    # them as a cumulative sum up to the first sample where the state changes
+                    seg = sh[t:]
+                    inc_run = np.where(seg > 0, 1 << np.maximum(seg - 1, 0), 0)
+                    before = e + np.cumsum(inc_run) - inc_run
+                    stop = (before & 0x1F8) == 0x1F8
+                    if gen == DECAY:
+                        stop |= (before >> 4) == sl
+                    j = int(np.argmax(stop)) if stop.any() else seg.size
+                    e_out[t:t + j] = before[:j]
+                    if j == seg.size:
+                        e = int(before[-1] + inc_run[-1])
+                        break
+                    e = int(before[j])
+                    t += j
+                    continue
                 nz = np.flatnonzero(sh[t:])
                 if nz.size == 0:
                     e_out[t:] = e
@@ -653,15 +863,16 @@ def render_writes(times, regs, values, *, n_samples: int, write_spacing: int = 2
     regs_l = np.asarray(regs).tolist()
     values_l = np.asarray(values).tolist()
     while pos < n_samples:
-        nxt = times_l[i] if i < n_writes else n_samples
-        nxt = min(max(nxt, pos), n_samples)
-        if nxt > pos:
-            out[pos:nxt] = chip.generate(nxt - pos)
-            pos = nxt
-        while i < n_writes and times_l[i] <= pos:
+        while i < n_writes and times_l[i] <= pos:        # due now: from this sample on
             chip.write(regs_l[i], values_l[i])
             i += 1
-        if i >= n_writes and pos < n_samples:
-            out[pos:] = chip.generate(n_samples - pos)
-            pos = n_samples
+        # the span runs to the next hard write; level and pitch writes ride inside it
+        end = min(pos + _MAX_SPAN, n_samples)
+        while (i < n_writes and times_l[i] < end
+               and chip.write_soft(times_l[i] - pos, regs_l[i], values_l[i])):
+            i += 1
+        if i < n_writes and times_l[i] < end:
+            end = times_l[i]
+        out[pos:end] = chip.generate(end - pos)
+        pos = end
     return out
