@@ -136,6 +136,38 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     return out
 
 
+LEVEL_SMOOTHING = 0.1       # weight of each neighbouring frame's level (dB) in a channel's
+
+
+def smooth_levels(voices: VoiceFrames, *, neighbour_weight: float = LEVEL_SMOOTHING) -> VoiceFrames:
+    """Channel levels smoothed over frames, in place: where a channel sounds in
+    consecutive frames, each frame's level (dB) moves ``neighbour_weight`` of the
+    way towards each neighbouring frame's.  Returns ``voices``.
+
+    Levels measured frame by frame jitter, and the sine tracker moves a held
+    channel between partials and partners from frame to frame (in speech about
+    half its held frames); the jumps are heard as roughness and counted by the
+    yardstick.  Measured (adplay, 23 clips, model): 0.1 is 3.12 -> 3.07 dB
+    mean; restricting it to frames that hold the same note (same timbre
+    fields, within 100 cents) gains nothing (3.13).  A channel's first and
+    last frames keep their silent neighbours out.
+    """
+    w = float(neighbour_weight)
+    if w <= 0 or voices.n_frames < 2:
+        return voices
+    for name in ("amp1", "amp2"):
+        a = getattr(voices, name)
+        on = a > 0
+        both = on[1:] & on[:-1]                     # frames t and t+1 sound
+        level = np.log(np.where(on, a, 1.0))
+        step = np.where(both, w * (level[1:] - level[:-1]), 0.0)
+        shift = np.zeros_like(level)
+        shift[:-1] += step                          # towards the next frame
+        shift[1:] -= step                           # towards the previous frame
+        a[:] = np.where(on, np.exp(level + shift), 0.0)
+    return voices
+
+
 FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
 MIN_AMP = FULL_SCALE * 10 ** (-63.5 * R.TL_STEP_DB / 20)  # below TL 63: silent
 
