@@ -15,6 +15,7 @@ Figures go to stdout as Markdown tables; the README and the model card quote the
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import statistics
 import subprocess
 import sys
@@ -236,25 +237,31 @@ perfect converter could reproduce them exactly.  Reproduce with
 """
 
 
-def _speed_clip(path: Path) -> None:
-    """The 60 s speed clip: a stepped melody with a little noise."""
+@contextmanager
+def _speed_clip():
+    """A temporary folder holding the 60 s speed clip (a stepped melody with a little noise)."""
     rng = np.random.default_rng(0)
     t = np.arange(60 * 44100) / 44100
     f0 = 220 * 2 ** (np.floor(t * 2) % 12 / 12)
     x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / 44100) + 0.05 * rng.standard_normal(t.size)
-    write_wav(str(path), x.astype(np.float32), 44100)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "clip60.wav"
+        write_wav(str(src), x.astype(np.float32), 44100)
+        yield Path(tmp), src
+
+
+def _header(*columns: str) -> None:
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
 
 
 def speed() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "clip60.wav"
-        _speed_clip(src)
-        print("| method | 60 s clip, median of 5 | x real time |")
-        print("|---|---|---|")
+    with _speed_clip() as (tmp, src):
+        _header("method", "60 s clip, median of 5", "x real time")
         for method, quality in (("sines", "balanced"), ("model", "fast"), ("model", "balanced"),
                                 ("model", "best")):
-            convert_timed(src, Path(tmp) / "warm.vgm", method)            # warm-up (model load)
-            sec = convert_timed(src, Path(tmp) / "out.vgm", method, repeats=5, quality=quality)
+            convert_timed(src, tmp / "warm.vgm", method)                  # warm-up (model load)
+            sec = convert_timed(src, tmp / "out.vgm", method, repeats=5, quality=quality)
             name = method if method == "sines" else f"{method} --quality {quality}"
             print(f"| {name} | {sec:.2f} s | {60 / sec:.0f}x |", flush=True)
 
@@ -263,13 +270,10 @@ def render() -> None:
     """The emulator playing the speed clip's VGMs (player timing, resampled to 44.1 kHz)."""
     from wav2vgm.opl3.render import render_vgm
     from wav2vgm.vgm import read_vgm
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "clip60.wav"
-        _speed_clip(src)
-        print("| VGM of the 60 s clip | writes | render time | x real time |")
-        print("|---|---|---|---|")
+    with _speed_clip() as (tmp, src):
+        _header("VGM of the 60 s clip", "writes", "render time", "x real time")
         for method in METHODS:
-            out = Path(tmp) / f"{method}.vgm"
+            out = tmp / f"{method}.vgm"
             convert_file(str(src), str(out), ConvertOptions(method=method))
             vgm = read_vgm(str(out))
             sec = _time(lambda: render_vgm(vgm, rate_hz=44100))
