@@ -153,19 +153,31 @@ def smooth_levels(voices: VoiceFrames, *, neighbour_weight: float = LEVEL_SMOOTH
     last frames keep their silent neighbours out.
     """
     w = float(neighbour_weight)
-    if w <= 0 or voices.n_frames < 2:
+    n = voices.n_frames
+    if w <= 0 or n < 2:
         return voices
     for name in ("amp1", "amp2"):
         a = getattr(voices, name)
-        on = a > 0
-        both = on[1:] & on[:-1]                     # frames t and t+1 sound
-        level = np.log(np.where(on, a, 1.0))
-        step = np.where(both, w * (level[1:] - level[:-1]), 0.0)
-        shift = np.zeros_like(level)
-        shift[:-1] += step                          # towards the next frame
-        shift[1:] -= step                           # towards the previous frame
-        a[:] = np.where(on, np.exp(level + shift), 0.0)
+        before = None                               # the unsmoothed row before this chunk
+        for lo in range(0, n, _SMOOTH_CHUNK):       # chunks bound the temporaries' memory
+            hi = min(lo + _SMOOTH_CHUNK, n)
+            rows = a[lo:min(hi + 1, n)].astype(np.float64)      # the chunk and the row after
+            if before is not None:
+                rows = np.concatenate([before[None], rows])
+            first = 0 if before is None else 1
+            before = rows[first + hi - lo - 1].copy()
+            on = rows > 0
+            level = np.log(np.where(on, rows, 1.0))
+            step = np.where(on[1:] & on[:-1], w * (level[1:] - level[:-1]), 0.0)
+            shift = np.zeros_like(level)
+            shift[:-1] += step                      # towards the next frame
+            shift[1:] -= step                       # towards the previous frame
+            out = np.where(on, np.exp(level + shift), 0.0)
+            a[lo:hi] = out[first:first + hi - lo]
     return voices
+
+
+_SMOOTH_CHUNK = 16384
 
 
 FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
