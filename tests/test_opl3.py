@@ -295,3 +295,12 @@ def test_feedback_loop_scalar_equals_vectorised():
         finally:
             E._SCALAR_FEEDBACK_OPS = saved
         assert np.array_equal(a, b) and np.array_equal(h1, h2)
+
+
+def test_plain_write_refused_while_soft_writes_wait():
+    chip = Chip()
+    assert chip.write_soft(10, 0x43, 0x10)
+    with pytest.raises(ParameterError, match="soft writes are queued"):
+        chip.write(0xB0, 0x20)
+    chip.generate(20)
+    chip.write(0xB0, 0x20)                          # fine once they have landed

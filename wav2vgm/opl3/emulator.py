@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ParameterError
 from . import registers as R
 from .tables import EXP, KSL_SHIFT, KSL_TOP, MULT_X2, EG_INCSTEP, WAVE_LEVEL, WAVE_NEG
 
@@ -377,7 +378,17 @@ class Chip:
 
     # -- register writes (OPL3_WriteReg) ------------------------------------------
     def write(self, reg: int, value: int) -> None:
-        """Write ``value`` (0-255) to register ``reg`` (0x000-0x1FF)."""
+        """Write ``value`` (0-255) to register ``reg`` (0x000-0x1FF).
+
+        Not while soft writes wait for the next :meth:`generate` (they would
+        land after this one): raises :class:`~wav2vgm.errors.ParameterError`.
+        """
+        if self._soft_cuts:
+            raise ParameterError(f"write of {value:#04x} to register {reg:#05x} while soft "
+                                 f"writes are queued: generate() them first")
+        self._write(reg, value)
+
+    def _write(self, reg: int, value: int) -> None:
         reg = int(reg) & 0x1FF
         v = int(value) & 0xFF
         self.regs[reg] = v
@@ -549,7 +560,7 @@ class Chip:
         offset = int(offset)
         if not self._soft_cuts:
             self._soft_states, self._soft_cuts = [self._levels_and_pitch()], [0]
-        self.write(reg, value)
+        self._write(reg, value)
         if offset <= self._soft_cuts[-1]:
             self._soft_states[-1] = self._levels_and_pitch()
         else:
