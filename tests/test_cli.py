@@ -821,3 +821,21 @@ def test_wav_with_an_absurd_sample_rate_exits_3(tmp_path):
     err = proc.stderr.decode()
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert proc.returncode == 3, err
+
+
+def test_render_reports_progress_and_quiet_silences_it(tmp_path):
+    from wav2vgm.opl3.render import render_vgm
+    from wav2vgm.vgm import read_vgm
+    src = write_audio(tmp_path / "s.wav", tone(1.0))
+    vgm = tmp_path / "s.vgm"
+    assert_ok(cli("convert", src, "-o", vgm, *SINES))
+    seen = {"total": 0, "done": 0}
+
+    def factory(total):
+        seen["total"] = total
+        return lambda k: seen.__setitem__("done", seen["done"] + k)
+    y = render_vgm(read_vgm(str(vgm)), rate_hz=None, progress=factory)
+    assert seen["total"] == y.shape[0] == seen["done"] > 0
+    result = cli("render", vgm, "-o", tmp_path / "q.wav", "-q")
+    assert_ok(result)
+    assert result.stderr == "" and sf.info(str(tmp_path / "q.wav")).duration > 0.9

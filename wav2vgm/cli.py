@@ -127,16 +127,33 @@ def _vgm_source(vgm_path: str):
               show_default=True, help="Sample rate of the WAV.")
 @click.option("--timing", type=click.Choice(["adplay", "exact"]), default="adplay",
               show_default=True, help="Write timing: like adplay, or exactly as stamped.")
-def render(vgm_path, output, rate_hz, timing):
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def render(vgm_path, output, rate_hz, timing, quiet):
     """Play an OPL3/OPL2 VGM (or VGZ; '-' reads stdin) through the emulator into a 16-bit stereo WAV."""
+    from tqdm import tqdm
+
     from .audio import write_wav
+    from .opl3 import registers as R
     from .opl3.render import render_vgm
     from .vgm import read_vgm
 
     vgm = read_vgm(_vgm_source(vgm_path))
-    stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing)
+    bars = []
+
+    def make_bar(total: int):
+        if quiet or total < R.NATIVE_RATE_INT * 30:        # a bar only for long files
+            return None
+        bars.append(tqdm(total=total, unit="smp", unit_scale=True, file=sys.stderr,
+                         desc="rendering", leave=False))
+        return bars[-1].update
+
+    try:
+        stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing, progress=make_bar)
+    finally:
+        for bar in bars:
+            bar.close()
     write_wav(output, stereo, rate_hz)
-    if output != "-":
+    if output != "-" and not quiet:
         click.echo(f"wrote {output}: {stereo.shape[0] / rate_hz:.2f} s at {rate_hz} Hz", err=True)
 
 

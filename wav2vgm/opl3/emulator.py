@@ -849,13 +849,14 @@ class Chip:
 
 
 def render_writes(times, regs, values, *, n_samples: int, write_spacing: int = 2,
-                  chip: Chip | None = None) -> np.ndarray:
+                  chip: Chip | None = None, progress=None) -> np.ndarray:
     """Render timed register writes to (n_samples, 2) int16 at the native rate.
 
     ``times`` are native-sample times (sorted).  ``write_spacing=2`` models
     Nuked's buffered writes (``OPL3_WriteRegBuffered``, used by AdPlug and
     libvgm): each write lands at least 2 samples after the previous one and
     takes effect one sample later; ``0`` applies each write at its time.
+    ``progress``: called with the number of samples rendered since the last call.
     """
     chip = chip or Chip()
     times = np.asarray(times, dtype=np.int64)
@@ -885,5 +886,7 @@ def render_writes(times, regs, values, *, n_samples: int, write_spacing: int = 2
         if i < n_writes and times_l[i] < end:
             end = times_l[i]
         out[pos:end] = chip.generate(end - pos)
+        if progress is not None:
+            progress(end - pos)
         pos = end
     return out

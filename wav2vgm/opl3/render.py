@@ -95,17 +95,21 @@ def resample(stereo: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
 
 
 def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None = None,
-                  timing: str = "adplay", tail_s: float = 0.0, wait_ends=None) -> np.ndarray:
+                  timing: str = "adplay", tail_s: float = 0.0, wait_ends=None,
+                  progress=None) -> np.ndarray:
     """Render VGM-timed writes; returns (n, 2) float32 in [-1, 1) at ``rate_hz``.
 
     ``rate_hz=None`` keeps the native rate (49,716 Hz).  ``tail_s`` renders
-    that much extra after the end so release tails are heard.
+    that much extra after the end so release tails are heard.  ``progress``:
+    called once with the number of native samples to render; it returns a
+    callable that is given each step's count of samples rendered, or None.
     """
     native = R.NATIVE_RATE_INT
     times, n_native = player_write_times(times_vgm, end_vgm, rate_hz=native, timing=timing,
                                          wait_ends=wait_ends)
     n_native += int(round(tail_s * native))
-    stereo = render_writes(times, regs, values, n_samples=n_native, chip=Chip())
+    stereo = render_writes(times, regs, values, n_samples=n_native, chip=Chip(),
+                           progress=progress(n_native) if progress is not None else None)
     out = stereo.astype(np.float32) / 32768.0
     if rate_hz is not None and int(rate_hz) != native:
         out = resample(out, from_hz=native, to_hz=int(rate_hz))
@@ -113,12 +117,12 @@ def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None 
 
 
 def render_vgm(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
-               tail_s: float = 0.0) -> np.ndarray:
+               tail_s: float = 0.0, progress=None) -> np.ndarray:
     """Render a parsed VGM (:class:`wav2vgm.vgm.VgmFile`) to (n, 2) float32 at ``rate_hz``.
 
     OPL2 files (YM3812 only) play on the OPL3 in its OPL2-compatible mode,
-    as they would on a real OPL3 card.
+    as they would on a real OPL3 card.  ``progress``: as for :func:`render_events`.
     """
     return render_events(vgm.times, vgm.regs, vgm.values, end_vgm=int(vgm.end_time),
                          rate_hz=rate_hz, timing=timing, tail_s=tail_s,
-                         wait_ends=getattr(vgm, "wait_ends", None))
+                         wait_ends=getattr(vgm, "wait_ends", None), progress=progress)
