@@ -16,7 +16,7 @@ from wav2vgm.convert import ConvertOptions, frame_times
 from wav2vgm.errors import ParameterError
 from wav2vgm.methods.loudness import HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, loudness_gain
 from wav2vgm.convert import update_steps, update_times
-from wav2vgm.methods.base import FULL_SCALE, VoiceFrames, smooth_levels, subdivide
+from wav2vgm.methods.base import FULL_SCALE, VoiceFrames, subdivide
 from wav2vgm.methods.model import default_model_path
 from wav2vgm.quality import score_vgm
 from wav2vgm.vgm import check_strict, read_vgm
@@ -284,20 +284,14 @@ def test_notes_end_with_the_soft_release(tmp_path, voices):
     assert RELEASE_RATE < 15
 
 
-def test_smooth_levels_pulls_sounding_frames_towards_their_neighbours():
-    v = VoiceFrames.empty(6, 2)
-    v.amp2[:, 0] = [0.0, 0.1, 0.4, 0.1, 0.1, 0.0]      # a note with a jump in the middle
-    v.amp2[:, 1] = [0.0, 0.0, 0.3, 0.0, 0.0, 0.0]      # a one-frame note: nothing to smooth
-    before = v.amp2.copy()
-    assert smooth_levels(v, neighbour_weight=0.1) is v
-    db = 20 * np.log10(np.maximum(v.amp2, 1e-12))
-    db0 = 20 * np.log10(np.maximum(before, 1e-12))
-    jump = db0[2, 0] - db0[1, 0]                        # 12 dB
-    assert db[2, 0] == pytest.approx(db0[2, 0] - 2 * 0.1 * jump, abs=1e-4)   # both neighbours
-    assert db[1, 0] == pytest.approx(db0[1, 0] + 0.1 * jump, abs=1e-4)       # silent one kept out
-    assert db[4, 0] == pytest.approx(db0[4, 0], abs=1e-4)                    # flat: unchanged
-    assert v.amp2[0, 0] == 0 and v.amp2[5, 0] == 0                            # silence stays
-    assert v.amp2[2, 1] == pytest.approx(0.3)
-    kept = v.amp2.copy()
-    smooth_levels(v, neighbour_weight=0.0)
-    assert np.array_equal(v.amp2, kept)
+def test_subdivide_glides_the_level_when_a_held_channel_moves_to_another_partial():
+    v = _held_note()
+    v.fnum[2, 0], v.block[2, 0] = 700, 4             # frame 2: a partial 6 semitones up, key held
+    v.mult1[2, 0] = 2                                 # ... with another partner multiplier
+    s = subdivide(v, 4)
+    a = s.amp2[:, 0]
+    assert a[7] < a[6] < 0.4 and a[8] > a[9] > 0.2                # levels glide across the change
+    assert a[7] == pytest.approx(0.4 ** 0.625 * 0.2 ** 0.375, rel=1e-5)
+    # the pitch and the multiplier jump at the frame: no glide between different partials
+    assert s.fnum[6, 0] == s.fnum[7, 0] == 520 and np.all(s.fnum[8:, 0] == 700)
+    assert np.array_equal(s.mult1[:, 0], np.repeat(v.mult1[:, 0], 4))

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import spectrum
 from .errors import ParameterError
-from .methods.base import VoiceFrames, quantise, smooth_levels, subdivide
+from .methods.base import VoiceFrames, quantise, subdivide
 from .methods.loudness import loudness_gain, stride_for
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_window
 from .opl3 import registers as R
@@ -211,7 +211,7 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     step(None, None)
     if not parts:
         return Analysis(VoiceFrames.empty(0, options.voices), centres, np.zeros((0, 0)), stride)
-    voices = smooth_levels(VoiceFrames.concatenate(parts))
+    voices = VoiceFrames.concatenate(parts)
     if stereo:
         voices = pan.route(voices, np.concatenate(powers))
     return Analysis(voices, centres, np.concatenate(level_power), stride)

@@ -83,19 +83,32 @@ class VoiceFrames:
 
 
 _TIMBRE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mult1", "mult2", "mod_tl1")
+_WAVE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mod_tl1")      # the timbre but for the multipliers
 _GLIDE_CENTS = 100.0        # a held note whose pitch moves less than this glides between frames
 
 
 def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
-    """Each frame -> ``substeps`` register updates, held notes interpolated between frames.
+    """Each frame -> ``substeps`` register updates, levels and held notes interpolated between frames.
 
     A frame's settings stand for its centre; update ``j`` of frame ``i``
     covers the ``j``-th part of the hop that starts half a hop before the
-    centre, and takes the level (in dB) and pitch (in cents) interpolated at
-    its middle towards the neighbouring frame -- where the channel plays the
-    same timbre, keyed, within 100 cents in both.  Otherwise (a note starts,
-    stops or changes) it keeps the frame's own settings, so keys and timbres
-    change exactly where they did.  Returns ``n_frames * substeps`` rows.
+    centre, and takes values interpolated at its middle towards the
+    neighbouring frame: the level (in dB) of each operator sounding in both
+    frames with the same waveforms, connection and feedback, whatever partial
+    it plays there, and the pitch (in cents) where the channel holds one note
+    (the same timbre, keyed, within 100 cents in both).  Otherwise (a note
+    starts, stops or changes its sound) it keeps the frame's own settings, so
+    keys, timbres and pitch jumps change exactly where they did.  Returns
+    ``n_frames * substeps`` rows.
+
+    Levels glide even where the channel moves to another partial or partner
+    under a held key (the sine tracker does so in about half of speech's held
+    frame pairs): every TL change is an instant step in the waveform, heard
+    as a click whose size grows with the step, so a jump of several TL steps
+    at once costs more than the same change in single steps.  Measured with
+    adplay on the 23 benchmark clips: `model` 3.12 -> 2.96 dB, `sines` 3.72
+    -> 3.58 (levels gliding only within held notes, with levels smoothed
+    over frames instead: 3.07 and 3.72).
     """
     k = int(substeps)
     if k <= 1 or voices.n_frames == 0:
@@ -109,8 +122,12 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     base = voices.fnum.astype(np.float64) * 2.0 ** voices.block.astype(np.float64)   # ~ pitch
     with np.errstate(divide="ignore", invalid="ignore"):
         cents = np.abs(1200 * np.log2(base[own] / base[other]))
-    glide = keyed[own] & keyed[other] & (cents < _GLIDE_CENTS) & (other != own)[:, None]
-    for name in _TIMBRE_FIELDS:
+    level = np.broadcast_to((other != own)[:, None], keyed[own].shape)   # a neighbour exists
+    for name in _WAVE_FIELDS:
+        a = getattr(voices, name)
+        level = level & (a[own] == a[other])
+    glide = level & keyed[own] & keyed[other] & (cents < _GLIDE_CENTS)
+    for name in ("mult1", "mult2"):
         a = getattr(voices, name)
         glide &= a[own] == a[other]
     out = voices.rows(own)
@@ -119,7 +136,7 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
         x, y = a[own], a[other]
         with np.errstate(divide="ignore"):
             v = np.exp((1 - w) * np.log(np.maximum(x, 1e-12)) + w * np.log(np.maximum(y, 1e-12)))
-        getattr(out, name)[:] = np.where(glide & (x > 0) & (y > 0), v, x)
+        getattr(out, name)[:] = np.where(level & (x > 0) & (y > 0), v, x)
     f_hz = (voices.fnum.astype(np.float64) * R.NATIVE_RATE_HZ
             / 2.0 ** (20 - voices.block.astype(np.float64)))
     with np.errstate(divide="ignore"):
@@ -134,50 +151,6 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     out.fnum[:] = np.where(glide, np.where(fits, fnum, best_fnum), out.fnum)
     out.block[:] = np.where(glide, np.where(fits, block, best_block), out.block)
     return out
-
-
-LEVEL_SMOOTHING = 0.1       # weight of each neighbouring frame's level (dB) in a channel's
-
-
-def smooth_levels(voices: VoiceFrames, *, neighbour_weight: float = LEVEL_SMOOTHING) -> VoiceFrames:
-    """Channel levels smoothed over frames, in place: where a channel sounds in
-    consecutive frames, each frame's level (dB) moves ``neighbour_weight`` of the
-    way towards each neighbouring frame's.  Returns ``voices``.
-
-    Levels measured frame by frame jitter, and the sine tracker moves a held
-    channel between partials and partners from frame to frame (in speech about
-    half its held frames); the jumps are heard as roughness and counted by the
-    yardstick.  Measured (adplay, 23 clips, model): 0.1 is 3.12 -> 3.07 dB
-    mean; restricting it to frames that hold the same note (same timbre
-    fields, within 100 cents) gains nothing (3.13).  A channel's first and
-    last frames keep their silent neighbours out.
-    """
-    w = float(neighbour_weight)
-    n = voices.n_frames
-    if w <= 0 or n < 2:
-        return voices
-    for name in ("amp1", "amp2"):
-        a = getattr(voices, name)
-        before = None                               # the unsmoothed row before this chunk
-        for lo in range(0, n, _SMOOTH_CHUNK):       # chunks bound the temporaries' memory
-            hi = min(lo + _SMOOTH_CHUNK, n)
-            rows = a[lo:min(hi + 1, n)].astype(np.float64)      # the chunk and the row after
-            if before is not None:
-                rows = np.concatenate([before[None], rows])
-            first = 0 if before is None else 1
-            before = rows[first + hi - lo - 1].copy()
-            on = rows > 0
-            level = np.log(np.where(on, rows, 1.0))
-            step = np.where(on[1:] & on[:-1], w * (level[1:] - level[:-1]), 0.0)
-            shift = np.zeros_like(level)
-            shift[:-1] += step                      # towards the next frame
-            shift[1:] -= step                       # towards the previous frame
-            out = np.where(on, np.exp(level + shift), 0.0)
-            a[lo:hi] = out[first:first + hi - lo]
-    return voices
-
-
-_SMOOTH_CHUNK = 16384
 
 
 FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
