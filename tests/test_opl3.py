@@ -265,6 +265,7 @@ def test_soft_write_rules():
     chip = Chip()
     chip.write(0x105, 1)
     chip.write(0xA0, 0x40)
+    chip.write(0x60, 0xF0)                         # modulator attack rate 15
     chip.write(0xB0, 0x20 | (4 << 2) | 1)          # key on, block 4
     chip.write(0x63, 0x80)                         # carrier attack rate 8: envelope moving
     chip.generate(10)
@@ -277,6 +278,11 @@ def test_soft_write_rules():
     assert not chip.is_soft(0x23, 0x22)            # sustain bit: the envelope's business
     assert not chip.is_soft(0x63, 0xF0) and not chip.is_soft(0xC0, 1)
     assert not chip.write_soft(0, 0xC0, 1) and chip.regs[0xC0] == 0
+    # once both operators' attacks are over and the notes sustain (EGT), a new block is soft
+    chip.write(0x23, 0x20)
+    chip.write(0x20, 0x20)
+    chip.generate(20000)
+    assert chip.is_soft(0xB0, 0x20 | (5 << 2) | 1)
 
 
 def test_feedback_loop_scalar_equals_vectorised():

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 from .audio import AUDIO_SUFFIXES, open_audio
@@ -133,6 +134,29 @@ def _worker(args):
         return src, str(exc).splitlines()[0], None, time.perf_counter() - t0
 
 
+@contextmanager
+def progress_bars(*, desc: str, rate_hz: int, quiet: bool, min_seconds: float = 30.0):
+    """A progress callback factory for long jobs (``convert_file``, ``render_vgm``): given
+    the total in samples at ``rate_hz``, it starts a bar on stderr when that is at least
+    ``min_seconds`` and returns its ``update``; the bars close on leaving."""
+    from tqdm import tqdm
+
+    bars = []
+
+    def make_bar(total: int):
+        if quiet or total < rate_hz * min_seconds:
+            return None
+        bars.append(tqdm(total=total, unit="smp", unit_scale=True, file=sys.stderr,
+                         desc=desc, leave=False))
+        return bars[-1].update
+
+    try:
+        yield make_bar
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def run_convert(inputs: list[str], output: str | None, options: ConvertOptions, *,
                 jobs: int | None = None, overwrite: bool = False, quiet: bool = False) -> int:
     """The ``convert`` command: single files, stdin or folders; returns the exit code."""
@@ -150,20 +174,8 @@ def run_convert(inputs: list[str], output: str | None, options: ConvertOptions, 
             dst = output if output is not None else ("-" if src == "-" else default_output(src))
             if output is not None and os.path.isdir(output):
                 dst = str(Path(output) / Path(default_output(src)).name)
-            bars = []
-
-            def make_bar(total: int):
-                if quiet or total < 44100 * 30:       # a bar only for long files
-                    return None
-                bars.append(tqdm(total=total, unit="smp", unit_scale=True, file=sys.stderr,
-                                 desc=Path(src).name, leave=False))
-                return bars[-1].update
-
-            try:
+            with progress_bars(desc=Path(src).name, rate_hz=44100, quiet=quiet) as make_bar:
                 stats = convert_file(src, dst, options, progress=make_bar)
-            finally:
-                for bar in bars:
-                    bar.close()
             if dst != "-":
                 _echo(f"wrote {dst} ({stats['n_samples'] / 44100:.2f} s, {stats['n_writes']} writes)",
                       quiet=quiet)

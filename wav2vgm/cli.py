@@ -130,28 +130,15 @@ def _vgm_source(vgm_path: str):
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def render(vgm_path, output, rate_hz, timing, quiet):
     """Play an OPL3/OPL2 VGM (or VGZ; '-' reads stdin) through the emulator into a 16-bit stereo WAV."""
-    from tqdm import tqdm
-
     from .audio import write_wav
+    from .batch import progress_bars
     from .opl3 import registers as R
     from .opl3.render import render_vgm
     from .vgm import read_vgm
 
     vgm = read_vgm(_vgm_source(vgm_path))
-    bars = []
-
-    def make_bar(total: int):
-        if quiet or total < R.NATIVE_RATE_INT * 30:        # a bar only for long files
-            return None
-        bars.append(tqdm(total=total, unit="smp", unit_scale=True, file=sys.stderr,
-                         desc="rendering", leave=False))
-        return bars[-1].update
-
-    try:
+    with progress_bars(desc="rendering", rate_hz=R.NATIVE_RATE_INT, quiet=quiet) as make_bar:
         stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing, progress=make_bar)
-    finally:
-        for bar in bars:
-            bar.close()
     write_wav(output, stereo, rate_hz)
     if output != "-" and not quiet:
         click.echo(f"wrote {output}: {stereo.shape[0] / rate_hz:.2f} s at {rate_hz} Hz", err=True)

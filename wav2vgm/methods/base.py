@@ -82,8 +82,8 @@ class VoiceFrames:
         return np.concatenate([self.amp2, np.where(self.cnt == 1, self.amp1, 0.0)], axis=1)
 
 
-_TIMBRE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mult1", "mult2", "mod_tl1")
-_WAVE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mod_tl1")      # the timbre but for the multipliers
+_WAVE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mod_tl1")      # a channel's timbre, but for ...
+_MULT_FIELDS = ("mult1", "mult2")                          # ... its operators' multipliers
 _GLIDE_CENTS = 100.0        # a held note whose pitch moves less than this glides between frames
 
 
@@ -127,7 +127,7 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
         a = getattr(voices, name)
         level = level & (a[own] == a[other])
     glide = level & keyed[own] & keyed[other] & (cents < _GLIDE_CENTS)
-    for name in ("mult1", "mult2"):
+    for name in _MULT_FIELDS:
         a = getattr(voices, name)
         glide &= a[own] == a[other]
     out = voices.rows(own)

@@ -120,25 +120,15 @@ def _feedback_scalar(phase, ws, eg_out, fb, hist):
         shift = 9 - int(fb[j])
         o1, o2 = int(hist[j, 0]), int(hist[j, 1])
         ph = phase[j].tolist()
+        env = env8[j].tolist() if env8.shape[1] > 1 else [int(env8[j, 0])] * n
         y_row = [0] * n
-        if env8.shape[1] == 1:
-            e = int(env8[j, 0])
-            for t in range(n):
-                i = base | ((ph[t] + ((o1 + o2) >> shift)) & 0x3FF)
-                lv = wave[i] + e
-                y = exp_[lv if lv < 0x1FFF else 0x1FFF] ^ neg[i]
-                y_row[t] = y
-                o2 = o1
-                o1 = y
-        else:
-            env = env8[j].tolist()
-            for t in range(n):
-                i = base | ((ph[t] + ((o1 + o2) >> shift)) & 0x3FF)
-                lv = wave[i] + env[t]
-                y = exp_[lv if lv < 0x1FFF else 0x1FFF] ^ neg[i]
-                y_row[t] = y
-                o2 = o1
-                o1 = y
+        for t in range(n):
+            i = base | ((ph[t] + ((o1 + o2) >> shift)) & 0x3FF)
+            lv = wave[i] + env[t]
+            y = exp_[lv if lv < 0x1FFF else 0x1FFF] ^ neg[i]
+            y_row[t] = y
+            o2 = o1
+            o1 = y
         out[j] = y_row
         hist[j, 0] = o1
         hist[j, 1] = o2
@@ -279,6 +269,7 @@ class Chip:
         self._routing_cache: dict = {}
         self._soft_states: list = []                    # write_soft: register values ...
         self._soft_cuts: list[int] = []                 # ... from these samples of the next span
+        self._static: np.ndarray | None = None          # _static_envelopes, until state moves
         for ch in range(18):
             self._setup_alg(ch)
 
@@ -386,6 +377,7 @@ class Chip:
         if self._soft_cuts:
             raise ParameterError(f"write of {value:#04x} to register {reg:#05x} while soft "
                                  f"writes are queued: generate() them first")
+        self._static = None
         self._write(reg, value)
 
     def _write(self, reg: int, value: int) -> None:
@@ -591,6 +583,7 @@ class Chip:
         eg_start[static] = self.eg_rout[static][:, None]
         for s in np.flatnonzero(~static).tolist():
             reset_at[s] = self._envelope(s, n, clock, eg_start[s])
+        self._static = None                          # the envelopes moved on
         ch = R.SLOT_CHANNEL
         eg_out = eg_start + (tl << 2) + (eg_ksl >> KSL_SHIFT[ksl])
         if self.am.any():
@@ -686,7 +679,16 @@ class Chip:
 
     def _static_envelopes(self) -> np.ndarray:
         """(36,) slots whose envelope cannot change during the coming span, whatever its
-        clock: nothing pending (:meth:`_envelope`'s conditions) and no rate step that could fire."""
+        clock: nothing pending (:meth:`_envelope`'s conditions) and no rate step that could fire.
+
+        Kept until a span runs or a plain write lands: soft writes cannot change it (the
+        key-scale rate they may change counts only for attacks, which they exclude).
+        """
+        if self._static is None:
+            self._static = self._compute_static()
+        return self._static
+
+    def _compute_static(self) -> np.ndarray:
         e, gen, key = self.eg_rout, self.eg_gen, self.key != 0
         ks = self.ch_ksv[R.SLOT_CHANNEL] >> ((self.ksr ^ 1) << 1)
         reg_rate = np.select([gen == ATTACK, gen == DECAY, gen == SUSTAIN],
