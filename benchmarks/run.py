@@ -127,7 +127,10 @@ converter uses to judge every proposal by how it sounds.
 For every semitone bin of a frame: whether a voice's loudest partial is
 there, which of the {n_timbres} codebook timbres it is
 (`wav2vgm/methods/codebook.py`: sine, the 8 waveforms, FM at ratios
-0.5/1/2/3/4 and several brightnesses, feedback timbres, feedback-7 noise;
+0.5/1/2/3/4 and several brightnesses, feedback timbres, and noise: a
+modulator at full level with feedback 7 driving the carrier, whose TL sets
+the loudness, so the noise keeps its spectrum at every level -- an operator
+with feedback 7 sounding on its own stops being noise below about TL 12;
 each a fixed setting of the discrete register fields MULT, WS, FB and CNT
 and the modulator TL), and how loud.  A set of detections, not a register
 vector, so voice order never matters, and timbres are classes.
@@ -221,7 +224,9 @@ bug fix, which was found and checked on a dev clip, and with the rest while
 the loudness rule's two constants, `OVERDRIVE_DB` and `PLAYED_HEADROOM` in
 `wav2vgm/methods/loudness.py`, were chosen from a few tried values).  The `opl_random_*` and `opl_patches` clips
 are the project's own OPL3 writer playing random codebook patches, so a
-perfect converter could reproduce them exactly.  Reproduce with
+perfect converter could reproduce them exactly (they follow the codebook: when
+its noise timbre changed to the carrier-driven form, the random-patch clips of
+`benchmarks/` were made afresh by the same script and seeds).  Reproduce with
 `python benchmarks/make_heldout.py && python benchmarks/run.py quality --player {player}`.
 
 {table}
@@ -229,8 +234,8 @@ perfect converter could reproduce them exactly.  Reproduce with
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
-  (organ: 2% worse, where the half-second comparison chose the mix).
-- On random-patch clips it reaches 2.2-2.8 dB.  Exact reproduction is
+  (organ: 1% worse, where the half-second comparison chose the mix).
+- On random-patch clips it reaches 2.1-2.7 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),

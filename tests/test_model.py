@@ -79,6 +79,32 @@ def test_no_channel_changes_timbre_while_its_key_is_held(tmp_path):
     assert not ((f.mult1[1:] != f.mult1[:-1]) & held & fm).any()
 
 
+def test_noise_timbre_keeps_its_spectrum_at_every_level():
+    """The converter plays noise at any level: its shape must not depend on the TL.
+
+    (A fed-back operator sounding on its own falls out of chaos below about
+    TL 12 and turns into a tone; the codebook's noise drives the carrier instead.)
+    """
+    from wav2vgm import spectrum
+
+    k = codebook.NOISE_CLASS
+    t = codebook.TIMBRES[k]
+    fnum, block = R.hz_to_fnum(np.array([300.0, 300.0, 300.0]), mult=1)
+    tls = np.array([codebook.operator_tls(k, tl) for tl in (0, 16, 32)])
+    batch = VoiceBatch(fnum=fnum, block=block, fb=np.full(3, t.fb), alg=np.full(3, t.cnt),
+                       mult=np.tile([t.mult1, 1], (3, 1)), tl=tls, ws=np.tile([t.ws1, t.ws2], (3, 1)))
+    y = render_voices(batch, n_samples=R.NATIVE_RATE_INT // 2).astype(np.float64)
+    shape = []
+    for v in y:
+        mel = spectrum.logmel_db(resample(v[:, None], from_hz=R.NATIVE_RATE_HZ, to_hz=44100)[:, 0]
+                                 / R.FULL_SCALE_OPERATOR).mean(axis=0)
+        shape.append(mel - mel.max())
+    # broadband: energy within 30 dB of the loudest band over most of the mel range
+    assert (shape[0] > -30).mean() > 0.8
+    for quieter in shape[1:]:
+        assert np.abs(quieter - shape[0]).mean() < 1.5
+
+
 def test_shipped_atoms_match_the_emulator():
     path = default_model_path().with_name(pursuit.ATOMS_FILE)
     if not path.is_file():

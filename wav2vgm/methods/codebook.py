@@ -4,7 +4,8 @@ Each timbre is a 2-operator patch whose carrier runs at MULT=1, so a voice
 is fully described by (timbre, base frequency, level).  The codebook spans
 what the chip offers beyond sines: FM spectra of several brightnesses and
 ratios (including the sub-octave MULT=0.5), the eight waveforms, feedback
-timbres, and feedback-7 noise for unpitched sound.
+timbres, and feedback-7 noise for unpitched sound (a fully fed-back modulator
+driving the carrier, so the noise keeps its spectrum at every level).
 
 Templates -- the steady-state magnitude of every harmonic of every timbre,
 relative to its carrier's full level -- come from the emulator
@@ -48,7 +49,11 @@ def _build() -> tuple[Timbre, ...]:
         out.append(Timbre(f"fb{fb}", 0, fb, 1, 0, 0, 20))
     for ws in (1, 2):
         out.append(Timbre(f"fm1-ws{ws}", 0, 0, 1, ws, ws, 24))
-    out.append(Timbre("noise", 1, 7, 1, 0, 0, 0, noise=True))
+    # Noise: operator 1 at full level with feedback 7 is chaotic; it modulates the
+    # carrier, whose TL sets the loudness.  (Operator 1 sounding on its own would
+    # have to set the loudness with its own TL, and below about TL 12 its feedback
+    # no longer reaches chaos: the "noise" collapses into a tone.)
+    out.append(Timbre("noise", 0, 7, 1, 0, 0, 0, noise=True))
     return tuple(out)
 
 
@@ -72,16 +77,14 @@ def voice_fields(timbre: int, f_hz) -> dict:
 
 
 def operator_tls(timbre, tl):
-    """(TL of operator 1, TL of operator 2) of codebook voices whose sounding operator is at ``tl``.
+    """(TL of operator 1, TL of operator 2) of codebook voices whose carrier is at ``tl``.
 
-    The carrier (operator 2) sounds, except for the noise timbre, whose
-    fed-back operator 1 is the sound and operator 2 stays at TL 63.
-    Works on arrays of timbre indices.
+    Operator 2 sounds (the carrier, or the second waveform); operator 1's TL
+    is the timbre's own.  Works on arrays of timbre indices.
     """
     timbre = np.asarray(timbre)
-    noise = np.array([t.noise for t in TIMBRES])[timbre]
     tl1 = np.array([t.tl1 for t in TIMBRES])[timbre]
-    return np.where(noise, tl, tl1), np.where(noise, 63, tl)
+    return tl1, np.broadcast_to(np.asarray(tl), tl1.shape)
 
 
 @lru_cache(maxsize=1)
@@ -104,7 +107,7 @@ def harmonic_templates() -> np.ndarray:
         fnum=np.full(k, fnum), block=np.full(k, block),
         fb=np.array([t.fb for t in TIMBRES]), alg=np.array([t.cnt for t in TIMBRES]),
         mult=np.array([[t.mult1, 1] for t in TIMBRES]),
-        tl=np.array([[t.tl1 if not t.noise else 0, 0 if not t.noise else 63] for t in TIMBRES]),
+        tl=np.array([[t.tl1, 0] for t in TIMBRES]),
         ws=np.array([[t.ws1, t.ws2] for t in TIMBRES]))
     y = render_voices(batch, n_samples=n + 4096)[:, 4096:].astype(np.float64)
     spec = np.abs(np.fft.rfft(y, axis=1)) / (n / 2)     # sine amplitude per bin

@@ -110,8 +110,7 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
 
     FM channels (``cnt == 0``) sound through the carrier: its atom is the
     codebook timbre's (sine if the fields match none), operator 1's is zero.
-    Additive channels play waveforms on both operators (feedback 7 on
-    operator 1: the noise timbre).
+    Additive channels play waveforms on both operators.
     """
     from .pursuit import candidate_atoms
     mult = np.asarray(R.MULT_FACTORS)
@@ -125,11 +124,10 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
         known = _timbre_of_fields()
         fm_cls[fm] = np.array([known.get(tuple(u), 0) for u in uniq.tolist()])[inv.ravel()]
-    noise = ~fm & (voices.fb == 7)
     cls2 = np.where(fm, fm_cls, voices.ws2.astype(np.int64))
     f2_hz = np.where(fm, base_hz, base_hz * mult[voices.mult2])
-    cls1 = np.where(noise, codebook.NOISE_CLASS, voices.ws1.astype(np.int64))
-    f1_hz = np.where(noise, base_hz, base_hz * mult[voices.mult1])
+    cls1 = voices.ws1.astype(np.int64)
+    f1_hz = base_hz * mult[voices.mult1]
     unit2 = candidate_atoms(cls2, np.where(voices.amp2 > 0, f2_hz, 0.0))
     unit1 = candidate_atoms(cls1, np.where(~fm & (voices.amp1 > 0), f1_hz, 0.0))
     return unit2, unit1

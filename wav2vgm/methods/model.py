@@ -341,7 +341,6 @@ class ModelMethod:
         on = ch_cls >= 0
         k = np.where(on, ch_cls, 0)
         tab = self.timbres
-        noise = np.array([t.noise for t in tab])[k]
         f = np.where(on, ch_f, 440.0)
         # a sine above 6.2 kHz is reached through the multiplier (both operators alike)
         m2 = np.where(k == 0, R.carrier_mult(f), 1)
@@ -357,8 +356,8 @@ class ModelMethod:
         out.cnt[:] = np.array([t.cnt for t in tab])[k]
         out.mod_tl1[:] = np.array([t.tl1 for t in tab])[k]
         a = np.where(on, ch_a, 0.0).astype(np.float32)
-        out.amp1[:] = np.where(noise, a, np.where(pair, a * ch_r, 0.0))
-        out.amp2[:] = np.where(noise, 0.0, a)
+        out.amp1[:] = np.where(pair, a * ch_r, 0.0)
+        out.amp2[:] = a
 
     def _choose(self, options, power, floor) -> VoiceFrames:
         """Per stretch of SWITCH_S seconds, keep the option that sounds closest.

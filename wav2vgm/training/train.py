@@ -32,7 +32,7 @@ class TrainConfig:
     n_train: int = 80_000
     n_val: int = 4_000
     batch_size: int = 256
-    epochs: int = 10
+    epochs: int = 20
     lr: float = 2e-3
     pos_weight: float = 5.0
     class_weight: float = 0.5
