@@ -137,7 +137,9 @@ vector, so voice order never matters, and timbres are classes.
 
 ## How the converter uses it (judged by sound)
 Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
-1. the network's most probable voices, each pitch refined on the spectrum;
+1. the network's most probable voices, each pitch refined on the spectrum
+   and offered with its three most probable timbres (the network names the
+   right one on 63% of its validation frames; the pursuit judges by sound);
 2. the sine tracker (the `sines` method) plays the strongest partials on 14
    channels;
 3. a greedy pursuit on the log-mel error fills the other 4 channels: the
@@ -165,9 +167,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 35% less time; mean over the 23 clips 3.07 dB against
-2.96 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 2.89 dB, about 2.3x the time of `balanced`).
+the mix (about 35% less time; mean over the 23 clips 2.90 dB against
+2.78 for `balanced`), `best` searches harder and analyses 90 frames per
+second instead of 60 (mean 2.74 dB, about 2.3x the time of `balanced`).
 
 Levels glide between frames (the 4 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -234,8 +236,8 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
-  (organ: 1% worse, where the half-second comparison chose the mix).
-- On random-patch clips it reaches 2.1-2.7 dB.  Exact reproduction is
+  (melody, trumpet, flute, guitar, wormintr).
+- On random-patch clips it reaches 2.2-2.8 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),

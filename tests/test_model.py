@@ -105,6 +105,31 @@ def test_noise_timbre_keeps_its_spectrum_at_every_level():
         assert np.abs(quieter - shape[0]).mean() < 1.5
 
 
+@needs_model
+def test_each_detected_pitch_is_offered_with_several_timbres(tmp_path):
+    from wav2vgm.convert import FrameAnalyser, frame_times
+    from wav2vgm.audio import load_audio
+    from wav2vgm.methods.model import TIMBRES_PER_DETECTION, ModelMethod
+
+    src = _opl_chord(tmp_path / "fm.wav", ["fm1-tl10", "wave3"], [262.0, 660.0], seconds=0.5)
+    x, _ = load_audio(str(src))
+    analyser = FrameAnalyser(frame_times(x.size, 60.0), n_samples=x.size)
+    mag = np.concatenate([analyser.push(x), analyser.push(None)])[10:14]
+    method = ModelMethod()
+    cls, f0, amp = method.detect(mag, analyser.freqs_hz)
+    k = TIMBRES_PER_DETECTION
+    assert k > 1 and cls.shape == (4, method.n_voices * k) == f0.shape == amp.shape
+    groups = cls.reshape(4, -1, k)
+    live = amp.reshape(4, -1, k)[..., 0] > 0
+    assert live.any()
+    for row, on in zip(groups, live):
+        for g in row[on]:
+            assert len(set(g.tolist())) == k                  # distinct timbres per pitch
+    # the alternatives sit on the same detected partial
+    main = (f0 * codebook.strongest_partial()[cls]).reshape(4, -1, k)[live]
+    assert np.allclose(main, main[:, :1], rtol=0.03)
+
+
 def test_shipped_atoms_match_the_emulator():
     path = default_model_path().with_name(pursuit.ATOMS_FILE)
     if not path.is_file():
