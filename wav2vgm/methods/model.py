@@ -46,7 +46,7 @@ THRESHOLD = 0.25
 # each detected pitch is offered to the pursuit with this many of its most probable
 # timbres (the network names the right one about 63% of the time on its validation
 # frames; the pursuit judges them by sound): 1 / 2 / 3 / 5 measured 2.818 / 2.797 /
-# 2.782 / 2.799 dB over the 23 clips (adplay), for about 3% more conversion time
+# 2.782 / 2.799 dB over the 23 clips (adplay), for about 10% more conversion time
 TIMBRES_PER_DETECTION = 3
 # quality -> (peaks tried as sines and sine pairs, the spectral change that
 #             starts a new voice set (mean dB per band), candidates re-evaluated
