@@ -82,6 +82,17 @@ def melody(tmp: Path, out: Path = HERE, *, name: str = "melody.wav", program: in
     _to_mono44(raw, out / name, seconds=4.0)
 
 
+def patch_chords(seed: int) -> list[list[tuple[int, float, int]]]:
+    """The random patches of :func:`opl_patches`: 8 chords of 3 (timbre, base pitch in Hz, carrier TL)."""
+    sys.path.insert(0, str(HERE.parent))
+    from wav2vgm.methods import codebook
+
+    rng = np.random.default_rng(seed)
+    return [[(int(rng.integers(0, codebook.N_TIMBRES)),
+              float(np.exp(rng.uniform(np.log(110), np.log(880)))), int(rng.integers(0, 12)))
+             for _ in range(3)] for _ in range(8)]
+
+
 def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed: int = 2026,
                 key_on_jitter: int = 0, write_wav_file: bool = True) -> Path:
     """Random codebook patches played by the project's own OPL3 writer and emulator.
@@ -97,16 +108,12 @@ def opl_patches(tmp: Path, out: Path = HERE, *, name: str = "opl_patches", seed:
     from wav2vgm.opl3.render import render_vgm
     from wav2vgm.vgm import read_vgm, write_vgm
 
-    rng = np.random.default_rng(seed)
     jitter = np.random.default_rng(99)
     events = [(0, R.REG_NEW, 1)]
     t = 64
-    for step in range(8):                                  # 8 chords of 3 voices, 0.5 s each
-        for ch in range(3):
-            k = int(rng.integers(0, codebook.N_TIMBRES))
-            f = float(np.exp(rng.uniform(np.log(110), np.log(880))))
+    for step, chord in enumerate(patch_chords(seed)):      # 8 chords of 3 voices, 0.5 s each
+        for ch, (k, f, tl2) in enumerate(chord):
             fields = codebook.voice_fields(k, f)
-            tl2 = int(rng.integers(0, 12))
             tl_op1, tl_op2 = (int(v) for v in codebook.operator_tls(k, tl2))
             op1 = R.Operator(mult=fields["mult1"], tl=tl_op1,
                              ws=fields["ws1"], rr=8)

@@ -274,6 +274,12 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
                       progress: Callable[[int], None] | None = None) -> dict:
     """Convert an open audio stream into an open :class:`VgmWriter`; returns statistics."""
     found = analyse(stream, options, progress=progress)
+    return write_voices(writer, found, options, n_samples=stream.n_samples)
+
+
+def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
+                 n_samples: int) -> dict:
+    """A voice table (:func:`analyse`'s, or any other) -> register writes in ``writer``."""
     voices, centres = found.voices, found.centres
     steps = update_steps(options.frame_rate_hz, options.substeps)
     frame_t = update_times(centres, options.frame_rate_hz, steps)
@@ -283,6 +289,6 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
         # one wait command per update, writes or not; each run of equal times one group
         writer.write_timed(times, regs, vals, ticks=frame_t)
         n_writes += len(times)
-    writer.advance_to(stream.n_samples, ticks=frame_t)           # the updates after the last write
+    writer.advance_to(n_samples, ticks=frame_t)                  # the updates after the last write
     return {"n_frames": voices.n_frames, "n_updates": int(frame_t.size), "n_writes": n_writes,
-            "n_samples": stream.n_samples}
+            "n_samples": n_samples}
