@@ -145,7 +145,8 @@ class ModelMethod:
     def detect(self, mag: np.ndarray, freqs_hz: np.ndarray):
         """Per frame the voices the model detects: class, f0_hz, amplitude, each
         (n_frames, n_voices * TIMBRES_PER_DETECTION): every detected pitch once
-        per each of its most probable timbres, most probable first."""
+        for each of its TIMBRES_PER_DETECTION most probable timbres, most
+        probable first."""
         x, peak_db = features.model_features(mag)
         pres, timbre, level = self.session.run(None, {"features": x})
         prob = 1.0 / (1.0 + np.exp(-pres))                      # (n, B)
