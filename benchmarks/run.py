@@ -373,8 +373,8 @@ def exact_voices_vgm(wav: Path, clip_vgm: Path, chords, out: Path) -> Path:
     """
     from wav2vgm.audio import open_audio
     from wav2vgm.convert import analyse, write_voices
-    from wav2vgm.methods import codebook
     from wav2vgm.methods.base import VoiceFrames
+    from wav2vgm.methods.model import fill_voices
     from wav2vgm.opl3 import registers as R
     from wav2vgm.opl3.render import player_write_times
     from wav2vgm.vgm import VgmWriter, read_vgm
@@ -393,14 +393,16 @@ def exact_voices_vgm(wav: Path, clip_vgm: Path, chords, out: Path) -> Path:
     chord = np.searchsorted(starts_s, centre_s, side="right") - 1
     nxt = np.append(starts_s, np.inf)[np.minimum(chord + 1, len(starts_s))]
     playing = (chord >= 0) & (nxt - centre_s > hop_s / 2)
-    v = VoiceFrames.empty(centre_s.size, options.voices)
-    for i in np.flatnonzero(playing):
-        for ch, (k, f_hz, tl2) in enumerate(chords[chord[i]]):
-            fields = codebook.voice_fields(k, f_hz)
-            for name in ("fnum", "block", "cnt", "fb", "mult1", "mult2", "ws1", "ws2"):
-                getattr(v, name)[i, ch] = fields[name]
-            v.mod_tl1[i, ch] = fields["tl1"]
-            v.amp2[i, ch] = 10 ** (-R.TL_STEP_DB * tl2 / 20)
+    now = np.array(chords, np.float64)[np.maximum(chord, 0)]          # (frames, voices, 3)
+    on = playing[:, None]
+    shape = (centre_s.size, options.voices)
+    pad = lambda a, fill: np.pad(a, ((0, 0), (0, shape[1] - a.shape[1])),  # noqa: E731
+                                 constant_values=fill)
+    cls = pad(np.where(on, now[..., 0], -1).astype(np.int64), -1)
+    f_hz = pad(np.where(on, now[..., 1], 0.0), 0.0)
+    amp = pad(np.where(on, 10 ** (-R.TL_STEP_DB * now[..., 2] / 20), 0.0), 0.0)
+    v = VoiceFrames.empty(*shape)
+    fill_voices(v, cls, f_hz, amp, np.full(shape, -1), np.zeros(shape))
     found.voices = v
     with open(out, "wb") as f:
         writer = VgmWriter(f)

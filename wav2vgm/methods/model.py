@@ -130,7 +130,6 @@ class ModelMethod:
         self.max_segment = max(1, int(round(SEGMENT_MAX_S * frame_rate_hz)))
         self.switch_frames = max(1, int(round(SWITCH_S * frame_rate_hz)))
         self.partial = codebook.strongest_partial()
-        self.timbres = codebook.TIMBRES
         self.options = [OPTIONS.index(name) for name in compared]       # indices into OPTIONS
         self.margins = MARGIN_DB[self.options]
         self.mixes = [min(MIX_VOICES[k], self.n_voices) for k in self.options]
@@ -162,9 +161,10 @@ class ModelMethod:
         k = TIMBRES_PER_DETECTION
         top = np.argsort(-logits, axis=1, kind="stable")[:, :k, :]           # (n, k, nv)
         cls = top.transpose(0, 2, 1).reshape(top.shape[0], -1)             # (n, nv * k)
-        amp, j = np.repeat(amp, k, axis=1), np.repeat(j, k, axis=1)
         f_main = features.F_MIN_HZ * 2.0 ** (j / features.BINS_PER_OCTAVE)
-        f0 = self._refine(mag, freqs_hz, cls, f_main) / self.partial[cls]
+        f_peak = self._refine(mag, freqs_hz, f_main)            # once per pitch, not per timbre
+        f_main, f_peak, amp = (np.repeat(a, k, axis=1) for a in (f_main, f_peak, amp))
+        f0 = np.where(cls == codebook.NOISE_CLASS, f_main, f_peak) / self.partial[cls]
         return cls, f0, amp
 
     def _select(self, mag, freqs_hz, power, floor, peaks, detections, starts, *, n_voices,
@@ -205,7 +205,7 @@ class ModelMethod:
         return (pick(c_cls), pick(c_f0), np.take_along_axis(level, top, axis=1),
                 pick(c_m1), pick(c_ratio))
 
-    def _refine(self, mag, freqs_hz, cls, f_main):
+    def _refine(self, mag, freqs_hz, f_main):
         """Move each voice's loudest partial onto the nearest spectral peak (within 0.6 semitone)."""
         bin_hz = freqs_hz[1] - freqs_hz[0]
         target = f_main / bin_hz                                 # fractional FFT bin
@@ -218,13 +218,11 @@ class ModelMethod:
         m = np.where(np.abs(offs) <= half[..., None], m, 0.0)
         best = np.argmax(m, axis=-1)
         k = np.take_along_axis(idx, best[..., None], axis=-1)[..., 0]
-        lm = 20 * np.log10(np.maximum(mag, 1e-9))
         r0 = np.arange(mag.shape[0])[:, None]
-        a, b, c = lm[r0, k - 1], lm[r0, k], lm[r0, k + 1]
+        a, b, c = (20 * np.log10(np.maximum(mag[r0, k + o], 1e-9)) for o in (-1, 0, 1))
         d, _ = parabolic_peak(a, b, c)
         f_peak = (k + d) * bin_hz
-        ok = (b > a) & (b >= c) & (cls != codebook.NOISE_CLASS)
-        return np.where(ok, f_peak, f_main)
+        return np.where((b > a) & (b >= c), f_peak, f_main)
 
     # -- detections -> channels ------------------------------------------------------
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
@@ -267,7 +265,7 @@ class ModelMethod:
                                                n_voices=track.n, base_power=base_power)
         ch = self._assign(cls, f0, amp, m1, ratio, track)
         out = VoiceFrames.empty(mag.shape[0], track.n)
-        self._fill(out, *ch)
+        fill_voices(out, *ch)
         return out, ch[0]
 
     def _assign(self, cls, f0, amp, m1, ratio, track: "_Channels"):
@@ -349,28 +347,6 @@ class ModelMethod:
             track.prev_class, track.prev_f = ch_cls[-1].copy(), ch_f[-1].copy()
         return ch_cls, ch_f, ch_a, ch_m1, ch_r
 
-    def _fill(self, out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:
-        on = ch_cls >= 0
-        k = np.where(on, ch_cls, 0)
-        tab = self.timbres
-        f = np.where(on, ch_f, 440.0)
-        # a sine above 6.2 kHz is reached through the multiplier (both operators alike)
-        m2 = np.where(k == 0, R.carrier_mult(f), 1)
-        fnum, block = R.hz_to_fnum(f, mult=m2)
-        out.fnum[:] = fnum
-        out.block[:] = block
-        pair = (k == 0) & (ch_m1 >= 0)
-        out.mult1[:] = np.where(pair, ch_m1, np.where(k == 0, m2, np.array([t.mult1 for t in tab])[k]))
-        out.mult2[:] = m2
-        out.ws1[:] = np.array([t.ws1 for t in tab])[k]
-        out.ws2[:] = np.array([t.ws2 for t in tab])[k]
-        out.fb[:] = np.array([t.fb for t in tab])[k]
-        out.cnt[:] = np.array([t.cnt for t in tab])[k]
-        out.mod_tl1[:] = np.array([t.tl1 for t in tab])[k]
-        a = np.where(on, ch_a, 0.0).astype(np.float32)
-        out.amp1[:] = np.where(pair, a * ch_r, 0.0)
-        out.amp2[:] = a
-
     def _choose(self, options, power, floor) -> VoiceFrames:
         """Per stretch of SWITCH_S seconds, keep the option that sounds closest.
 
@@ -420,6 +396,36 @@ class ModelMethod:
         out.amp1[rest] = 0.0
         out.amp2[rest] = 0.0
         self._last = (now[-1], sounding[-1] & ~rest[-1])
+
+
+def fill_voices(out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:
+    """Codebook voices per (frame, channel) -> register fields of ``out``.
+
+    ``ch_cls`` timbre (-1: silent), ``ch_f`` base pitch in Hz, ``ch_a`` level;
+    for sines, ``ch_m1`` the partner's multiplier (-1: none) and ``ch_r`` its
+    amplitude ratio.
+    """
+    on = ch_cls >= 0
+    k = np.where(on, ch_cls, 0)
+    tab = codebook.TIMBRES
+    f = np.where(on, ch_f, 440.0)
+    # a sine above 6.2 kHz is reached through the multiplier (both operators alike)
+    m2 = np.where(k == 0, R.carrier_mult(f), 1)
+    fnum, block = R.hz_to_fnum(f, mult=m2)
+    out.fnum[:] = fnum
+    out.block[:] = block
+    pair = (k == 0) & (ch_m1 >= 0)
+    out.mult1[:] = np.where(pair, ch_m1, np.where(k == 0, m2, np.array([t.mult1 for t in tab])[k]))
+    out.mult2[:] = m2
+    out.ws1[:] = np.array([t.ws1 for t in tab])[k]
+    out.ws2[:] = np.array([t.ws2 for t in tab])[k]
+    out.fb[:] = np.array([t.fb for t in tab])[k]
+    out.cnt[:] = np.array([t.cnt for t in tab])[k]
+    out.mod_tl1[:] = np.array([t.tl1 for t in tab])[k]
+    a = np.where(on, ch_a, 0.0).astype(np.float32)
+    out.amp1[:] = np.where(pair, a * ch_r, 0.0)
+    out.amp2[:] = a
+
 
 
 class _Channels:

@@ -321,15 +321,18 @@ class Chip:
             self.mod_src[s1] = s0
             out[ch] = (s1, -1, -1, -1)
 
+    def _voice_slots(self, ch: int) -> list[int]:
+        """The channel's slots, with its pair's for the first half of a 4-op pair."""
+        slots = list(self._channel_slots(ch))
+        if self.newm and self.ch_type[ch] == CH_4OP:
+            slots += list(self._channel_slots(int(self.pair[ch])))
+        return slots
+
     def _key_slots(self, ch: int) -> list[int]:
         """The slots a channel's key bit drives (none for the second half of a 4-op pair)."""
-        slots = list(self._channel_slots(ch))
-        if self.newm:
-            if self.ch_type[ch] == CH_4OP:
-                slots += list(self._channel_slots(int(self.pair[ch])))
-            elif self.ch_type[ch] not in (CH_2OP, CH_DRUM):
-                return []
-        return slots
+        if self.newm and self.ch_type[ch] not in (CH_4OP, CH_2OP, CH_DRUM):
+            return []
+        return self._voice_slots(ch)
 
     def _key(self, ch: int, on: bool) -> None:
         for s in self._key_slots(ch):
@@ -530,9 +533,7 @@ class Chip:
             fnum, block = (int(self.ch_fnum[ch]) & 0xFF) | ((v & 3) << 8), (v >> 2) & 7
         if ((block << 1) | ((fnum >> (9 - self.nts)) & 1)) != self.ch_ksv[ch]:
             # a new key-scale rate is harmless only to envelopes that cannot move
-            slots = list(self._channel_slots(ch))
-            if self.newm and self.ch_type[ch] == CH_4OP:
-                slots += list(self._channel_slots(int(self.pair[ch])))
+            slots = self._voice_slots(ch)
             if not (self._static_envelopes()[slots].all() and (self.eg_gen[slots] != ATTACK).all()):
                 return False
         if top == 0xB0:
