@@ -13,7 +13,9 @@ segment keeps channels from flickering between frames; levels stay per frame.
 
 Everything is vectorised over segments (those of like length searched
 together); after the first step only the few most promising candidates of
-each segment are re-evaluated (lazy greedy).
+each segment are re-evaluated (lazy greedy), each judged on four evenly
+spaced frames of its segment, and only the chosen one is fitted on every
+frame.
 """
 
 from __future__ import annotations
@@ -266,6 +268,7 @@ def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: i
 
 
 _PAD_FLOOR = np.float32(1e30)
+JUDGE_FRAMES = 4
 _DB_PER_LN = np.float32(10 / np.log(10))
 
 
@@ -286,57 +289,72 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
     gain = np.zeros((S, K, c), np.float32)
     estimate = np.full((S, c), np.inf, np.float32)                        # stale improvement
     live = np.ones(S, bool)
+    # candidates are judged on a few evenly spaced frames of each (steady) segment, the
+    # improvement scaled to the segment's length; the chosen one's levels are then fitted
+    # on every frame.  (All frames: 2.772 dB over the 23 clips, these: 2.768, in 0.2 s less.)
+    judge = np.unique(np.linspace(0, K - 1, min(K, JUDGE_FRAMES)).round().astype(np.int64))
+    scale = np.float32(K / judge.size)
+    every = judge.size == K
 
-    def evaluate(idx, cand, fit_gains, hint_gains):
-        """Best per-frame error (k, K, L) and gain of candidates ``cand`` (k, L) of segments ``idx``."""
+    def evaluate(idx, cand, fit_gains, hint_gains, frames=slice(None)):
+        """Best per-frame error (k, K', L) and gain of candidates ``cand`` (k, L) of segments
+        ``idx``, on the segments' ``frames`` (default all K)."""
+        Pf, Mf, Tf, FLf = P[:, frames], model[:, frames], target[:, frames], FL[:, frames]
+        kf = Pf.shape[1]
         av = atoms[idx[:, None], cand]                                    # (k, L, B)
-        tp = np.broadcast_to(top[idx[:, None], cand][:, None, :], (idx.size, K, cand.shape[1]))
-        p_top = np.take_along_axis(P[idx], tp, axis=2)
-        m_top = np.take_along_axis(model[idx], tp, axis=2)
+        tp = np.broadcast_to(top[idx[:, None], cand][:, None, :], (idx.size, kf, cand.shape[1]))
+        p_top = np.take_along_axis(Pf[idx], tp, axis=2)
+        m_top = np.take_along_axis(Mf[idx], tp, axis=2)
         fit = np.maximum(p_top - m_top, 0.0) / np.maximum(a_top[idx[:, None], cand][:, None, :], 1e-30)
-        h = np.take_along_axis(hint[idx], np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
+        h = np.take_along_axis(hint[:, frames][idx], np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
         g = np.concatenate([fit[..., None] * fit_gains, h[..., None] * hint_gains], axis=3)
-        trial = model[idx][:, :, None, None, :] + g[..., None] * av[:, None, :, None, :]
-        np.maximum(trial, FL[idx][:, :, :, None, None], out=trial)
+        trial = Mf[idx][:, :, None, None, :] + g[..., None] * av[:, None, :, None, :]
+        np.maximum(trial, FLf[idx][:, :, :, None, None], out=trial)
         np.log(trial, out=trial)
-        trial -= target[idx][:, :, None, None, :]
-        e = _DB_PER_LN * np.abs(trial, out=trial).sum(axis=4)             # (k, K, L, G)
-        e = np.where(g <= 0, err[idx][:, :, None, None], e)
+        trial -= Tf[idx][:, :, None, None, :]
+        e = _DB_PER_LN * np.abs(trial, out=trial).sum(axis=4)             # (k, K', L, G)
+        e = np.where(g <= 0, err[:, frames][idx][:, :, None, None], e)
         gi = np.argmin(e, axis=3)[..., None]
         return (np.take_along_axis(e, gi, axis=3)[..., 0], np.take_along_axis(g, gi, axis=3)[..., 0])
+
+    def improvement(idx, cand, avail, e_judge):
+        """(k, L) estimated error reduction over the whole segment (-inf: unavailable)."""
+        gain_db = (err[idx][:, judge].sum(axis=1)[:, None] - e_judge.sum(axis=1)) * scale
+        return np.where(np.take_along_axis(avail, cand, axis=1), gain_db, -np.inf)
 
     for step in range(min(n_voices, c)):
         idx = np.flatnonzero(live)
         if idx.size == 0:
             break
         avail = ~(chosen[idx] | blocked[idx])
+        r = np.arange(idx.size)
         if step == 0:       # every available candidate, at two levels: a first estimate
             first = np.full((idx.size, c), -np.inf, np.float32)
             width = int(avail.sum(axis=1).max())
             if width:       # available ones first: empty slots (no peak, no partner) are skipped
                 cand = np.argsort(~avail, axis=1, kind="stable")[:, :width]
-                e_min, g_min = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:1])
-                improve = err[idx].sum(axis=1)[:, None] - e_min.sum(axis=1)
-                np.put_along_axis(first, cand, np.where(np.take_along_axis(avail, cand, axis=1),
-                                                        improve, -np.inf), axis=1)
+                e_j, _ = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:1], judge)
+                np.put_along_axis(first, cand, improvement(idx, cand, avail, e_j), axis=1)
             estimate[idx] = first
+        # the few most promising (by their stale estimates) are judged again, at every level
         cand = np.argsort(-np.where(avail, estimate[idx], -np.inf), axis=1, kind="stable")[:, :n_lazy]
-        e_min, g_min = evaluate(idx, cand, _FIT_GAINS, _HINT_GAINS)
-        improve = err[idx].sum(axis=1)[:, None] - e_min.sum(axis=1)      # (k, L)
-        improve = np.where(np.take_along_axis(avail, cand, axis=1), improve, -np.inf)
+        e_j, g_j = evaluate(idx, cand, _FIT_GAINS, _HINT_GAINS, judge)
+        improve = improvement(idx, cand, avail, e_j)
         estimate[idx[:, None], cand] = improve
         j = np.argmax(improve, axis=1)
-        r = np.arange(idx.size)
-        ok = improve[r, j] > 1e-3
+        best = cand[r, j]
+        if every:
+            e_min, g = e_j[r, :, j], g_j[r, :, j]                         # (k, K)
+        else:
+            e_min, g = (a[..., 0] for a in evaluate(idx, best[:, None], _FIT_GAINS, _HINT_GAINS))
+        ok = (err[idx].sum(axis=1) - e_min.sum(axis=1) > 1e-3) & np.isfinite(improve[r, j])
         live[idx[~ok]] = False
-        idx, j, r = idx[ok], j[ok], r[ok]
+        idx, best, g, e_min = idx[ok], best[ok], g[ok], e_min[ok]
         if idx.size == 0:
             break
-        best = cand[r, j]
-        g = g_min[r, :, j]                                                # (k, K)
         chosen[idx, best] = True
         gain[idx, :, best] = g
         model[idx] += g[..., None] * atoms[idx, best][:, None, :]
-        err[idx] = e_min[r, :, j]
+        err[idx] = e_min
         blocked[idx] |= np.abs(main[idx] / np.maximum(main[idx, best][:, None], 1e-6) - 1) < 0.01
     return np.sqrt(gain)

@@ -61,22 +61,25 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     out_a = np.zeros((n_frames, n_peaks))
     if n_frames == 0:
         return out_f, out_a
-    lm = 20 * np.log10(np.maximum(mag, 1e-9))
-    centre = lm[:, 1:-1]
-    is_peak = (centre > lm[:, :-2]) & (centre >= lm[:, 2:])
+    # peaks are found on the linear magnitudes (the same comparisons as in dB, which
+    # is monotonic); logs are taken only around the candidates
+    mag = np.asarray(mag, np.float32)
+    centre = mag[:, 1:-1]
+    is_peak = (centre > mag[:, :-2]) & (centre >= mag[:, 2:])
     top = centre.max(axis=1, keepdims=True)
-    is_peak &= (centre > floor_db) & (centre > top - range_db)
-    score = np.where(is_peak, centre, -np.inf)
+    is_peak &= ((centre > np.float32(10 ** (floor_db / 20)))
+                & (centre > top * np.float32(10 ** (-range_db / 20))))
+    score = np.where(is_peak, -centre, np.float32(1))       # negated: the loudest first
     n_cand = min(n_peaks + 16, score.shape[1])
-    idx = np.argpartition(-score, n_cand - 1, axis=1)[:, :n_cand]
-    sc = np.take_along_axis(score, idx, axis=1)
+    idx = np.argpartition(score, n_cand - 1, axis=1)[:, :n_cand]
+    sc = -np.take_along_axis(score, idx, axis=1)
     order = np.argsort(-sc, axis=1)
     idx = np.take_along_axis(idx, order, axis=1) + 1        # bin index in the full spectrum
     sc = np.take_along_axis(sc, order, axis=1)
     rows = np.arange(n_frames)[:, None]
-    a, b, c = lm[rows, idx - 1], lm[rows, idx], lm[rows, idx + 1]
+    a, b, c = (20 * np.log10(np.maximum(mag[rows, idx + o], 1e-9)) for o in (-1, 0, 1))
     delta, height = parabolic_peak(a, b, c)
-    peak_db = np.where(np.isfinite(sc), height, -np.inf)
+    peak_db = np.where(sc >= 0, height, -np.inf)
     pos = idx + delta
     keep = np.isfinite(peak_db) & ~_side_lobes(pos, peak_db, window_bins=window_bins,
                                                range_db=range_db)
@@ -116,15 +119,16 @@ def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
     p = np.take_along_axis(pos, order, axis=1)
     db = np.take_along_axis(peak_db, order, axis=1)
     hit = np.zeros((n, c), bool)
+    # the quieter of two peaks is masked if it lies within 1.5 window bins of the louder,
+    # or more than 28.5 dB + the envelope's fall at their distance below it
     with np.errstate(invalid="ignore"):                                  # -inf - -inf: no peaks
         for o in range(1, k_max + 1):
             lo, hi = slice(0, c - o), slice(o, c)
             d = np.abs(p[:, hi] - p[:, lo]) / window_bins
-            for me, other in ((lo, hi), (hi, lo)):
-                above = db[:, other] - db[:, me]                          # other louder by
-                envelope = db[:, other] - 31.5 - 18 * np.log2(np.maximum(d, 2.5) / 2.5)
-                hit[:, me] |= (((above > 0) & (d < 1.5))
-                               | ((above > 28.0) & (d >= 1.5) & (db[:, me] < envelope + 3.0)))
+            louder = db[:, hi] - db[:, lo]                                # hi louder than lo by
+            m = (d < 1.5) | (np.abs(louder) > 28.5 + 18 * np.log2(np.maximum(d, 2.5) / 2.5))
+            hit[:, lo] |= m & (louder > 0)
+            hit[:, hi] |= m & (louder < 0)
     np.put_along_axis(masked, order, hit, axis=1)
     return masked
 
