@@ -502,10 +502,10 @@ def test_adplay_renders_440_hz_sine(tmp_path, adplay_path):
     assert abs(peak_hz - 440) < 5, peak_hz
 
 
-def _timed_by_hand(times, regs, values, ticks):
+def _timed_by_hand(times, regs, values, ticks, min_wait=40):
     """What write_timed must equal: wait / tick to every update, write_many per group."""
     out = io.BytesIO()
-    w = VgmWriter(out)
+    w = VgmWriter(out, min_wait=min_wait)
     now = 0
     starts = np.flatnonzero(np.diff(times, prepend=-1))
     for lo, hi in zip(starts.tolist(), starts[1:].tolist() + [len(times)]):
@@ -536,6 +536,25 @@ def test_write_timed_equals_waits_ticks_and_groups():
     w.close()
     assert out.getvalue() == _timed_by_hand(times, regs, values, ticks)
     assert check_strict(out.getvalue()) == []
+
+
+@pytest.mark.parametrize("step, min_wait", [(735.0, 0), (882.0, 40), (12.0, 0), (30.0, 40),
+                                             (70000.0, 40), (183.75, 200)])
+def test_write_timed_equals_waits_ticks_and_groups_for_any_spacing(step, min_wait):
+    # one-byte waits (735, 882, <= 16), updates closer than min_wait (debt), pauses over 65535
+    rng = np.random.default_rng(int(step))
+    ticks = np.unique(np.rint(np.arange(0, 400 * step, step)).astype(np.int64))
+    times = np.sort(rng.choice(ticks, 40, replace=False))
+    times[0] = 0                                                   # a first group at time 0
+    times = np.repeat(times, rng.integers(1, 4, times.size))
+    regs = rng.integers(0, 0x200, times.size)
+    values = rng.integers(0, 256, times.size)
+    out = io.BytesIO()
+    w = VgmWriter(out, min_wait=min_wait)
+    for part in np.array_split(np.arange(times.size), 3):      # groups may span calls
+        w.write_timed(times[part], regs[part], values[part], ticks=ticks)
+    w.close()
+    assert out.getvalue() == _timed_by_hand(times, regs, values, ticks, min_wait)
 
 
 def test_write_timed_refuses_times_before_now_or_unsorted():

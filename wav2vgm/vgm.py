@@ -369,6 +369,8 @@ class VgmWriter:
         from_k = np.searchsorted(ticks, np.concatenate([[self._intended], times[starts[:-1]]]),
                                  "right").tolist()
         to_k = np.searchsorted(ticks, times[starts], "left").tolist()
+        if self._write_timed_fast(cmd, times, starts, ticks):
+            return
         tick_list = ticks.tolist()
         for lo, hi, t, k0, k1 in zip(starts.tolist(), ends, times[starts].tolist(), from_k, to_k):
             for k in range(k0, k1):
@@ -376,6 +378,60 @@ class VgmWriter:
             if t > self._intended:
                 self._advance(t)
             self._append(data[3 * lo:3 * hi], hi - lo)
+
+    def _write_timed_fast(self, cmd: np.ndarray, times: np.ndarray, starts: np.ndarray,
+                          ticks: np.ndarray) -> bool:
+        """:meth:`write_timed` as array operations, where every update is its own wait command.
+
+        That holds when nothing is pending (no debt, no open group) and every
+        gap between consecutive updates (ticks and groups) is at least
+        ``min_wait`` and one wait command long; then each update is one wait
+        (no update waits for another) and each group follows its own.  Returns
+        False, having done nothing, where that does not hold.
+        """
+        group_t = times[starts]
+        if self._emitted != self._intended:
+            return False
+        if group_t[0] == self._intended and not (      # a first group now: no wait before it
+                self._group_open or self._last_group is None
+                or self._last_group + self._min_wait <= self._intended):
+            return False
+        ticks = ticks[~np.isin(ticks, group_t)]                  # a group at a tick is that update
+        event_t = np.concatenate([ticks, group_t])
+        order = np.argsort(event_t, kind="stable")
+        event_t = event_t[order]
+        gaps = np.diff(event_t, prepend=self._emitted)
+        if gaps[1:].min(initial=_MAX_WAIT_CMD) < max(self._min_wait, 1) or gaps.max() > _MAX_WAIT_CMD:
+            return False
+        if 0 < gaps[0] < max(self._min_wait, 1):
+            return False
+        group_of = np.where(order >= ticks.size, order - ticks.size, -1)   # -1: a tick
+        n_cmd = np.zeros(event_t.size, np.int64)
+        is_group = group_of >= 0
+        n_cmd[is_group] = np.diff(np.append(starts, times.size))[group_of[is_group]]
+        one_byte = (gaps <= 16) | (gaps == 735) | (gaps == 882)
+        wait_len = np.where(gaps == 0, 0, np.where(one_byte, 1, 3))
+        size = wait_len + 3 * n_cmd
+        offset = np.cumsum(size) - size                          # each event's first byte
+        out = np.empty(int(size.sum()), np.uint8)
+        waits = gaps > 0
+        out[offset[waits]] = np.where(gaps <= 16, 0x70 + gaps - 1, np.where(
+            gaps == 735, 0x62, np.where(gaps == 882, 0x63, 0x61)))[waits]
+        three = offset[~one_byte]
+        out[three + 1] = gaps[~one_byte] & 0xFF
+        out[three + 2] = gaps[~one_byte] >> 8
+        # the writes, in order: each group's after its wait
+        dest = np.repeat(offset + wait_len, n_cmd)
+        dest += 3 * (np.arange(times.size) - np.repeat(np.cumsum(n_cmd) - n_cmd, n_cmd))
+        out[dest[:, None] + np.arange(3)] = cmd
+        self._buf += out.tobytes()
+        self._n_writes += int(times.size)
+        self._intended = self._emitted = int(event_t[-1])
+        self._last_group = self._emitted
+        self._group_open = True
+        if len(self._buf) >= _FLUSH_BYTES:
+            self._flush()
+        return True
 
     def advance_to(self, t: int, *, ticks=None) -> None:
         """Wait until absolute time ``t``, ticking at every time of ``ticks`` (sorted) on the way
