@@ -150,9 +150,11 @@ def test_factor_lookup_finds_every_factor_within_the_tolerance():
     exact = np.argmin(np.abs(_SORTED_FACTORS[None, :] - ratio[:, None]), axis=1)
     fits = np.abs(_SORTED_FACTORS[exact] / ratio - 1) < _RATIO_TOL
     assert fits.sum() > 1000
-    got = _nearest_factor(ratio)
+    base_hz = np.exp(rng.uniform(np.log(20.0), np.log(6000.0), size=ratio.size))
+    got = _nearest_factor(ratio * base_hz, base_hz)
     assert (got[fits] == exact[fits]).all()
     # where no factor fits, whatever the table returns does not fit either
     assert not (np.abs(_SORTED_FACTORS[got[~fits]] / ratio[~fits] - 1) < _RATIO_TOL).any()
     # the edges: no peak (0) and ratios far outside the multipliers
-    assert _nearest_factor(np.array([0.0, 1e-12, 1e6])).tolist() == [0, 0, len(_SORTED_FACTORS) - 1]
+    assert (_nearest_factor(np.array([0.0, 1e-12, 1e6]), 440.0).tolist()
+            == [0, 0, len(_SORTED_FACTORS) - 1])

@@ -187,18 +187,17 @@ def steady_segments(power: np.ndarray, floor_power: np.ndarray, *, max_frames: i
     if n == 0:
         return np.zeros(0, np.int64)
     level = (10 * np.log10(np.maximum(power, np.asarray(floor_power)[:, None]))).astype(np.float32)
+    csum = np.concatenate([np.zeros((1, level.shape[1])), np.cumsum(level, axis=0, dtype=np.float64)])
     starts = [0]
-    total = level[0].copy()
-    count = 1
-    for i in range(1, n):
-        if count >= max_frames or np.abs(level[i] - total / count).mean() > change_db:
-            starts.append(i)
-            total = level[i].copy()
-            count = 1
-        else:
-            total += level[i]
-            count += 1
-    return np.asarray(starts, np.int64)
+    s = 0
+    while True:                 # each segment's frames tested at once against their running means
+        i = np.arange(s + 1, min(s + max_frames, n))
+        mean_so_far = (csum[i] - csum[s]) / (i - s)[:, None]          # of frames s .. i-1
+        new = np.abs(level[i] - mean_so_far).mean(axis=1) > change_db
+        s = int(i[np.argmax(new)]) if new.any() else s + max_frames
+        if s >= n:
+            return np.asarray(starts, np.int64)
+        starts.append(s)
 
 
 def segment_refs(starts: np.ndarray, n_frames: int) -> np.ndarray:

@@ -37,11 +37,13 @@ _FACTOR_LUT = np.argmin(np.abs(_SORTED_FACTORS[None, :] - 2.0 ** (
     np.arange(_LUT_LO, _LUT_HI + 1) / _LUT_STEPS)[:, None]), axis=1)
 
 
-def _nearest_factor(ratio: np.ndarray) -> np.ndarray:
-    """Index into the sorted multiplier values of the one nearest each ``ratio`` (> 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.rint(np.log2(np.maximum(ratio, 1e-9)) * _LUT_STEPS)
-    return _FACTOR_LUT[np.clip(g, _LUT_LO, _LUT_HI).astype(np.int64) - _LUT_LO]
+def _nearest_factor(num_hz: np.ndarray, den_hz: np.ndarray) -> np.ndarray:
+    """Index into the sorted multiplier values of the one nearest each ratio ``num_hz / den_hz``
+    (both > 0, broadcast; the logs are taken on the operands, not on their larger product)."""
+    steps = (np.log2(np.maximum(num_hz, 1e-9)) * _LUT_STEPS
+             - np.log2(np.maximum(den_hz, 1e-9)) * _LUT_STEPS)
+    g = np.clip(np.rint(steps), _LUT_LO, _LUT_HI).astype(np.int64)
+    return _FACTOR_LUT[g - _LUT_LO]
 
 
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
@@ -153,7 +155,7 @@ def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.n
         return mult1, amp1, hz1
     cand = _SORTED_FACTORS
     ratio = partner_hz[:, None, :] / np.maximum(base_hz, 1e-6)[:, :, None]    # (n, channels, spare)
-    j = _nearest_factor(ratio)
+    j = _nearest_factor(partner_hz[:, None, :], np.maximum(base_hz, 1e-6)[:, :, None])
     with np.errstate(divide="ignore", invalid="ignore"):
         fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
     fits &= (base_hz > 0)[:, :, None] & (partner_amp > 0)[:, None, :]
@@ -267,23 +269,14 @@ class SinesMethod:
         played: list[int] = []                  # channel of each played partial, frame by frame
         chan_prev = list(range(nv))              # frame 0 links to channels directly
         busy = self.track_on.tolist()
+        channels = range(nv)
         for i in range(n):
-            k = counts[i]
-            chan = [-1] * k
-            kept = [False] * nv
-            for p in range(k):
-                q = link[i][p]
-                if q >= 0:
-                    c = chan_prev[q]
-                    chan[p] = c
-                    kept[c] = True
-            free = ([c for c in range(nv) if not busy[c]]
-                    + [c for c in range(nv) if busy[c] and not kept[c]])
-            f = 0
-            for p in range(k):
-                if chan[p] < 0:
-                    chan[p] = free[f]
-                    f += 1
+            chan = [chan_prev[q] if q >= 0 else -1 for q in link[i][:counts[i]]]
+            if -1 in chan:
+                kept = set(chan)
+                free = iter([c for c in channels if not busy[c]]
+                            + [c for c in channels if busy[c] and c not in kept])
+                chan = [c if c >= 0 else next(free) for c in chan]
             busy = [False] * nv
             for c in chan:
                 busy[c] = True
@@ -314,7 +307,7 @@ def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
     base = np.maximum(fm / _MULT_VALUES[m2], 1e-6)
     ratio = pf[:, None, :] / base[:, :, None]                               # (n, main, peaks)
     cand = _SORTED_FACTORS
-    j = _nearest_factor(ratio)
+    j = _nearest_factor(pf[:, None, :], base[:, :, None])
     fits = (np.abs(cand[j] / np.maximum(ratio, 1e-9) - 1) < _RATIO_TOL) & (pa[:, None, :] > 0)
     k = np.arange(pf.shape[1])
     fits &= k[None, None, :] != np.arange(fm.shape[1])[None, :, None]          # not itself
