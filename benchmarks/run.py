@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
+import os
 import statistics
 import subprocess
 import sys
@@ -272,8 +273,24 @@ def _header(*columns: str) -> None:
     print("|" + "---|" * len(columns))
 
 
+@contextmanager
+def _one_core():
+    """Pin this process (and every thread it starts: BLAS, FFT workers) to one CPU, where the
+    platform allows: the speed bar is set for one core."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield "all cores (this platform cannot pin a process)"
+        return
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        yield f"one core (CPU {min(cpus)})"
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
 def speed() -> None:
-    with _speed_clip() as (tmp, src):
+    with _speed_clip() as (tmp, src), _one_core() as cores:
+        print(f"pinned to {cores}")
         _header("method", "60 s clip, median of 5", "x real time")
         for method, quality in (("sines", "balanced"), ("model", "fast"), ("model", "balanced"),
                                 ("model", "best")):
