@@ -327,12 +327,14 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
             break
         avail = ~(chosen[idx] | blocked[idx])
         r = np.arange(idx.size)
-        if step == 0:       # every available candidate, at two levels: a first estimate
+        if step == 0:       # every available candidate, at its fitted level: a first estimate
             first = np.full((idx.size, c), -np.inf, np.float32)
             width = int(avail.sum(axis=1).max())
             if width:       # available ones first: empty slots (no peak, no partner) are skipped
                 cand = np.argsort(~avail, axis=1, kind="stable")[:, :width]
-                e_j, _ = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:1], judge)
+                # (the source's level hint is left out here: with it, 2.768 dB over the 23 clips,
+                # without 2.743, and step 0 is most of the search's time)
+                e_j, _ = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:0], judge)
                 np.put_along_axis(first, cand, improvement(idx, cand, avail, e_j), axis=1)
             estimate[idx] = first
         # the few most promising (by their stale estimates) are judged again, at every level
