@@ -148,7 +148,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    channel's two operators) are candidates, each candidate's spectrum comes
    from the emulator-rendered atoms, and the voice that most reduces the
    error against the input (given what the tracker already plays) is added
-   until none helps; one voice set per stretch of steady sound (split where
+   until none helps (each candidate judged on four evenly spaced frames of
+   its stretch, the chosen one's level fitted on every frame); one voice set
+   per stretch of steady sound (split where
    the log-mel spectrum moves more than 2 dB per band from the stretch's
    mean -- an onset, a chord change, a new vowel -- and at most 0.5 s
    long), levels per frame;
@@ -168,9 +170,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 35% less time; mean over the 23 clips 2.90 dB against
-2.78 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 2.74 dB, about 2.3x the time of `balanced`).
+the mix (about 40% less time; mean over the 23 clips 2.85 dB against
+2.74 for `balanced`), `best` searches harder and analyses 90 frames per
+second instead of 60 (mean 2.71 dB, about 2.6x the time of `balanced`).
 
 Levels glide between frames (the 4 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -238,7 +240,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
   (melody, trumpet, flute, guitar, wormintr).
-- On random-patch clips it reaches 2.2-2.8 dB.  Exact reproduction is
+- On random-patch clips it reaches 2.1-3.0 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
@@ -250,7 +252,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   channels take codebook timbres, the sine tracker plays FM voices' partials
   one by one on the others, and voices are chosen per stretch of steady
   spectrum, not from the notes' envelopes.
-- About 2.5-3x slower than `sines` (`python benchmarks/run.py speed`); the network
+- About 2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """
 
