@@ -39,7 +39,8 @@ _FACTOR_LUT = np.argmin(np.abs(_SORTED_FACTORS[None, :] - 2.0 ** (
 
 def _nearest_factor(num_hz: np.ndarray, den_hz: np.ndarray) -> np.ndarray:
     """Index into the sorted multiplier values of the one nearest each ratio ``num_hz / den_hz``
-    (both > 0, broadcast; the logs are taken on the operands, not on their larger product)."""
+    (both > 0, broadcast against each other; the logs are taken of the two operands, not of
+    the far larger table of their ratios)."""
     steps = (np.log2(np.maximum(num_hz, 1e-9)) * _LUT_STEPS
              - np.log2(np.maximum(den_hz, 1e-9)) * _LUT_STEPS)
     g = np.clip(np.rint(steps), _LUT_LO, _LUT_HI).astype(np.int64)
