@@ -1,0 +1,54 @@
+"""Speed and memory targets, measured (deselected by default: ``python -m pytest -m benchmark``).
+
+They reuse ``benchmarks/run.py`` (the same clips, the same pinning to one
+core), so the figures in the README and these checks are one measurement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_module():
+    spec = importlib.util.spec_from_file_location("benchmarks_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_method_converts_100x_faster_than_real_time_on_one_core():
+    run = _run_module()
+    with run._speed_clip() as (tmp, src), run._one_core():
+        run.convert_timed(src, tmp / "warm.vgm", "model")              # model load
+        seconds = run.convert_timed(src, tmp / "out.vgm", "model", repeats=5)
+    assert seconds < 0.6, (f"the 60 s clip took {seconds:.2f} s, {60 / seconds:.0f}x real time "
+                           f"(the bar: 100x)")
+
+
+@pytest.mark.parametrize("method", ["model", "sines"])
+def test_memory_does_not_grow_with_the_input(method, tmp_path):
+    """Audio is streamed in blocks: 20 minutes peak at most 150 MB above 1 minute."""
+    run = _run_module()
+    peaks = []
+    for minutes in (1, 20):
+        src = tmp_path / f"m{minutes}.flac"
+        run._long_clip(src, minutes)
+        code = ("import resource; from wav2vgm.batch import convert_file;"
+                "from wav2vgm.convert import ConvertOptions;"
+                f"convert_file({str(src)!r}, {str(tmp_path / 'o.vgm')!r}, "
+                f"ConvertOptions(method={method!r}));"
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=ROOT, check=True)
+        peaks.append(int(out.stdout.split()[-1]) / 1024)
+    assert peaks[1] - peaks[0] < 150, (f"peak memory {peaks[0]:.0f} MB (1 min) -> "
+                                       f"{peaks[1]:.0f} MB (20 min)")
