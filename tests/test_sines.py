@@ -114,6 +114,42 @@ def test_tracker_keeps_a_gliding_partial_on_its_channel():
     assert (on == on[0]).all()                            # the same two channels every frame
 
 
+def _tones(freqs, partials, n_frames):
+    """Magnitude spectra of steady partials [(f_hz, level), ...], three bins each."""
+    mag = np.full((n_frames, freqs.size), 1e-6)
+    for f, level in partials:
+        k = int(np.argmin(np.abs(freqs - f)))
+        mag[:, k - 1:k + 2] = [0.6 * level, level, 0.6 * level]
+    return mag
+
+
+def test_a_channel_pairs_partials_a_fraction_apart_through_its_carrier_multiplier():
+    from wav2vgm.opl3 import registers as R
+    freqs = np.fft.rfftfreq(4096, 1 / 44100)
+    # 300 and 400 Hz: 4/3, no whole multiple -- base 100 Hz, operator 2 at x3, operator 1 at x4
+    out = SinesMethod(n_voices=1).process(_tones(freqs, [(300.0, 0.5), (400.0, 0.2)], 6), freqs)
+    assert out.mult2[:, 0].tolist() == [3] * 6 and out.mult1[:, 0].tolist() == [4] * 6
+    assert (out.amp1[:, 0] > 0).all()
+    base = R.fnum_to_hz(out.fnum[:, 0].astype(np.int64), out.block[:, 0].astype(np.int64))
+    assert np.allclose(base * 3, 300.0, rtol=0.01) and np.allclose(base * 4, 400.0, rtol=0.01)
+    # 300 and 600 Hz: a whole multiple, the usual multiplier stays
+    out = SinesMethod(n_voices=1).process(_tones(freqs, [(300.0, 0.5), (600.0, 0.2)], 6), freqs)
+    assert out.mult2[:, 0].tolist() == [1] * 6 and out.mult1[:, 0].tolist() == [2] * 6
+
+
+def test_the_carrier_multiplier_never_changes_under_a_held_key():
+    freqs = np.fft.rfftfreq(4096, 1 / 44100)
+    # the partner of 300 Hz comes and goes: 400 Hz in the first frames, 600 Hz later;
+    # the note keeps the multiplier it started with (a change would be heard as a click)
+    mag = np.concatenate([_tones(freqs, [(300.0, 0.5), (400.0, 0.2)], 5),
+                          _tones(freqs, [(300.0, 0.5), (600.0, 0.2)], 5)])
+    whole = SinesMethod(n_voices=1).process(mag, freqs).mult2[:, 0]
+    assert whole.tolist() == [1] * 10             # the usual one finds a partner in some frames
+    sm = SinesMethod(n_voices=1)                  # a note held across blocks keeps its first
+    parts = [sm.process(mag[:3], freqs), sm.process(mag[3:], freqs)]
+    assert np.concatenate([p.mult2[:, 0] for p in parts]).tolist() == [3] * 10
+
+
 def _side_lobes_all_pairs(pos, peak_db, window_bins):
     """Reference: every candidate against every other."""
     dist = np.abs(pos[:, :, None] - pos[:, None, :]) / window_bins

@@ -191,6 +191,18 @@ def shared_base(base_hz, amp2, partner_hz, mult1, amp1):
     return np.where(paired & (w1 + w2 > 0), np.exp(log_base), base_hz)
 
 
+# other MULT2 values a held note may take so its operator 1 finds a partner (register
+# values; adplay, 23 clips: with 2 and 3 `model` 2.730 -> 2.711 dB, `sines` 3.555 -> 3.562;
+# with 2-4 2.721 / 3.558; with 2-6, 8 and 10, partners chosen by power, 2.729 / 3.591):
+# melody 2.43 -> 2.23, trumpet 2.68 -> 2.59, flute 2.27 -> 2.19, opl_random_13 2.64 -> 2.45,
+# opl_random_12 2.33 -> 2.44 (the model)
+_NOTE_MULT2 = np.array([1, 2, 3])
+_LOG2_FACTORS = np.log2(_SORTED_FACTORS).astype(np.float32)
+_LOG2_TOL = np.float32(np.log2(1 + _RATIO_TOL))   # a 2% match, in octaves
+_NOTE_SPARE = 16              # the loudest spare partials looked at
+_BASE_MAX_HZ = 6208.0         # the highest base pitch (F-number 1023, block 7)
+
+
 def peaks_for(n_voices: int) -> int:
     """Peaks picked per frame for ``n_voices`` channels: one per channel, and twice as many
     spare ones for the channels' first operators to pair with (more spare peaks pair more
@@ -208,6 +220,7 @@ class SinesMethod:
         self.n_voices = int(n_voices)
         self.track_hz = np.zeros(self.n_voices)       # frequency each channel played last
         self.track_on = np.zeros(self.n_voices, bool)
+        self.held_mult2 = np.zeros(self.n_voices, np.int64)   # MULT2 of each channel's held note (0: none)
 
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray, *, peaks=None) -> VoiceFrames:
         """``peaks``: this frame block's :func:`pick_peaks` with ``n_peaks=peaks_for(n_voices)``, if known."""
@@ -229,11 +242,12 @@ class SinesMethod:
         a_c = np.where(on, np.take_along_axis(pa, np.maximum(peak, 0), axis=1), 0.0)
         # -- op2 plays the channel's partial; op1 a partner at a multiplier ratio ----
         on = a_c > 0
-        m2 = R.carrier_mult(np.where(on, f_c, 440.0))
-        base = np.where(on, f_c / _MULT_VALUES[m2], 0.0)
         spare = nv + np.argsort(-pa[:, nv:], axis=1, kind="stable")   # loudest first
-        m1, a1, h1 = pair_partners(base, np.take_along_axis(pf, spare, axis=1),
-                                   np.take_along_axis(pa, spare, axis=1))
+        spare_hz, spare_amp = (np.take_along_axis(a, spare, axis=1) for a in (pf, pa))
+        m2 = self._note_mult2(f_c, on, R.carrier_mult(np.where(on, f_c, 440.0)),
+                              spare_hz, spare_amp)
+        base = np.where(on, f_c / _MULT_VALUES[m2], 0.0)
+        m1, a1, h1 = pair_partners(base, spare_hz, spare_amp)
         base = shared_base(base, a_c, h1, m1, a1)
         m1 = np.where(m1 < 0, m2, m1)        # no partner: op1 (TL 63) doubles op2 in phase
         out.mult2[:] = np.where(on, m2, 1)
@@ -243,6 +257,68 @@ class SinesMethod:
         fnum, block = R.hz_to_fnum(np.where(on, base, 440.0), mult=1)
         out.fnum[:] = np.where(on, fnum, 0)
         out.block[:] = np.where(on, block, 0)
+        return out
+
+    def _note_mult2(self, f_c, on, m2_min, spare_hz, spare_amp):
+        """(n_frames, n_voices) MULT2 register value per channel: fixed while its key is held.
+
+        Operator 2 plays the channel's partial ``f_c`` at base * MULT2.  The
+        usual MULT2 (``m2_min``: 1, or what reaches a partial above 6.2 kHz)
+        lets operator 1 pair only with partials at whole multiples (and half)
+        of it; MULT2 = 2 or 3 (base a half or a third of the partial) also
+        pairs ratios such as 3/2, 4/3 or 5/3.  Such a MULT2 is taken for a
+        held note (a run of frames the channel stays keyed, whatever partial
+        it follows) where the usual one finds a partner in none of its frames
+        and another does, the one that does in the most frames (decided on
+        the frames of the block at hand; a note held into the next block keeps
+        it).  A chosen MULT2 stays while the key is held (only a partial it
+        cannot reach, above 6.2 kHz * MULT2, falls back to the usual one):
+        players apply a frame's register writes a few samples apart (Nuked's
+        write buffer), so a MULT2 change with its F-number change leaves the
+        wrong frequency for those samples, a phase jump heard as sidebands
+        (MULT2 alternating every frame: -29 dB at +-30 Hz; chosen afresh every
+        frame, melody.wav scored 5.8 dB instead of 2.4).
+        """
+        n, nv = f_c.shape
+        out = np.array(m2_min, np.int64, copy=True)
+        if n == 0:
+            return out
+        k = min(_NOTE_SPARE, spare_hz.shape[1])
+        sh, sa = spare_hz[:, :k], spare_amp[:, :k]
+        opts = _NOTE_MULT2                                                 # register values
+        mv = _MULT_VALUES[opts]
+        # in log2 units: the spare partials over the channel's partial, (n, ch, k)
+        ratio = (np.log2(np.maximum(sh, 1e-9))[:, None, :]
+                 - np.log2(np.maximum(f_c, 1e-6))[:, :, None]).astype(np.float32)
+        other = (np.abs(ratio) > _LOG2_TOL) & (sa > 0)[:, None, :]          # not the partial itself
+        paired = np.zeros((n, nv, opts.size), bool)
+        for m, log_m in enumerate(np.log2(mv).tolist()):
+            q = ratio + np.float32(log_m)                                  # log2(spare / base)
+            g = np.clip(np.rint(q * _LUT_STEPS), _LUT_LO, _LUT_HI).astype(np.int64)
+            off = np.abs(_LOG2_FACTORS[_FACTOR_LUT[g - _LUT_LO]] - q)
+            paired[:, :, m] = ((off < _LOG2_TOL) & other).any(axis=2)
+        usable = (opts >= m2_min[:, :, None]) & (f_c[:, :, None] / mv <= _BASE_MAX_HZ)
+        paired &= usable & on[:, :, None]                                  # (n, ch, M)
+        held = np.zeros((n, nv), bool)                                     # keyed since last frame
+        held[0] = on[0] & (self.held_mult2 > 0)
+        held[1:] = on[1:] & on[:-1]
+        for c in range(nv):
+            start = np.flatnonzero(~held[:, c])
+            if start.size == 0 or start[0] != 0:
+                start = np.concatenate([[0], start])
+            count = np.add.reduceat(paired[:, c].astype(np.int64), start, axis=0)   # (notes, M)
+            whole = np.logical_and.reduceat(usable[:, c] | ~on[:, c, None], start, axis=0)
+            count = np.where(whole, count, -1)
+            usual = opts[None, :] == m2_min[start, c][:, None]
+            pick = np.where((count * usual).sum(axis=1) > 0, -1, np.argmax(count, axis=1))
+            best = np.where((pick >= 0) & (count.max(axis=1) > 0), opts[np.maximum(pick, 0)], -1)
+            if held[0, c]:
+                best[0] = self.held_mult2[c]                   # a note held from the last block
+            note = np.repeat(best, np.diff(np.append(start, n)))
+            fine = (note > 0) & on[:, c] & (note >= m2_min[:, c])
+            fine &= f_c[:, c] / _MULT_VALUES[np.maximum(note, 0)] <= _BASE_MAX_HZ
+            out[:, c] = np.where(fine, note, m2_min[:, c])
+        self.held_mult2 = np.where(on[-1], out[-1], 0)
         return out
 
     def _track(self, pf: np.ndarray, n_played: np.ndarray) -> np.ndarray:
