@@ -170,9 +170,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 40% less time; mean over the 23 clips 2.85 dB against
-2.74 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 2.71 dB, about 2.6x the time of `balanced`).
+the mix (about 40% less time; mean over the 23 clips 2.87 dB against
+2.72 for `balanced`), `best` searches harder and analyses 90 frames per
+second instead of 60 (mean 2.67 dB, about 2.7x the time of `balanced`).
 
 Levels glide between frames (the 4 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -240,7 +240,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
   (melody, trumpet, flute, guitar, wormintr).
-- On random-patch clips it reaches 2.1-3.0 dB.  Exact reproduction is
+- On random-patch clips it reaches 2.0-3.0 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
