@@ -81,12 +81,38 @@ def test_channel_images_and_vectorised_writes_agree_with_register_frames():
         assert sorted(got) == sorted(expect)
         assert R.RegisterFrame(bytes(imgs[i])).writes_from(
             R.RegisterFrame(bytes(before)) if i else None) == got
-        # globals, key-offs, operators/C0, A0, B0
+        # globals, key-offs, then channel by channel operators/C0, A0, B0
         key_off = lambda r, v: (r & 0xF0) == 0xB0 and before[r] & 0x20 and not v & 0x20  # noqa: E731
         ranks = [7 if key_off(r, v) else R._write_rank(r) for r, v in got]
-        assert ranks == sorted(ranks)
+        keys = [(0, k, 0) if k < 10 else (1, int(R._CHANNEL_OF_REG[r]), k)
+                for k, (r, _) in zip(ranks, got)]
+        assert keys == sorted(keys)
     assert any((r & 0xF0) == 0xB0 and not v & 0x20 and fr == 2          # the key-off is there
                for fr, r, v in zip(frame, reg, val))
+
+
+def test_a_channels_writes_are_adjacent_with_its_key_on_last():
+    """A busy frame: each channel's MULT, A0 and B0 follow one another (players space
+    writes about 2 samples apart, so a gap between them plays a wrong frequency)."""
+    f = R.ChannelFrames.silent(2)
+    f.key[:] = True
+    f.fnum[:] = 600
+    f.block[:] = 4
+    f.tl2[:] = 20
+    f.mult2[1] = 2                         # frame 1: every channel's MULT2 and F-number change
+    f.fnum[1] = 300
+    f.fnum[1, 0] = 250                     # channel 0 crosses a high-bits boundary as well
+    f.block[1, 0] = 5
+    imgs = R.channel_images(f)
+    frame, reg, val = R.image_writes(imgs)
+    regs = reg[frame == 1].tolist()
+    channels = [int(R._CHANNEL_OF_REG[r]) for r in regs]
+    assert channels == sorted(channels)                          # channel by channel
+    for c in range(R.N_CHANNELS):
+        mine = [r for r, ch in zip(regs, channels) if ch == c]
+        assert regs.index(mine[-1]) - regs.index(mine[0]) == len(mine) - 1      # adjacent
+        assert R.OP_AM_VIB_EGT_KSR_MULT + R._OP2_OFFSETS[c] in mine             # its MULT2
+        assert (mine[-2] & 0xF0, mine[-1] & 0xF0) == (0xA0, 0xB0)               # then A0, B0
 
 
 def _tone_writes(ws=0, fb=0, cnt=1, mod_tl=63):
