@@ -163,7 +163,7 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 6. (for every method) one global gain sets the levels -- where a lower
    gain is predicted to sound clearly closer (a note decaying over more
    than the 47 dB of TL), judged on the atoms, it is taken -- and each
-   frame's registers are written 4 times (`--substeps`), held notes gliding
+   frame's registers are written 6 times (`--substeps`), held notes gliding
    in level and pitch towards the neighbouring frames; notes end with
    release rate 11 (about 40 ms to silence) so key-offs do not click.
 
@@ -174,7 +174,7 @@ the mix (about 40% less time; mean over the 23 clips 2.82 dB against
 2.66 for `balanced`), `best` searches harder and analyses 90 frames per
 second instead of 60 (mean 2.61 dB, about 2.7x the time of `balanced`).
 
-Levels glide between frames (the 4 register updates per frame) wherever
+Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
 channel to another partial or partner: each TL change is an instant step
 in the waveform, a click that grows with the step, so a jump of several

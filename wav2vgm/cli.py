@@ -70,7 +70,7 @@ def main():
                    "spectral peaks as sines (about 2.5x faster).")
 @click.option("--frame-rate", "frame_rate", type=float, default=None,
               help="Analysis frames per second (1-1000).  [default: 60; 90 with --quality best]")
-@click.option("--substeps", type=int, default=4, show_default=True,
+@click.option("--substeps", type=int, default=6, show_default=True,
               help="Register updates per frame (1-8): levels and pitches of held notes glide "
                    "between frames (waits stay >= 40 samples).")
 @click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")

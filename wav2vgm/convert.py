@@ -37,7 +37,7 @@ class ConvertOptions:
 
     method: str = "model"
     frame_rate_hz: float | None = None   # None: 60 Hz, 90 Hz for the model at quality "best"
-    substeps: int = 4           # register updates per frame (held notes interpolated)
+    substeps: int = 6           # register updates per frame (held notes interpolated)
     voices: int = 18
     gain_db: float = 0.0
     quality: str = "balanced"
