@@ -170,9 +170,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 40% less time; mean over the 23 clips 2.82 dB against
-2.66 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 2.61 dB, about 2.7x the time of `balanced`).
+the mix (about 40% less time; mean over the 23 clips 2.80 dB against
+2.64 for `balanced`), `best` searches harder and analyses 90 frames per
+second instead of 60 (mean 2.59 dB, about 2.7x the time of `balanced`).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
