@@ -157,8 +157,8 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 4. voices keep their channel while the same timbre continues (key held,
    F-number and TL change); a new timbre only takes a silent channel;
 5. per half second, this mix is compared (log-mel error) with the sine
-   tracker alone on 18 channels, and the closer one plays, with a 0.4 dB
-   margin and 0.5 dB hysteresis; a channel whose timbre changes at a switch
+   tracker alone on 18 channels, and the closer one plays, with 0.5 dB
+   hysteresis; a channel whose timbre changes at a switch
    rests one frame instead of changing patch under a held key;
 6. (for every method) one global gain sets the levels -- where a lower
    gain is predicted to sound clearly closer (a note decaying over more

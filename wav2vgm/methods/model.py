@@ -20,8 +20,8 @@ Per block of frames:
    silent channel, so no channel changes timbre while its key is held;
 5. judged by sound once more: per stretch of half a second, this mix is
    compared (log-mel error against the input, from the atoms) with the sine
-   tracker alone on all 18 channels, and the closer one plays, with a
-   margin and hysteresis.  Where plain sines already sound best (clean
+   tracker alone on all 18 channels, and the closer one plays, with
+   hysteresis.  Where plain sines already sound best (clean
    harmonic tones) they are what plays.
 """
 
@@ -58,9 +58,13 @@ SWITCH_S = 0.5                # the options are compared per stretch of this len
 # the options compared per stretch: how many channels the model's voices get
 # (the sine tracker keeps the others), and the margin by which an option with
 # model voices must sound closer than the sines alone (in mean dB per band:
-# what such voices lose to changes between frames, unseen by the comparison)
+# what such voices lose to changes between frames, unseen by the comparison).
+# The margin was 0.4 dB while a channel's register writes were spread over its
+# frame's burst (phase jumps on the player); with them adjacent, none: adplay, 23
+# clips, 2.644 -> 2.631 dB (organ 2.25 -> 2.08, strings -0.07, opl_random_13
+# -0.12, opl_random_12 +0.07; 0.2 dB: 2.639, -0.2 dB: 2.635)
 MIX_VOICES = (0, 4)
-MARGIN_DB = np.array([0.0, 0.4])
+MARGIN_DB = np.array([0.0, 0.0])
 OPTIONS = ("sines", "mix")
 SWITCH_HYST_DB = 0.5          # the option playing now is favoured by this much (mean dB per band)
 FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
