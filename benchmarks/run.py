@@ -171,7 +171,7 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
 the mix (about 40% less time; mean over the 23 clips 2.80 dB against
-2.64 for `balanced`), `best` searches harder and analyses 90 frames per
+2.63 for `balanced`), `best` searches harder and analyses 90 frames per
 second instead of 60 (mean 2.59 dB, about 2.7x the time of `balanced`).
 
 Levels glide between frames (the 6 register updates per frame) wherever
