@@ -343,15 +343,19 @@ def memory(methods=("model", "sines")) -> None:
             src = Path(tmp) / f"m{minutes}.flac"
             _long_clip(src, minutes)
             for method in methods:
-                code = ("import resource,sys; from wav2vgm.batch import convert_file;"
-                        "from wav2vgm.convert import ConvertOptions;"
-                        f"convert_file({str(src)!r}, {str(Path(tmp) / 'o.vgm')!r}, "
-                        f"ConvertOptions(method={method!r}));"
-                        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                     cwd=ROOT, check=True)
-                print(f"| {minutes} min | {method} | {int(out.stdout.split()[-1]) / 1024:.0f} MB |",
-                      flush=True)
+                mb = peak_memory_mb(src, Path(tmp) / "o.vgm", method)
+                print(f"| {minutes} min | {method} | {mb:.0f} MB |", flush=True)
+
+
+def peak_memory_mb(src: Path, dst: Path, method: str) -> float:
+    """Peak RSS (MB) of a fresh Python process converting ``src`` to ``dst``."""
+    code = ("import resource; from wav2vgm.batch import convert_file;"
+            "from wav2vgm.convert import ConvertOptions;"
+            f"convert_file({str(src)!r}, {str(dst)!r}, ConvertOptions(method={method!r}));"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    return int(out.stdout.split()[-1]) / 1024
 
 
 def batch(n_files: int = 20, seconds: int = 30, jobs: int = 2) -> None:

@@ -7,8 +7,6 @@ core), so the figures in the README and these checks are one measurement.
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,13 +40,6 @@ def test_memory_does_not_grow_with_the_input(method, tmp_path):
     for minutes in (1, 20):
         src = tmp_path / f"m{minutes}.flac"
         run._long_clip(src, minutes)
-        code = ("import resource; from wav2vgm.batch import convert_file;"
-                "from wav2vgm.convert import ConvertOptions;"
-                f"convert_file({str(src)!r}, {str(tmp_path / 'o.vgm')!r}, "
-                f"ConvertOptions(method={method!r}));"
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             cwd=ROOT, check=True)
-        peaks.append(int(out.stdout.split()[-1]) / 1024)
+        peaks.append(run.peak_memory_mb(src, tmp_path / "o.vgm", method))
     assert peaks[1] - peaks[0] < 150, (f"peak memory {peaks[0]:.0f} MB (1 min) -> "
                                        f"{peaks[1]:.0f} MB (20 min)")
