@@ -161,11 +161,14 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    hysteresis; a channel whose timbre changes at a switch
    rests one frame instead of changing patch under a held key;
 6. (for every method) one global gain sets the levels -- where a lower
-   gain is predicted to sound clearly closer (a note decaying over more
-   than the 47 dB of TL), judged on the atoms, it is taken -- and each
-   frame's registers are written 6 times (`--substeps`), held notes gliding
-   in level and pitch towards the neighbouring frames; notes end with
-   release rate 11 (about 40 ms to silence) so key-offs do not click.
+   gain is predicted to sound closer (a note decaying over more than the
+   47 dB of TL; clean tones whose loudest partials would clip at TL 0),
+   judged on the atoms, it is taken -- and each frame's registers are
+   written 6 times (`--substeps`), held notes gliding in level and pitch
+   towards the neighbouring frames, channel by channel (players apply
+   writes about 2 samples apart, so a channel's MULT and F-number writes
+   must be adjacent); notes end with release rate 11 (about 40 ms to
+   silence) so key-offs do not click.
 
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
