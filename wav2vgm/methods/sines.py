@@ -37,14 +37,29 @@ _FACTOR_LUT = np.argmin(np.abs(_SORTED_FACTORS[None, :] - 2.0 ** (
     np.arange(_LUT_LO, _LUT_HI + 1) / _LUT_STEPS)[:, None]), axis=1)
 
 
+_LOG2_FACTORS = np.log2(_SORTED_FACTORS)
+# a factor F fits a ratio q when |F/q - 1| < _RATIO_TOL, i.e. log2(F) - log2(q) lies in here
+_LOG2_FIT = (np.log2(1 - _RATIO_TOL), np.log2(1 + _RATIO_TOL))
+
+
+def _factor_fit(log2_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ratios given as log2 (callers subtract the logs of two frequencies, never
+    dividing their large broadcast tables): the index into the sorted multiplier values
+    of the nearest one, and whether it is within 2% of the ratio."""
+    g = np.clip(np.rint(log2_ratio * _LUT_STEPS), _LUT_LO, _LUT_HI).astype(np.int64)
+    j = _FACTOR_LUT[g - _LUT_LO]
+    off = _LOG2_FACTORS[j] - log2_ratio
+    return j, (off > _LOG2_FIT[0]) & (off < _LOG2_FIT[1])
+
+
+def _log2_hz(f_hz) -> np.ndarray:
+    return np.log2(np.maximum(f_hz, 1e-9))
+
+
 def _nearest_factor(num_hz: np.ndarray, den_hz: np.ndarray) -> np.ndarray:
     """Index into the sorted multiplier values of the one nearest each ratio ``num_hz / den_hz``
-    (both > 0, broadcast against each other; the logs are taken of the two operands, not of
-    the far larger table of their ratios)."""
-    steps = (np.log2(np.maximum(num_hz, 1e-9)) * _LUT_STEPS
-             - np.log2(np.maximum(den_hz, 1e-9)) * _LUT_STEPS)
-    g = np.clip(np.rint(steps), _LUT_LO, _LUT_HI).astype(np.int64)
-    return _FACTOR_LUT[g - _LUT_LO]
+    (both > 0, broadcast against each other)."""
+    return _factor_fit(_log2_hz(num_hz) - _log2_hz(den_hz))[0]
 
 
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
@@ -154,11 +169,8 @@ def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.n
     hz1 = np.zeros((n, nv))
     if n == 0 or nv == 0 or partner_hz.shape[1] == 0:
         return mult1, amp1, hz1
-    cand = _SORTED_FACTORS
-    ratio = partner_hz[:, None, :] / np.maximum(base_hz, 1e-6)[:, :, None]    # (n, channels, spare)
-    j = _nearest_factor(partner_hz[:, None, :], np.maximum(base_hz, 1e-6)[:, :, None])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fits = np.abs(cand[j] / ratio - 1) < _RATIO_TOL
+    j, fits = _factor_fit(_log2_hz(partner_hz)[:, None, :]                 # (n, channels, spare)
+                          - _log2_hz(np.maximum(base_hz, 1e-6))[:, :, None])
     fits &= (base_hz > 0)[:, :, None] & (partner_amp > 0)[:, None, :]
     taken = np.zeros(partner_hz.shape, bool)
     rows = np.arange(n)
@@ -197,8 +209,6 @@ def shared_base(base_hz, amp2, partner_hz, mult1, amp1):
 # melody 2.43 -> 2.23, trumpet 2.68 -> 2.59, flute 2.27 -> 2.19, opl_random_13 2.64 -> 2.45,
 # opl_random_12 2.33 -> 2.44 (the model)
 _NOTE_MULT2 = np.array([1, 2, 3])
-_LOG2_FACTORS = np.log2(_SORTED_FACTORS).astype(np.float32)
-_LOG2_TOL = np.float32(np.log2(1 + _RATIO_TOL))   # a 2% match, in octaves
 _NOTE_SPARE = 16              # the loudest spare partials looked at
 _BASE_MAX_HZ = 6208.0         # the highest base pitch (F-number 1023, block 7)
 
@@ -288,15 +298,11 @@ class SinesMethod:
         opts = _NOTE_MULT2                                                 # register values
         mv = _MULT_VALUES[opts]
         # in log2 units: the spare partials over the channel's partial, (n, ch, k)
-        ratio = (np.log2(np.maximum(sh, 1e-9))[:, None, :]
-                 - np.log2(np.maximum(f_c, 1e-6))[:, :, None]).astype(np.float32)
-        other = (np.abs(ratio) > _LOG2_TOL) & (sa > 0)[:, None, :]          # not the partial itself
+        ratio = _log2_hz(sh)[:, None, :] - _log2_hz(np.maximum(f_c, 1e-6))[:, :, None]
+        other = (np.abs(ratio) > _LOG2_FIT[1]) & (sa > 0)[:, None, :]       # not the partial itself
         paired = np.zeros((n, nv, opts.size), bool)
         for m, log_m in enumerate(np.log2(mv).tolist()):
-            q = ratio + np.float32(log_m)                                  # log2(spare / base)
-            g = np.clip(np.rint(q * _LUT_STEPS), _LUT_LO, _LUT_HI).astype(np.int64)
-            off = np.abs(_LOG2_FACTORS[_FACTOR_LUT[g - _LUT_LO]] - q)
-            paired[:, :, m] = ((off < _LOG2_TOL) & other).any(axis=2)
+            paired[:, :, m] = (_factor_fit(ratio + log_m)[1] & other).any(axis=2)   # spare / base
         usable = (opts >= m2_min[:, :, None]) & (f_c[:, :, None] / mv <= _BASE_MAX_HZ)
         paired &= usable & on[:, :, None]                                  # (n, ch, M)
         held = np.zeros((n, nv), bool)                                     # keyed since last frame
@@ -382,13 +388,13 @@ def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
     fm, am = pf[:, :n_main], pa[:, :n_main]
     m2 = R.carrier_mult(np.where(am > 0, fm, 440.0))
     base = np.maximum(fm / _MULT_VALUES[m2], 1e-6)
-    ratio = pf[:, None, :] / base[:, :, None]                               # (n, main, peaks)
-    cand = _SORTED_FACTORS
-    j = _nearest_factor(pf[:, None, :], base[:, :, None])
-    fits = (np.abs(cand[j] / np.maximum(ratio, 1e-9) - 1) < _RATIO_TOL) & (pa[:, None, :] > 0)
+    log_pf = _log2_hz(pf)
+    j, fits = _factor_fit(log_pf[:, None, :] - _log2_hz(base)[:, :, None])    # (n, main, peaks)
+    fits &= pa[:, None, :] > 0
     k = np.arange(pf.shape[1])
     fits &= k[None, None, :] != np.arange(fm.shape[1])[None, :, None]          # not itself
-    fits &= np.abs(pf[:, None, :] / np.maximum(fm[:, :, None], 1e-6) - 1) > _RATIO_TOL
+    apart = log_pf[:, None, :] - _log2_hz(np.maximum(fm, 1e-6))[:, :, None]   # nor at its pitch
+    fits &= (apart < _LOG2_FIT[0]) | (apart > _LOG2_FIT[1])
     first = np.argmax(fits, axis=2)                                          # loudest fitting
     has = fits.any(axis=2) & (am > 0)
     mult1 = np.where(has, _SORTED_REGS[np.take_along_axis(j, first[..., None], axis=2)[..., 0]], -1)
