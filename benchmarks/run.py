@@ -255,7 +255,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   channels take codebook timbres, the sine tracker plays FM voices' partials
   one by one on the others, and voices are chosen per stretch of steady
   spectrum, not from the notes' envelopes.
-- About 2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
+- About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """
 

@@ -358,19 +358,19 @@ class VgmWriter:
         if times[0] < self._intended or np.any(np.diff(times) < 0):
             raise ParameterError(f"write times must be sorted and >= the current time "
                                  f"{self._intended}, got {int(times[0])}...")
-        data = cmd.tobytes()
         ticks = np.zeros(0, np.int64) if ticks is None else np.asarray(ticks, np.int64)
         # only the ticks after now and before the last group matter
         ticks = ticks[np.searchsorted(ticks, self._intended, "right"):
                       np.searchsorted(ticks, times[-1], "left")]
         starts = np.flatnonzero(np.diff(times, prepend=times[0] - 1))
+        if self._write_timed_fast(cmd, times, starts, ticks):
+            return
+        data = cmd.tobytes()
         ends = np.append(starts[1:], times.size).tolist()
         # the ticks before group g: those after the group before it (or now), before it
         from_k = np.searchsorted(ticks, np.concatenate([[self._intended], times[starts[:-1]]]),
                                  "right").tolist()
         to_k = np.searchsorted(ticks, times[starts], "left").tolist()
-        if self._write_timed_fast(cmd, times, starts, ticks):
-            return
         tick_list = ticks.tolist()
         for lo, hi, t, k0, k1 in zip(starts.tolist(), ends, times[starts].tolist(), from_k, to_k):
             for k in range(k0, k1):
@@ -383,11 +383,12 @@ class VgmWriter:
                           ticks: np.ndarray) -> bool:
         """:meth:`write_timed` as array operations, where every update is its own wait command.
 
-        That holds when nothing is pending (no debt, no open group) and every
-        gap between consecutive updates (ticks and groups) is at least
-        ``min_wait`` and one wait command long; then each update is one wait
-        (no update waits for another) and each group follows its own.  Returns
-        False, having done nothing, where that does not hold.
+        That holds when nothing is pending (no debt) and every gap between
+        consecutive updates (ticks and groups) is at least ``min_wait``; then
+        each update is its own wait (no update waits for another) and each
+        group follows its own.  The waits are :func:`_encode_wait`'s, one
+        encoding per distinct gap.  Returns False, having done nothing, where
+        that does not hold.
         """
         group_t = times[starts]
         if self._emitted != self._intended:
@@ -401,7 +402,7 @@ class VgmWriter:
         order = np.argsort(event_t, kind="stable")
         event_t = event_t[order]
         gaps = np.diff(event_t, prepend=self._emitted)
-        if gaps[1:].min(initial=_MAX_WAIT_CMD) < max(self._min_wait, 1) or gaps.max() > _MAX_WAIT_CMD:
+        if gaps[1:].min(initial=max(self._min_wait, 1)) < max(self._min_wait, 1):
             return False
         if 0 < gaps[0] < max(self._min_wait, 1):
             return False
@@ -409,17 +410,24 @@ class VgmWriter:
         n_cmd = np.zeros(event_t.size, np.int64)
         is_group = group_of >= 0
         n_cmd[is_group] = np.diff(np.append(starts, times.size))[group_of[is_group]]
-        one_byte = (gaps <= 16) | (gaps == 735) | (gaps == 882)
-        wait_len = np.where(gaps == 0, 0, np.where(one_byte, 1, 3))
+        # each distinct gap encoded once (a gap of 0, a first group now, is no command)
+        gap_values, gap_of = np.unique(gaps, return_inverse=True)
+        codes = []
+        for g in gap_values.tolist():
+            code = bytearray()
+            _encode_wait(code, g)
+            codes.append(bytes(code))
+        code_len = np.array([len(c) for c in codes], np.int64)
+        table = np.zeros((len(codes), int(code_len.max())), np.uint8)
+        for i, c in enumerate(codes):
+            table[i, :len(c)] = np.frombuffer(c, np.uint8)
+        wait_len = code_len[gap_of]
         size = wait_len + 3 * n_cmd
         offset = np.cumsum(size) - size                          # each event's first byte
         out = np.empty(int(size.sum()), np.uint8)
-        waits = gaps > 0
-        out[offset[waits]] = np.where(gaps <= 16, 0x70 + gaps - 1, np.where(
-            gaps == 735, 0x62, np.where(gaps == 882, 0x63, 0x61)))[waits]
-        three = offset[~one_byte]
-        out[three + 1] = gaps[~one_byte] & 0xFF
-        out[three + 2] = gaps[~one_byte] >> 8
+        col = np.arange(table.shape[1])
+        inside = col[None, :] < wait_len[:, None]                # (events, longest code)
+        out[(offset[:, None] + col)[inside]] = table[gap_of][inside]
         # the writes, in order: each group's after its wait
         dest = np.repeat(offset + wait_len, n_cmd)
         dest += 3 * (np.arange(times.size) - np.repeat(np.cumsum(n_cmd) - n_cmd, n_cmd))

@@ -29,12 +29,12 @@ from .base import FULL_SCALE, MIN_AMP, VoiceFrames, amp_to_tl
 HEADROOM = 30000.0          # int16 units the loudest frame's requested operator sum may reach
 OVERDRIVE_DB = 6.0          # how far above TL 0 the loudest operator may be asked to play
 PLAYED_HEADROOM = 45000.0   # int16 units the loudest frame's played operator sum may reach then
-LOWER_STEPS_DB = (0.0, 3.0, 6.0, 9.0, 12.0)   # the check tries the rule's gain less these
-# ... and takes the one predicted closest (requiring 0.5 dB, as it once did, left the tonal
-# clips' loudest partials clipped at TL 0 where 3 dB less gain sounds closer: adplay, 23
-# clips, `model` 2.743 -> 2.730 dB, `sines` 3.567 -> 3.555; flute 2.38 -> 2.27, trumpet and
-# melody -0.07, wormintr -0.05, opl_random_11 +0.02, the other 18 unchanged)
-LOWER_MIN_DB = 0.0
+# the check tries the rule's gain less these and takes the one predicted closest (it once
+# required 0.5 dB, which left the tonal clips' loudest partials clipped at TL 0 where 3 dB
+# less gain sounds closer: adplay, 23 clips, `model` 2.743 -> 2.730 dB, `sines` 3.567 ->
+# 3.555; flute 2.38 -> 2.27, trumpet and melody -0.07, wormintr -0.05, opl_random_11
+# +0.02, the other 18 unchanged)
+LOWER_STEPS_DB = (0.0, 3.0, 6.0, 9.0, 12.0)
 MAX_FRAMES = 512            # frames the check judges (a stride over longer inputs)
 
 
@@ -57,9 +57,9 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
     Except where a lower gain is predicted to sound closer (one loud note
     decaying over more than 47 dB; clean tones whose loudest partials the
     rule clips): with ``reference`` = (input mel power of every
-    ``stride``-th frame, stride), up to 12 dB less gain is tried and taken
-    when :func:`predicted_errors` says it
-    sounds closer (by at least ``LOWER_MIN_DB``).  ``gain_db`` is added last.
+    ``stride``-th frame, stride), up to 12 dB less gain is tried and the
+    gain :func:`predicted_errors` finds closest is taken.  ``gain_db`` is
+    added last.
     """
     def chunks():                           # (frames, operators), a few thousand frames at a time
         for lo in range(0, voices.n_frames, 16384):
@@ -95,8 +95,7 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
         judged = voices.rows(slice(None, power.shape[0] * stride, stride))
         gains = base * 10 ** (-np.asarray(LOWER_STEPS_DB) / 20)
         errors = predicted_errors(judged, power[:judged.n_frames], gains)
-        if errors[0] - errors.min() >= LOWER_MIN_DB:
-            base = float(gains[int(np.argmin(errors))])
+        base = float(gains[int(np.argmin(errors))])
     return base * 10 ** (gain_db / 20)
 
 

@@ -55,16 +55,14 @@ QUALITY = {"fast": (24, 3.0, 3, ("mix",)), "balanced": (40, 2.0, 6, ("sines", "m
            "best": (44, 1.5, 10, ("sines", "mix"))}
 SEGMENT_MAX_S = 0.5           # a voice set lasts at most this long, however steady the sound
 SWITCH_S = 0.5                # the options are compared per stretch of this length
-# the options compared per stretch: how many channels the model's voices get
-# (the sine tracker keeps the others), and the margin by which an option with
-# model voices must sound closer than the sines alone (in mean dB per band:
-# what such voices lose to changes between frames, unseen by the comparison).
-# The margin was 0.4 dB while a channel's register writes were spread over its
-# frame's burst (phase jumps on the player); with them adjacent, none: adplay, 23
-# clips, 2.644 -> 2.631 dB (organ 2.25 -> 2.08, strings -0.07, opl_random_13
-# -0.12, opl_random_12 +0.07; 0.2 dB: 2.639, -0.2 dB: 2.635)
+# the options compared per stretch: how many channels the model's voices get (the
+# sine tracker keeps the others).  The mix once had to sound 0.4 dB (mean per band)
+# closer than the sines alone, for what its voices lost between frames unseen by the
+# comparison -- mostly phase jumps from a channel's register writes spread over its
+# frame's burst on the player.  With them adjacent, no margin: adplay, 23 clips,
+# 2.644 -> 2.631 dB (organ 2.25 -> 2.08, strings -0.07, opl_random_13 -0.12,
+# opl_random_12 +0.07; 0.2 dB: 2.639, -0.2 dB: 2.635)
 MIX_VOICES = (0, 4)
-MARGIN_DB = np.array([0.0, 0.0])
 OPTIONS = ("sines", "mix")
 SWITCH_HYST_DB = 0.5          # the option playing now is favoured by this much (mean dB per band)
 FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
@@ -135,7 +133,6 @@ class ModelMethod:
         self.switch_frames = max(1, int(round(SWITCH_S * frame_rate_hz)))
         self.partial = codebook.strongest_partial()
         self.options = [OPTIONS.index(name) for name in compared]       # indices into OPTIONS
-        self.margins = MARGIN_DB[self.options]
         self.mixes = [min(MIX_VOICES[k], self.n_voices) for k in self.options]
         self.sines = [SinesMethod(n_voices=self.n_voices - k) for k in self.mixes]
         self.tracks = [_Channels(k) for k in self.mixes]
@@ -354,10 +351,8 @@ class ModelMethod:
     def _choose(self, options, power, floor) -> VoiceFrames:
         """Per stretch of SWITCH_S seconds, keep the option that sounds closest.
 
-        Each option's log-mel error (from the atoms) is charged its margin --
-        what its voices lose to changes between frames, which the static
-        comparison does not see -- and the option playing now is favoured by
-        SWITCH_HYST_DB so the choice does not flap.
+        Options are compared by their log-mel error (from the atoms); the one
+        playing now is favoured by SWITCH_HYST_DB so the choice does not flap.
         """
         from .pursuit import log_error
         n = power.shape[0]
@@ -366,7 +361,7 @@ class ModelMethod:
                   if len(options) > 1 else np.zeros((1, n)))
         for lo in range(0, n, self.switch_frames):
             s = slice(lo, min(lo + self.switch_frames, n))
-            cost = errors[:, s].mean(axis=1) + self.margins
+            cost = errors[:, s].mean(axis=1)
             cost[self.current] -= SWITCH_HYST_DB
             self.current = int(np.argmin(cost))
             use[s] = self.current
@@ -429,7 +424,6 @@ def fill_voices(out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:
     a = np.where(on, ch_a, 0.0).astype(np.float32)
     out.amp1[:] = np.where(pair, a * ch_r, 0.0)
     out.amp2[:] = a
-
 
 
 class _Channels:

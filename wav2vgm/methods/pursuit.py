@@ -298,21 +298,22 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
     def evaluate(idx, cand, fit_gains, hint_gains, frames=slice(None)):
         """Best per-frame error (k, K', L) and gain of candidates ``cand`` (k, L) of segments
         ``idx``, on the segments' ``frames`` (default all K)."""
-        Pf, Mf, Tf, FLf = P[:, frames], model[:, frames], target[:, frames], FL[:, frames]
+        # the segments' frames first, then everything on them
+        Pf, Mf, Tf, FLf, Hf, Ef = (a[idx][:, frames] for a in (P, model, target, FL, hint, err))
         kf = Pf.shape[1]
         av = atoms[idx[:, None], cand]                                    # (k, L, B)
         tp = np.broadcast_to(top[idx[:, None], cand][:, None, :], (idx.size, kf, cand.shape[1]))
-        p_top = np.take_along_axis(Pf[idx], tp, axis=2)
-        m_top = np.take_along_axis(Mf[idx], tp, axis=2)
+        p_top = np.take_along_axis(Pf, tp, axis=2)
+        m_top = np.take_along_axis(Mf, tp, axis=2)
         fit = np.maximum(p_top - m_top, 0.0) / np.maximum(a_top[idx[:, None], cand][:, None, :], 1e-30)
-        h = np.take_along_axis(hint[:, frames][idx], np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
+        h = np.take_along_axis(Hf, np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
         g = np.concatenate([fit[..., None] * fit_gains, h[..., None] * hint_gains], axis=3)
-        trial = Mf[idx][:, :, None, None, :] + g[..., None] * av[:, None, :, None, :]
-        np.maximum(trial, FLf[idx][:, :, :, None, None], out=trial)
+        trial = Mf[:, :, None, None, :] + g[..., None] * av[:, None, :, None, :]
+        np.maximum(trial, FLf[:, :, :, None, None], out=trial)
         np.log(trial, out=trial)
-        trial -= Tf[idx][:, :, None, None, :]
+        trial -= Tf[:, :, None, None, :]
         e = _DB_PER_LN * np.abs(trial, out=trial).sum(axis=4)             # (k, K', L, G)
-        e = np.where(g <= 0, err[:, frames][idx][:, :, None, None], e)
+        e = np.where(g <= 0, Ef[:, :, None, None], e)
         gi = np.argmin(e, axis=3)[..., None]
         return (np.take_along_axis(e, gi, axis=3)[..., 0], np.take_along_axis(g, gi, axis=3)[..., 0])
 

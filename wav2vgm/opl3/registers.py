@@ -308,6 +308,7 @@ def c0_value(fb: int, cnt: int, outputs: int = OUT_STEREO) -> int:
 # Register frames and the writes between them
 # --------------------------------------------------------------------------
 _ORDER_GLOBAL = (REG_NEW, REG_4OP, REG_NTS, REG_RHYTHM)
+_CHANNEL_RANK = 10                     # operator, C0, A0 (20) and B0 (30) registers rank from here
 
 
 def _write_rank(reg: int) -> int:
@@ -316,7 +317,7 @@ def _write_rank(reg: int) -> int:
         return _ORDER_GLOBAL.index(reg)
     low = reg & 0xFF
     if 0x20 <= low < 0xA0 or low >= 0xE0 or 0xC0 <= low < 0xC9:
-        return 10
+        return _CHANNEL_RANK
     if 0xA0 <= low < 0xA9:
         return 20
     if 0xB0 <= low < 0xB9:
@@ -500,7 +501,6 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
 _RANK = np.array([_write_rank(r) for r in range(N_REGISTERS)])
 
 
-_CHANNEL_RANK = 10                     # operator, C0, A0 and B0 registers rank from here
 _CHANNEL_OF_REG = np.zeros(N_REGISTERS, np.int64)
 for _c in range(N_CHANNELS):
     for _base in OPERATOR_BASES:
