@@ -153,7 +153,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    per stretch of steady sound (split where
    the log-mel spectrum moves more than 2 dB per band from the stretch's
    mean -- an onset, a chord change, a new vowel -- and at most 0.5 s
-   long), levels per frame;
+   long), levels per frame, steadied by a running median over 0.15 s
+   within the stretch (a level fitted frame by frame jumps between the
+   trial gains as partials beat in the judged band);
 4. voices keep their channel while the same timbre continues (key held,
    F-number and TL change); a new timbre only takes a silent channel;
 5. per half second, this mix is compared (log-mel error) with the sine
@@ -173,9 +175,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 40% less time; mean over the 23 clips 2.80 dB against
-2.63 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 2.59 dB, about 2.7x the time of `balanced`).
+the mix (about 40% less time; mean over the 23 clips 2.78 dB against
+2.62 for `balanced`), `best` searches harder and analyses 90 frames per
+second instead of 60 (mean 2.57 dB, about 2.7x the time of `balanced`).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -243,7 +245,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
   (melody, trumpet, flute, guitar, wormintr).
-- On random-patch clips it reaches 2.0-3.0 dB.  Exact reproduction is
+- On random-patch clips it reaches 1.9-2.8 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),

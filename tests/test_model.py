@@ -179,6 +179,19 @@ def test_steady_segments_split_at_changes_and_cap_their_length():
     assert pursuit.steady_segments(power[:0], floor[:0], max_frames=10, change_db=2.0).size == 0
 
 
+def test_segment_median_steadies_levels_without_crossing_segments():
+    level = np.array([[1.0, 0.0]] * 6 + [[4.0, 2.0]] * 5)
+    level[2, 0] = 0.25                       # a frame whose fit jumped between trial gains
+    level[8, 1] = 8.0
+    starts = np.array([0, 6])
+    out = pursuit.segment_median(level, starts, width=5)
+    assert np.allclose(out[:6, 0], 1.0) and np.allclose(out[6:, 1], 2.0)
+    # a segment's values stay its own: the last frame before 6 and the first after
+    assert out[5].tolist() == [1.0, 0.0] and out[6].tolist() == [4.0, 2.0]
+    assert np.array_equal(pursuit.segment_median(level, starts, width=1), level)
+    assert pursuit.segment_median(level[:0], starts[:0], width=5).shape == (0, 2)
+
+
 def test_pursuit_segments_of_any_length_are_searched_alike():
     # segments searched together (padded to the longest) choose as they would alone
     fm, sine = _timbre("fm1-tl22"), 0

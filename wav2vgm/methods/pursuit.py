@@ -211,6 +211,23 @@ def on_segments(a: np.ndarray, starts: np.ndarray, n_frames: int) -> np.ndarray:
     return np.repeat(a, np.diff(np.append(np.asarray(starts, np.int64), n_frames)), axis=0)
 
 
+def segment_median(a: np.ndarray, starts: np.ndarray, *, width: int) -> np.ndarray:
+    """(n_frames, ...) running median of ``a`` over ``width`` frames (odd), within each segment.
+
+    At a segment's ends the window is cut short by repeating its edge frame,
+    so no value crosses into the next segment.
+    """
+    n = a.shape[0]
+    h = int(width) // 2
+    if n == 0 or h == 0:
+        return a
+    starts = np.asarray(starts, np.int64)
+    seg = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n)))
+    first, last = starts[seg], np.append(starts, n)[seg + 1] - 1
+    i = np.arange(n)
+    return np.median(np.stack([a[np.clip(i + o, first, last)] for o in range(-h, h + 1)]), axis=0)
+
+
 def pursue(power: np.ndarray, cls: np.ndarray, f0_hz: np.ndarray, *, n_voices: int,
            floor_power: np.ndarray, main_hz: np.ndarray, hint_power: np.ndarray,
            partner_hz: np.ndarray, partner_power: np.ndarray, starts: np.ndarray,
