@@ -14,7 +14,8 @@ Per block of frames:
    other 4 channels with the voices and levels that most reduce the log-mel
    error left by the tracker (spectra from emulator-rendered atoms), one
    voice set per stretch of steady sound (a held note or chord, split at
-   onsets and spectral changes, at most half a second);
+   onsets and spectral changes, at most half a second), their levels fitted
+   per frame and steadied by a running median over 0.15 s;
 4. those voices are assigned to channels: a voice continues the channel
    that played the same timbre at a nearby pitch; a new voice takes a
    silent channel, so no channel changes timbre while its key is held;

@@ -214,8 +214,8 @@ def on_segments(a: np.ndarray, starts: np.ndarray, n_frames: int) -> np.ndarray:
 def segment_median(a: np.ndarray, starts: np.ndarray, *, width: int) -> np.ndarray:
     """(n_frames, ...) running median of ``a`` over ``width`` frames (odd), within each segment.
 
-    At a segment's ends the window is cut short by repeating its edge frame,
-    so no value crosses into the next segment.
+    Near a segment's ends the window's frames outside it are replaced by
+    the segment's edge frame, so no value crosses into the next segment.
     """
     n = a.shape[0]
     h = int(width) // 2
