@@ -141,9 +141,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 1. the network's most probable voices, each pitch refined on the spectrum
    and offered with its three most probable timbres (the network names the
    right one on 63% of its validation frames; the pursuit judges by sound);
-2. the sine tracker (the `sines` method) plays the strongest partials on 14
+2. the sine tracker (the `sines` method) plays the strongest partials on 16
    channels;
-3. a greedy pursuit on the log-mel error fills the other 4 channels: the
+3. a greedy pursuit on the log-mel error fills the other 2 channels: the
    network's voices, the frame's peaks as sines and as sine pairs (one
    channel's two operators) are candidates, each candidate's spectrum comes
    from the emulator-rendered atoms, and the voice that most reduces the
@@ -175,9 +175,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 40% less time; mean over the 23 clips 2.78 dB against
-2.62 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 2.57 dB, about 2.7x the time of `balanced`).
+the mix (about 40% less time; mean over the 23 clips 2.67 dB against
+2.60 for `balanced`), `best` searches harder and analyses 90 frames per
+second instead of 60 (mean 2.54 dB, about 2.6x the time of `balanced`).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -253,10 +253,18 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   about 1.5 dB is the floor for any converter that does not match phases.
   The converter's own writer is not what stands in the way: given each
   clip's exact voices (a voice table built from the patches) it scores
-  1.1-2.1 dB (the same command's last column).  The analysis is: only 4
-  channels take codebook timbres, the sine tracker plays FM voices' partials
-  one by one on the others, and voices are chosen per stretch of steady
-  spectrum, not from the notes' envelopes.
+  1.1-2.1 dB (the same command's last column).  The analysis is: only 2
+  channels take codebook timbres (4 measured worse: 2.62 against 2.60 dB
+  over the 23 clips), the sine tracker plays FM voices' partials one by one
+  on the others, and voices are chosen per stretch of steady spectrum, not
+  from the notes' envelopes.  Offered the clips' true voices as candidates,
+  the default scores the same; the pursuit alone on all 18 channels, with
+  them and two passes that swap each chosen voice for a better one, reaches
+  1.95-2.46 dB on the dev clips and opl_patches, but with the network's
+  candidates (the true pitch among them for 74% of the voices, pitch and
+  timbre for 61%) it does not beat the mix, and the atoms' comparison
+  favours it where it sounds worse (wormintr: predicted 1.25 against 1.52
+  dB for sines, played 2.58 against 1.81).
 - About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """

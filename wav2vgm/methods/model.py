@@ -6,12 +6,12 @@ Per block of frames:
    semitone) detection probabilities and levels -> the most probable voices
    per frame, each voice's pitch refined on the linear spectrum, each offered
    with its three most probable timbres;
-2. the sine tracker (:mod:`.sines`) plays the strongest partials on 14 of
+2. the sine tracker (:mod:`.sines`) plays the strongest partials on 16 of
    the 18 channels;
 3. the model's voices, the frame's spectral peaks as sines and as sine
    pairs (two partials one channel plays on its two operators) are
    candidates for :func:`~wav2vgm.methods.pursuit.pursue`, which fills the
-   other 4 channels with the voices and levels that most reduce the log-mel
+   other 2 channels with the voices and levels that most reduce the log-mel
    error left by the tracker (spectra from emulator-rendered atoms), one
    voice set per stretch of steady sound (a held note or chord, split at
    onsets and spectral changes, at most half a second), their levels fitted
@@ -67,8 +67,12 @@ SWITCH_S = 0.5                # the options are compared per stretch of this len
 # comparison -- mostly phase jumps from a channel's register writes spread over its
 # frame's burst on the player.  With them adjacent, no margin: adplay, 23 clips,
 # 2.644 -> 2.631 dB (organ 2.25 -> 2.08, strings -0.07, opl_random_13 -0.12,
-# opl_random_12 +0.07; 0.2 dB: 2.639, -0.2 dB: 2.635)
-MIX_VOICES = (0, 4)
+# opl_random_12 +0.07; 0.2 dB: 2.639, -0.2 dB: 2.635).  The mix gives the model's voices
+# 2 channels: with their levels steadied (LEVEL_MEDIAN_S), adplay, 23 clips, 1 / 2 / 3 / 4
+# channels 2.669 / 2.596 / 2.629 / 2.620 dB (`fast` 2.779 -> 2.670, `best` 2.574 -> 2.540
+# for 4 -> 2; chord -0.15, opl_patches -0.10, opl_random_21/22 -0.11/-0.09, opl_random_12
+# +0.10, speech_a/gb +0.07); a third option (2 and 4, or 2 and 1) 2.607 / 2.598
+MIX_VOICES = (0, 2)
 OPTIONS = ("sines", "mix")
 SWITCH_HYST_DB = 0.5          # the option playing now is favoured by this much (mean dB per band)
 FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
