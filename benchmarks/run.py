@@ -176,8 +176,10 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
 the mix (about 40% less time; mean over the 23 clips 2.67 dB against
-2.60 for `balanced`), `best` searches harder and analyses 90 frames per
-second instead of 60 (mean 2.54 dB, about 2.6x the time of `balanced`).
+2.60 for `balanced`), `best` analyses 90 frames per second instead of 60
+with `balanced`'s search (mean 2.54 dB, about 1.3x the time of `balanced`;
+a wider search, 44 peaks, 1.5 dB and 10 candidates, scored no better:
+2.540 at 90 Hz in twice the time).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
