@@ -175,7 +175,7 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 40% less time; mean over the 23 clips 2.67 dB against
+the mix (about 35% less time; mean over the 23 clips 2.61 dB against
 2.60 for `balanced`), `best` analyses 90 frames per second instead of 60
 with `balanced`'s search (mean 2.54 dB, about 1.3x the time of `balanced`;
 a wider search, 44 peaks, 1.5 dB and 10 candidates, scored no better:
@@ -247,7 +247,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
   (melody, trumpet, flute, guitar, wormintr).
-- On random-patch clips it reaches 1.9-2.8 dB.  Exact reproduction is
+- On random-patch clips it reaches 1.9-2.7 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),

@@ -54,8 +54,10 @@ TIMBRES_PER_DETECTION = 3
 #             per pursuit step, options compared).  "best" differs from "balanced"
 # only in its 90 frames/s (convert.DEFAULT_FRAME_RATE_HZ): its old wider search
 # (44, 1.5, 10) scored 2.540 dB over the 23 clips (adplay) at 90 frames/s against
-# 2.537 for this one in half the time, and 2.626 against 2.596 at 60 frames/s
-QUALITY = {"fast": (24, 3.0, 3, ("mix",)), "balanced": (40, 2.0, 6, ("sines", "mix")),
+# 2.537 for this one in half the time, and 2.626 against 2.596 at 60 frames/s.  "fast"
+# (mix only): (24, 3.0, 3) 2.670, (40, 3.0, 3) 2.624, (40, 2.5, 3) 2.615, this 2.612 in
+# the same time (0.93-0.94 s on the 60 s clip); a 2 dB change threshold takes 1.2 s
+QUALITY = {"fast": (40, 2.5, 4, ("mix",)), "balanced": (40, 2.0, 6, ("sines", "mix")),
            "best": (40, 2.0, 6, ("sines", "mix"))}
 SEGMENT_MAX_S = 0.5           # a voice set lasts at most this long, however steady the sound
 # the levels the pursuit fits frame by frame jump between its trial gains as the partials
