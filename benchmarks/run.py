@@ -266,7 +266,8 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   candidates (the true pitch among them for 74% of the voices, pitch and
   timbre for 61%) it does not beat the mix, and the atoms' comparison
   favours it where it sounds worse (wormintr: predicted 1.25 against 1.52
-  dB for sines, played 2.58 against 1.81).
+  dB for sines; offered as a third option, it took wormintr from 1.81 to
+  2.58 dB).
 - About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """

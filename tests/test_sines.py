@@ -180,7 +180,10 @@ def test_side_lobes_compare_only_neighbours_yet_match_all_pairs():
 
 
 def test_factor_lookup_finds_every_factor_within_the_tolerance():
-    from wav2vgm.methods.sines import _RATIO_TOL, _SORTED_FACTORS, _nearest_factor
+    from wav2vgm.methods.sines import _RATIO_TOL, _SORTED_FACTORS, _factor_fit, _log2_hz
+
+    def _nearest_factor(num_hz, den_hz):       # the lookup as its callers use it: logs of Hz
+        return _factor_fit(_log2_hz(num_hz) - _log2_hz(den_hz))[0]
     rng = np.random.default_rng(8)
     ratio = np.exp(rng.uniform(np.log(0.3), np.log(20.0), size=200_000))
     exact = np.argmin(np.abs(_SORTED_FACTORS[None, :] - ratio[:, None]), axis=1)

@@ -216,8 +216,8 @@ class ModelMethod:
                             partner_hz=c_q, partner_power=c_qp, starts=starts, n_lazy=self.n_lazy,
                             base_power=base_power)
         # a segment's chosen candidates (at most nv) in the same columns on all its frames
-        total = on_segments(np.add.reduceat(level, starts, axis=0), starts, n)
-        top = np.argsort(-total, axis=1, kind="stable")[:, :nv]
+        total = np.add.reduceat(level, starts, axis=0)                       # (segments, C)
+        top = on_segments(np.argsort(-total, axis=1, kind="stable")[:, :nv], starts, n)
         level = segment_median(np.take_along_axis(level, top, axis=1), starts,
                                width=self.median_frames)
         # no voice louder than twice the frame's strongest partial; loudest first

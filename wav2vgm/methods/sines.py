@@ -56,12 +56,6 @@ def _log2_hz(f_hz) -> np.ndarray:
     return np.log2(np.maximum(f_hz, 1e-9))
 
 
-def _nearest_factor(num_hz: np.ndarray, den_hz: np.ndarray) -> np.ndarray:
-    """Index into the sorted multiplier values of the one nearest each ratio ``num_hz / den_hz``
-    (both > 0, broadcast against each other)."""
-    return _factor_fit(_log2_hz(num_hz) - _log2_hz(den_hz))[0]
-
-
 def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -70.0,
                range_db: float = 60.0, window_bins: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """The ``n_peaks`` loudest spectral peaks of each frame (Hann-windowed spectra).
