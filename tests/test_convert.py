@@ -80,9 +80,12 @@ def test_predicted_errors_see_clipping_and_lost_partials():
     v.amp2[:, 0] = (0.5, 0.05, 0.003)                                # a note decaying 44 dB
     power = operator_atoms(v)[0][:, 0] * v.amp2[:, :1] ** 2         # exactly what it plays
     g_fit = FULL_SCALE / 0.5                                       # loudest frame at TL 0
-    e = predicted_errors(v, power, [g_fit, g_fit * 8, g_fit / 8])
+    e = predicted_errors(v, power, [g_fit, g_fit * 8, g_fit / 8, g_fit / 20])
     assert e[0] < 0.5                                              # all within TL 0-63
-    assert e[1] > e[0] + 2 and e[2] > e[0] + 2                     # clipped / tail lost
+    assert e[1] > e[0] + 2                                         # clipped
+    # 18 dB lower the tail is 62 dB down: below TL 63, within key scaling's 19.5 dB more
+    # at this pitch; 26 dB lower it is lost
+    assert e[2] < 0.5 and e[3] > e[0] + 2
 
 
 def test_a_decaying_tone_is_not_flattened_by_the_gain(tmp_path):
@@ -295,3 +298,32 @@ def test_subdivide_glides_the_level_when_a_held_channel_moves_to_another_partial
     # the pitch and the multiplier jump at the frame: no glide between different partials
     assert s.fnum[6, 0] == s.fnum[7, 0] == 520 and np.all(s.fnum[8:, 0] == 700)
     assert np.array_equal(s.mult1[:, 0], np.repeat(v.mult1[:, 0], 4))
+
+
+def _one_operator(amp: float):
+    """A channel at about 880 Hz whose operator 2 asks for ``amp`` (1 = TL 0), quantised."""
+    from wav2vgm.methods.base import quantise
+    v = VoiceFrames.empty(1, 1)
+    v.fnum[:], v.block[:] = 580, 5
+    v.amp2[:] = amp
+    return quantise(v, gain=FULL_SCALE)
+
+
+def test_quiet_operators_play_below_tl63_through_key_scaling():
+    """An operator 52 dB below TL 0 takes TL 63 at most and key scaling for the rest, and
+    the chip plays it that much quieter."""
+    from wav2vgm.convert import _pad_channels
+    from wav2vgm.opl3 import registers as R
+    from wav2vgm.opl3.render import render_events
+
+    def rms_db(frames):
+        _, reg, val = R.image_writes(R.channel_images(_pad_channels(frames)))
+        x = render_events(np.zeros(reg.size, np.int64), reg, val, end_vgm=22050)[2000:, 0]
+        return 20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+    loud, quiet = _one_operator(1.0), _one_operator(10 ** (-52 / 20))
+    assert loud.tl2[0, 0] == 0 and loud.ksl2[0, 0] == 0
+    assert quiet.key[0, 0] and quiet.ksl2[0, 0] != 0 and quiet.tl2[0, 0] < 63
+    assert abs((rms_db(loud) - rms_db(quiet)) - 52) < 1.0
+    # beyond what full key scaling reaches (TL 63 + 26 dB at this pitch) it is silent
+    assert not _one_operator(10 ** (-80 / 20)).key[0, 0]

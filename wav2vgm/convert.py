@@ -259,6 +259,11 @@ def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:
     if frames.outputs is not None:
         full.outputs = np.full((n, R.N_CHANNELS), R.OUT_STEREO, np.int64)
         full.outputs[:, :n_ch] = frames.outputs
+    for name in ("ksl1", "ksl2"):
+        if getattr(frames, name) is not None:
+            a = np.zeros((n, R.N_CHANNELS), np.int64)
+            a[:, :n_ch] = getattr(frames, name)
+            setattr(full, name, a)
     return full
 
 

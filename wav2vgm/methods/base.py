@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..opl3 import registers as R
+from ..opl3.tables import KSL_SHIFT
 
 
 @dataclass
@@ -154,7 +155,6 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
 
 
 FULL_SCALE = float(R.FULL_SCALE_OPERATOR)
-MIN_AMP = FULL_SCALE * 10 ** (-63.5 * R.TL_STEP_DB / 20)  # below TL 63: silent
 
 
 # how a note ends: release rate 11 fades 6 dB per 2.6 ms (about 40 ms to silence,
@@ -164,11 +164,38 @@ MIN_AMP = FULL_SCALE * 10 ** (-63.5 * R.TL_STEP_DB / 20)  # below TL 63: silent
 RELEASE_RATE = 11
 
 
-def amp_to_tl(amp_out: np.ndarray) -> np.ndarray:
-    """TL (0-63) for a linear amplitude in int16 output units (4084 = TL 0)."""
+def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Operator amplitudes (int16 output units, 4084 = TL 0) -> (TL, KSL code, sounding).
+
+    TL spans 47 dB.  Below TL 63 the key-scale term of the channel's pitch
+    (``ksl_term_eg``: :func:`~wav2vgm.opl3.registers.ksl_term`, broadcast
+    against ``amp_out``) attenuates further, up to 20 dB at 440 Hz and 38 dB
+    above 2 kHz: the least key scaling (1.5, 3 or 6 dB/octave) that brings
+    the rest within TL 63 is taken and TL rounds what remains; operators
+    within TL 63 keep KSL off.  ``sounding`` is False where even full key
+    scaling leaves the operator below TL 63, or its amplitude is 0: it gets TL
+    63 and full key scaling, as quiet as it can be if its channel is keyed
+    (operator 1 of a sine without a partner, which TL 63 alone left 47 dB
+    down, louder than a quiet partial on operator 2).
+
+    The bottom matters because one global gain places the input on the chip's
+    range: quiet partials falling below TL 63 forced a higher gain that clips
+    the loudest at TL 0.  adplay, 23 clips: `model` 2.596 -> 2.512 dB (chord
+    1.62 -> 1.24, opl_random_21 2.17 -> 2.05, guitar 2.11 -> 1.91), `sines`
+    3.590 -> 3.508.
+    """
     with np.errstate(divide="ignore"):
-        att_db = 20 * np.log10(FULL_SCALE / np.maximum(amp_out, 1e-9))
-    return np.clip(np.rint(att_db / R.TL_STEP_DB), 0, 63).astype(np.int64)
+        att = 20 * np.log10(FULL_SCALE / np.maximum(amp_out, 1e-9)) / R.TL_STEP_DB  # TL steps
+    term = np.asarray(ksl_term_eg, np.int64)
+    shifts = KSL_SHIFT[np.asarray(R.KSL_CODES_BY_DEPTH)].tolist()
+    extra = np.stack([term >> s for s in shifts]) / 4.0                # TL steps, by depth
+    fits = att[None] - extra <= 63.5
+    depth = np.where(fits.any(axis=0), np.argmax(fits, axis=0), 3)
+    rest = att - np.take_along_axis(extra, depth[None], axis=0)[0]
+    sounding = (rest <= 63.5) & (amp_out > 0)
+    tl = np.where(sounding, np.clip(np.rint(rest), 0, 63), 63).astype(np.int64)
+    code = np.asarray(R.KSL_CODES_BY_DEPTH)[np.where(sounding, depth, 3)]
+    return tl, code, sounding
 
 
 def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | None = None
@@ -183,22 +210,27 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
     a1 = voices.amp1 * gain
     a2 = voices.amp2 * gain
     fm = voices.cnt == 0
-    key = (a2 >= MIN_AMP) | (~fm & (a1 >= MIN_AMP))
-    tl1 = np.where(fm, voices.mod_tl1, amp_to_tl(a1))
-    tl2 = amp_to_tl(a2)
+    term = R.ksl_term(voices.fnum, voices.block)
+    tl1, ksl1, on1 = level_fields(a1, term)
+    tl2, ksl2, on2 = level_fields(a2, term)
+    key = on2 | (~fm & on1)
+    tl1 = np.where(fm, voices.mod_tl1, tl1)
+    ksl1 = np.where(fm, 0, ksl1)
     i64 = lambda a: a.astype(np.int64)  # noqa: E731
     f = R.ChannelFrames(fnum=i64(voices.fnum), block=i64(voices.block), key=key,
                         fb=i64(voices.fb), cnt=i64(voices.cnt), mult1=i64(voices.mult1),
                         mult2=i64(voices.mult2), tl1=i64(tl1), tl2=i64(tl2), ws1=i64(voices.ws1),
                         ws2=i64(voices.ws2), rr=RELEASE_RATE,
-                        outputs=None if voices.outputs is None else voices.outputs.copy())
+                        outputs=None if voices.outputs is None else voices.outputs.copy(),
+                        ksl1=i64(ksl1), ksl2=i64(ksl2))
     # hold every field of a silent channel at its last keyed frame (forward fill)
     idx = np.where(key, np.arange(n)[:, None], -1)
     idx = np.maximum.accumulate(idx, axis=0)
     held = idx >= 0
     src = np.where(held, idx, 0)
     cols = np.arange(n_ch)[None, :]
-    for name in ("fnum", "block", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2"):
+    for name in ("fnum", "block", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2",
+                 "ksl1", "ksl2"):
         arr = getattr(f, name)
         filled = arr[src, cols]
         if previous is not None:
@@ -211,7 +243,7 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
 
 
 _SILENT_DEFAULT = {"fnum": 0, "block": 0, "fb": 0, "cnt": 1, "mult1": 1, "mult2": 1,
-                   "tl1": 63, "tl2": 63, "ws1": 0, "ws2": 0}
+                   "tl1": 63, "tl2": 63, "ws1": 0, "ws2": 0, "ksl1": 0, "ksl2": 0}
 
 
 def greedy_match(cost: np.ndarray) -> np.ndarray:

@@ -23,8 +23,9 @@ import numpy as np
 
 from .. import spectrum
 from ..opl3 import registers as R
+from ..opl3.tables import KSL_SHIFT
 from . import codebook
-from .base import FULL_SCALE, MIN_AMP, VoiceFrames, amp_to_tl
+from .base import FULL_SCALE, VoiceFrames, level_fields
 
 HEADROOM = 30000.0          # int16 units the loudest frame's requested operator sum may reach
 OVERDRIVE_DB = 6.0          # how far above TL 0 the loudest operator may be asked to play
@@ -137,14 +138,20 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
     return unit2, unit1
 
 
-def played_amplitude(amp: np.ndarray, gains: np.ndarray) -> np.ndarray:
+def played_amplitude(amp: np.ndarray, gains: np.ndarray, ksl_term_eg) -> np.ndarray:
     """(..., G) the amplitude (input units) operators asked for ``amp`` play at, per gain.
 
-    Quantised as :func:`~.base.quantise` does: TL steps, at most TL 0, silent below TL 63.
+    Quantised as :func:`~.base.quantise` does (:func:`~.base.level_fields`):
+    TL steps, at most TL 0, key scaling below TL 63 (``ksl_term_eg``, shaped
+    like ``amp``: :func:`~wav2vgm.opl3.registers.ksl_term` of each operator's
+    channel), silent below that.
     """
     a = np.asarray(amp, np.float64)[..., None] * gains
-    tl = amp_to_tl(a)
-    return np.where(a >= MIN_AMP, FULL_SCALE * 10 ** (-tl * R.TL_STEP_DB / 20) / gains, 0.0)
+    term = np.broadcast_to(np.asarray(ksl_term_eg, np.int64)[..., None], a.shape)
+    tl, code, on = level_fields(a, term)
+    shift = np.asarray(KSL_SHIFT)[code]
+    att_db = (tl + (term >> shift) / 4.0) * R.TL_STEP_DB
+    return np.where(on, FULL_SCALE * 10 ** (-att_db / 20) / gains, 0.0)
 
 
 def predicted_errors(voices: VoiceFrames, power: np.ndarray, gains) -> np.ndarray:
@@ -156,8 +163,9 @@ def predicted_errors(voices: VoiceFrames, power: np.ndarray, gains) -> np.ndarra
     """
     gains = np.asarray(gains, np.float64)
     unit2, unit1 = operator_atoms(voices)
-    w2 = played_amplitude(voices.amp2, gains) ** 2                           # (m, ch, G)
-    w1 = np.where((voices.cnt == 0)[..., None], 0.0, played_amplitude(voices.amp1, gains) ** 2)
+    term = R.ksl_term(voices.fnum, voices.block)
+    w2 = played_amplitude(voices.amp2, gains, term) ** 2                     # (m, ch, G)
+    w1 = np.where((voices.cnt == 0)[..., None], 0.0, played_amplitude(voices.amp1, gains, term) ** 2)
     model = (np.matmul(unit2.transpose(0, 2, 1), w2.astype(np.float32))
              + np.matmul(unit1.transpose(0, 2, 1), w1.astype(np.float32)))     # (m, B, G)
     ref_db = spectrum.db(power)

@@ -97,11 +97,32 @@ FOUR_OP_PAIRS = ((0, 3), (1, 4), (2, 5), (9, 12), (10, 13), (11, 14))
 
 KSL_DB_PER_OCTAVE = {0: 0.0, 1: 3.0, 2: 1.5, 3: 6.0}
 """Key-scale-level register codes and their nominal slopes."""
+KSL_CODES_BY_DEPTH = (0, 2, 1, 3)
+"""KSL codes from no key scaling to the most (the term shifted right by 8 (off), 2, 1, 0)."""
 
 TL_STEP_DB = 20 * math.log10(2) * 4 / 32  # 4 EG units of 6.02/32 dB: 0.7526 dB
 """Attenuation of one TL step in dB."""
 FULL_SCALE_OPERATOR = 4084
 """Peak output of one operator at zero attenuation (about -18 dBFS of int16)."""
+
+EG_UNIT_DB = TL_STEP_DB / 4
+"""The envelope generator's attenuation unit (TL steps are 4, the key-scale term is in it)."""
+
+
+def ksl_term(fnum, block) -> np.ndarray:
+    """The key-scale attenuation of channel pitches at KSL code 3 (6 dB/octave), in EG units.
+
+    ``max(0, KSLTOP[fnum >> 6] * 4 - (8 - block) * 32)`` (0-224; code 1 takes
+    half of it, code 2 a quarter, code 0 none), the same on both operators of a
+    channel whatever their MULT: about 20 dB at 440 Hz, 32 dB at 1.8 kHz, 0
+    below about 100 Hz.  The chip adds it to TL and envelope continuously, so it
+    follows F-number and block writes at once.
+    """
+    from .tables import KSL_TOP
+    fnum = np.asarray(fnum, np.int64)
+    block = np.asarray(block, np.int64)
+    return np.maximum((KSL_TOP[fnum >> 6].astype(np.int64) << 2) - ((8 - block) << 5), 0)
+
 
 WAVEFORM_NAMES = ("sine", "half-sine", "abs-sine", "quarter-pulse",
                   "alternating-sine", "camel-sine", "square", "log-saw")
@@ -419,7 +440,8 @@ class ChannelFrames:
     ``key`` is bool; every other field is an integer register field:
     ``fnum`` (0-1023), ``block`` (0-7), ``fb`` (0-7), ``cnt`` (0/1),
     ``mult1``/``mult2`` (0-15), ``tl1``/``tl2`` (0-63), ``ws1``/``ws2`` (0-7),
-    ``outputs`` (0xC0 output bits, default left+right).  Operators use
+    ``outputs`` (0xC0 output bits, default left+right), ``ksl1``/``ksl2``
+    (KSL codes 0-3, default 0).  Operators use
     AR=15, DR=0, SL=0, EGT=1 (constant level while keyed) and RR=``rr``
     (default 15: a voice that stops is muted within a few milliseconds).
     """
@@ -437,6 +459,8 @@ class ChannelFrames:
     ws2: np.ndarray
     outputs: np.ndarray | None = None
     rr: int = 15
+    ksl1: np.ndarray | None = None
+    ksl2: np.ndarray | None = None
 
     @classmethod
     def silent(cls, n_frames: int, n_channels: int = N_CHANNELS) -> "ChannelFrames":
@@ -469,10 +493,10 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
     img[:, REG_4OP] = four_op_mask
     ch_off = _CH_OFFSETS[:n_ch]
     outputs = frames.outputs if frames.outputs is not None else np.full((n, n_ch), OUT_STEREO)
-    for offs, mult, tl, ws in ((_OP1_OFFSETS[:n_ch], frames.mult1, frames.tl1, frames.ws1),
-                               (_OP2_OFFSETS[:n_ch], frames.mult2, frames.tl2, frames.ws2)):
+    for offs, mult, tl, ws, ksl in ((_OP1_OFFSETS[:n_ch], frames.mult1, frames.tl1, frames.ws1, frames.ksl1),
+                                    (_OP2_OFFSETS[:n_ch], frames.mult2, frames.tl2, frames.ws2, frames.ksl2)):
         img[:, OP_AM_VIB_EGT_KSR_MULT + offs] = 0x20 | mult
-        img[:, OP_KSL_TL + offs] = tl
+        img[:, OP_KSL_TL + offs] = tl if ksl is None else (ksl << 6) | tl
         img[:, OP_AR_DR + offs] = 0xF0
         img[:, OP_SL_RR + offs] = frames.rr
         img[:, OP_WS + offs] = ws

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import ParameterError
 from .emulator import feedback_operator, operator_output, phase_increment
-from .tables import KSL_SHIFT, KSL_TOP
+from .registers import ksl_term
+from .tables import KSL_SHIFT
 
 # Modulation source of each operator (-1: feedback/none for op 0; else the
 # operator index whose same-sample output modulates it) and the operators
@@ -80,7 +81,7 @@ def render_voices(batch: VoiceBatch, *, n_samples: int) -> np.ndarray:
     mult = np.asarray(batch.mult, np.int64)
     ws = np.asarray(batch.ws, np.int64)
     ksl = np.zeros_like(mult) if batch.ksl is None else np.asarray(batch.ksl, np.int64)
-    ksl_raw = np.maximum((KSL_TOP[fnum >> 6].astype(np.int64) << 2) - ((8 - block) << 5), 0)
+    ksl_raw = ksl_term(fnum, block)
     eg_out = np.minimum((np.asarray(batch.tl, np.int64) << 2)
                         + (ksl_raw[:, None] >> KSL_SHIFT[ksl]), 0x1FF)     # (B, n_ops)
     t = np.arange(n_samples, dtype=np.uint32)
