@@ -165,7 +165,8 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 6. (for every method) one global gain sets the levels -- where a lower
    gain is predicted to sound closer (a note decaying over more than the
    47 dB of TL; clean tones whose loudest partials would clip at TL 0),
-   judged on the atoms, it is taken -- and each frame's registers are
+   judged on the atoms, it is taken; below TL 63 key scaling (KSL) takes
+   quiet operators up to 38 dB further down -- and each frame's registers are
    written 6 times (`--substeps`), held notes gliding in level and pitch
    towards the neighbouring frames, channel by channel (players apply
    writes about 2 samples apart, so a channel's MULT and F-number writes
@@ -175,11 +176,11 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 `--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
 how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
 re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 35% less time; mean over the 23 clips 2.61 dB against
-2.60 for `balanced`), `best` analyses 90 frames per second instead of 60
-with `balanced`'s search (mean 2.54 dB, about 1.3x the time of `balanced`;
-a wider search, 44 peaks, 1.5 dB and 10 candidates, scored no better:
-2.540 at 90 Hz in twice the time).
+the mix (about 35% less time; mean over the 23 clips 2.53 dB against
+2.51 for `balanced`), `best` analyses 90 frames per second instead of 60
+with `balanced`'s search (mean 2.46 dB, about 1.3x the time of `balanced`;
+a wider search, 44 peaks, 1.5 dB and 10 candidates, scored no better
+before key scaling: 2.540 at 90 Hz in twice the time, against 2.537).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -247,7 +248,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
   (melody, trumpet, flute, guitar, wormintr).
-- On random-patch clips it reaches 1.9-2.7 dB.  Exact reproduction is
+- On random-patch clips it reaches 1.85-2.48 dB.  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
@@ -256,13 +257,14 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   The converter's own writer is not what stands in the way: given each
   clip's exact voices (a voice table built from the patches) it scores
   1.1-2.1 dB (the same command's last column).  The analysis is: only 2
-  channels take codebook timbres (4 measured worse: 2.62 against 2.60 dB
-  over the 23 clips), the sine tracker plays FM voices' partials one by one
+  channels take codebook timbres (1 or 3 measured worse: 2.585 / 2.546
+  against 2.512 dB over the 23 clips), the sine tracker plays FM voices' partials one by one
   on the others, and voices are chosen per stretch of steady spectrum, not
   from the notes' envelopes.  Offered the clips' true voices as candidates,
   the default scores the same; the pursuit alone on all 18 channels, with
   them and two passes that swap each chosen voice for a better one, reaches
-  1.95-2.46 dB on the dev clips and opl_patches, but with the network's
+  1.95-2.46 dB on the dev clips and opl_patches (before key scaling, as the
+  rest of this item), but with the network's
   candidates (the true pitch among them for 74% of the voices, pitch and
   timbre for 61%) it does not beat the mix, and the atoms' comparison
   favours it where it sounds worse (wormintr: predicted 1.25 against 1.52
