@@ -1,15 +1,16 @@
 """The one global gain (input units -> int16 units), chosen by rule and checked by sound.
 
-An operator spans 47 dB (TL 0-63).  The rule in :func:`loudness_gain` lets
-the loudest operators clip at TL 0 rather than lose quiet partials below
-TL 63, which is the better trade on most inputs -- but not on a loud note
+An operator spans 47 dB (TL 0-63), and key scaling takes it 0-38 dB further
+down depending on its pitch (:func:`~.base.level_fields`).  The rule in
+:func:`loudness_gain` lets the loudest operators clip at TL 0 rather than
+lose quiet partials below that, which is the better trade on most inputs -- but not on a loud note
 that decays over a wider range than that (a struck or plucked single
 tone): there the clipping flattens the note's first second.
 :func:`predicted_errors` tells the cases apart: on
 a subsample of frames it builds the mel spectrum the voices will play at
 each candidate gain -- each operator's spectrum from the emulator-rendered
-atoms (:mod:`.pursuit`), scaled by the level its TL really gives, clipped
-at TL 0 and silent below TL 63 -- and measures its distance to the
+atoms (:mod:`.pursuit`), scaled by the level its TL and key scaling really
+give, clipped at TL 0 and silent below their reach -- and measures its distance to the
 input's mel spectrum with the yardstick itself
 (:func:`~wav2vgm.spectrum.aligned_distance`: floor, counted cells and
 best global gain as in ``wav2vgm score``).
@@ -43,9 +44,9 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
                   reference: tuple[np.ndarray, int] | None = None) -> float:
     """Input units -> int16 units: the one global gain before levels are quantised.
 
-    An operator spans 47 dB (TL 0-63); inputs span more, so the gain trades
-    clipping the loudest partials at TL 0 against losing the quietest below
-    TL 63.  The gain is at least the one at which the loudest frame's
+    An operator spans 47 dB (TL 0-63), more with key scaling at higher
+    pitches; inputs span more, so the gain trades clipping the loudest
+    partials at TL 0 against losing the quietest.  The gain is at least the one at which the loudest frame's
     operator sum fits ``HEADROOM`` (16-bit range, phases aligned).  Where
     that leaves the loudest operator less than ``OVERDRIVE_DB`` above TL 0
     (sparse inputs: a few loud voices), the gain rises towards that, as far
