@@ -166,7 +166,7 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    gain is predicted to sound closer (a note decaying over more than the
    47 dB of TL; clean tones whose loudest partials would clip at TL 0),
    judged on the atoms, it is taken; below TL 63 key scaling (KSL) takes
-   quiet operators up to 38 dB further down -- and each frame's registers are
+   quiet operators up to 42 dB further down -- and each frame's registers are
    written 6 times (`--substeps`), held notes gliding in level and pitch
    towards the neighbouring frames, channel by channel (players apply
    writes about 2 samples apart, so a channel's MULT and F-number writes

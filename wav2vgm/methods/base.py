@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..opl3 import registers as R
-from ..opl3.tables import KSL_SHIFT
 
 
 @dataclass
@@ -169,8 +168,8 @@ def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarr
 
     TL spans 47 dB.  Below TL 63 the key-scale term of the channel's pitch
     (``ksl_term_eg``: :func:`~wav2vgm.opl3.registers.ksl_term`, broadcast
-    against ``amp_out``) attenuates further, up to 20 dB at 440 Hz and 38 dB
-    above 2 kHz: the least key scaling (1.5, 3 or 6 dB/octave) that brings
+    against ``amp_out``) attenuates further, up to 20 dB at 440 Hz, 32 dB at
+    2 kHz and 36-42 dB above 3 kHz (none at 50 Hz): the least key scaling (1.5, 3 or 6 dB/octave) that brings
     the rest within TL 63 is taken and TL rounds what remains; operators
     within TL 63 keep KSL off.  ``sounding`` is False where even full key
     scaling leaves the operator below TL 63, or its amplitude is 0: it gets TL
@@ -186,9 +185,8 @@ def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarr
     """
     with np.errstate(divide="ignore"):
         att = 20 * np.log10(FULL_SCALE / np.maximum(amp_out, 1e-9)) / R.TL_STEP_DB  # TL steps
-    term = np.asarray(ksl_term_eg, np.int64)
-    shifts = KSL_SHIFT[np.asarray(R.KSL_CODES_BY_DEPTH)].tolist()
-    extra = np.stack([term >> s for s in shifts]) / 4.0                # TL steps, by depth
+    extra = np.stack([R.ksl_attenuation(ksl_term_eg, code)
+                      for code in R.KSL_CODES_BY_DEPTH]) / 4.0          # TL steps, by depth
     fits = att[None] - extra <= 63.5
     depth = np.where(fits.any(axis=0), np.argmax(fits, axis=0), 3)
     rest = att - np.take_along_axis(extra, depth[None], axis=0)[0]

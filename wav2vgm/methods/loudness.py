@@ -1,17 +1,18 @@
 """The one global gain (input units -> int16 units), chosen by rule and checked by sound.
 
-An operator spans 47 dB (TL 0-63), and key scaling takes it 0-38 dB further
+An operator spans 47 dB (TL 0-63), and key scaling takes it 0-42 dB further
 down depending on its pitch (:func:`~.base.level_fields`).  The rule in
 :func:`loudness_gain` lets the loudest operators clip at TL 0 rather than
-lose quiet partials below that, which is the better trade on most inputs -- but not on a loud note
-that decays over a wider range than that (a struck or plucked single
-tone): there the clipping flattens the note's first second.
+lose quiet partials below that, which is the better trade on most inputs --
+but not on a loud note that decays over a wider range than that (a struck
+or plucked single tone): there the clipping flattens the note's first
+second.
 :func:`predicted_errors` tells the cases apart: on
 a subsample of frames it builds the mel spectrum the voices will play at
 each candidate gain -- each operator's spectrum from the emulator-rendered
-atoms (:mod:`.pursuit`), scaled by the level its TL and key scaling really
-give, clipped at TL 0 and silent below their reach -- and measures its distance to the
-input's mel spectrum with the yardstick itself
+atoms (:mod:`.pursuit`), scaled by the level its TL and key scaling
+really give, clipped at TL 0 and silent below their reach -- and measures
+its distance to the input's mel spectrum with the yardstick itself
 (:func:`~wav2vgm.spectrum.aligned_distance`: floor, counted cells and
 best global gain as in ``wav2vgm score``).
 """
@@ -24,7 +25,6 @@ import numpy as np
 
 from .. import spectrum
 from ..opl3 import registers as R
-from ..opl3.tables import KSL_SHIFT
 from . import codebook
 from .base import FULL_SCALE, VoiceFrames, level_fields
 
@@ -46,8 +46,8 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
 
     An operator spans 47 dB (TL 0-63), more with key scaling at higher
     pitches; inputs span more, so the gain trades clipping the loudest
-    partials at TL 0 against losing the quietest.  The gain is at least the one at which the loudest frame's
-    operator sum fits ``HEADROOM`` (16-bit range, phases aligned).  Where
+    partials at TL 0 against losing the quietest.  The gain is at least the
+    one at which the loudest frame's operator sum fits ``HEADROOM`` (16-bit range, phases aligned).  Where
     that leaves the loudest operator less than ``OVERDRIVE_DB`` above TL 0
     (sparse inputs: a few loud voices), the gain rises towards that, as far
     as the loudest frame's sum *as played* (each operator at most TL 0)
@@ -150,8 +150,7 @@ def played_amplitude(amp: np.ndarray, gains: np.ndarray, ksl_term_eg) -> np.ndar
     a = np.asarray(amp, np.float64)[..., None] * gains
     term = np.broadcast_to(np.asarray(ksl_term_eg, np.int64)[..., None], a.shape)
     tl, code, on = level_fields(a, term)
-    shift = np.asarray(KSL_SHIFT)[code]
-    att_db = (tl + (term >> shift) / 4.0) * R.TL_STEP_DB
+    att_db = (tl + R.ksl_attenuation(term, code) / 4.0) * R.TL_STEP_DB
     return np.where(on, FULL_SCALE * 10 ** (-att_db / 20) / gains, 0.0)
 
 
@@ -166,7 +165,8 @@ def predicted_errors(voices: VoiceFrames, power: np.ndarray, gains) -> np.ndarra
     unit2, unit1 = operator_atoms(voices)
     term = R.ksl_term(voices.fnum, voices.block)
     w2 = played_amplitude(voices.amp2, gains, term) ** 2                     # (m, ch, G)
-    w1 = np.where((voices.cnt == 0)[..., None], 0.0, played_amplitude(voices.amp1, gains, term) ** 2)
+    w1 = np.where((voices.cnt == 0)[..., None], 0.0,
+                  played_amplitude(voices.amp1, gains, term) ** 2)
     model = (np.matmul(unit2.transpose(0, 2, 1), w2.astype(np.float32))
              + np.matmul(unit1.transpose(0, 2, 1), w1.astype(np.float32)))     # (m, B, G)
     ref_db = spectrum.db(power)

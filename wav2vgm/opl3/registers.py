@@ -105,23 +105,27 @@ TL_STEP_DB = 20 * math.log10(2) * 4 / 32  # 4 EG units of 6.02/32 dB: 0.7526 dB
 FULL_SCALE_OPERATOR = 4084
 """Peak output of one operator at zero attenuation (about -18 dBFS of int16)."""
 
-EG_UNIT_DB = TL_STEP_DB / 4
-"""The envelope generator's attenuation unit (TL steps are 4, the key-scale term is in it)."""
-
-
 def ksl_term(fnum, block) -> np.ndarray:
     """The key-scale attenuation of channel pitches at KSL code 3 (6 dB/octave), in EG units.
 
-    ``max(0, KSLTOP[fnum >> 6] * 4 - (8 - block) * 32)`` (0-224; code 1 takes
-    half of it, code 2 a quarter, code 0 none), the same on both operators of a
-    channel whatever their MULT: about 20 dB at 440 Hz, 32 dB at 1.8 kHz, 0
-    below about 100 Hz.  The chip adds it to TL and envelope continuously, so it
-    follows F-number and block writes at once.
+    ``max(0, KSLTOP[fnum >> 6] * 4 - (8 - block) * 32)`` (0-224 units of
+    0.19 dB; :func:`ksl_attenuation` gives what each code takes of it), the
+    same on both operators of a channel whatever their MULT: for the pitches
+    :func:`hz_to_fnum` writes, 0 dB at 50 Hz, 6 at 100 Hz, 20 at 440 Hz, 32
+    at 2 kHz and 36-42 dB above 3 kHz.  The chip adds it to TL and envelope
+    continuously, so it follows F-number and block writes at once.
     """
     from .tables import KSL_TOP
     fnum = np.asarray(fnum, np.int64)
     block = np.asarray(block, np.int64)
     return np.maximum((KSL_TOP[fnum >> 6].astype(np.int64) << 2) - ((8 - block) << 5), 0)
+
+
+def ksl_attenuation(term, code) -> np.ndarray:
+    """EG units (4 per TL step) KSL ``code`` (0-3) adds, given :func:`ksl_term`: none, half,
+    a quarter or all of it."""
+    from .tables import KSL_SHIFT
+    return np.asarray(term, np.int64) >> KSL_SHIFT[np.asarray(code, np.int64)]
 
 
 WAVEFORM_NAMES = ("sine", "half-sine", "abs-sine", "quarter-pulse",
@@ -493,8 +497,9 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
     img[:, REG_4OP] = four_op_mask
     ch_off = _CH_OFFSETS[:n_ch]
     outputs = frames.outputs if frames.outputs is not None else np.full((n, n_ch), OUT_STEREO)
-    for offs, mult, tl, ws, ksl in ((_OP1_OFFSETS[:n_ch], frames.mult1, frames.tl1, frames.ws1, frames.ksl1),
-                                    (_OP2_OFFSETS[:n_ch], frames.mult2, frames.tl2, frames.ws2, frames.ksl2)):
+    for offs, mult, tl, ws, ksl in (
+            (_OP1_OFFSETS[:n_ch], frames.mult1, frames.tl1, frames.ws1, frames.ksl1),
+            (_OP2_OFFSETS[:n_ch], frames.mult2, frames.tl2, frames.ws2, frames.ksl2)):
         img[:, OP_AM_VIB_EGT_KSR_MULT + offs] = 0x20 | mult
         img[:, OP_KSL_TL + offs] = tl if ksl is None else (ksl << 6) | tl
         img[:, OP_AR_DR + offs] = 0xF0

@@ -20,8 +20,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .emulator import feedback_operator, operator_output, phase_increment
-from .registers import ksl_term
-from .tables import KSL_SHIFT
+from .registers import ksl_attenuation, ksl_term
 
 # Modulation source of each operator (-1: feedback/none for op 0; else the
 # operator index whose same-sample output modulates it) and the operators
@@ -83,7 +82,7 @@ def render_voices(batch: VoiceBatch, *, n_samples: int) -> np.ndarray:
     ksl = np.zeros_like(mult) if batch.ksl is None else np.asarray(batch.ksl, np.int64)
     ksl_raw = ksl_term(fnum, block)
     eg_out = np.minimum((np.asarray(batch.tl, np.int64) << 2)
-                        + (ksl_raw[:, None] >> KSL_SHIFT[ksl]), 0x1FF)     # (B, n_ops)
+                        + ksl_attenuation(ksl_raw[:, None], ksl), 0x1FF)   # (B, n_ops)
     t = np.arange(n_samples, dtype=np.uint32)
     # accumulator modulo 2**32 (a multiple of the chip's 2**19): exact and fast
     inc = phase_increment(fnum[:, None], block[:, None], mult).astype(np.uint32)  # (B, n_ops)
