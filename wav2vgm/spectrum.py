@@ -127,14 +127,8 @@ def _window(window, n: int) -> np.ndarray:
     return w
 
 
-def power_spectrum(frames, *, window="hann", n_fft: int | None = None) -> np.ndarray:
-    """(n_frames, n_fft//2+1) power of windowed ``frames`` (n_frames, frame_length).
-
-    ``window``: a scipy window name (periodic) or an array of frame_length.
-    ``n_fft`` (default frame_length) >= frame_length zero-pads each frame.
-    Normalised by ``(sum(window)/2)**2`` so a full-scale sine at a bin
-    frequency gives power 1.0 (0 dB) at its bin.  float32 in -> float32 out.
-    """
+def _scaled_rfft(frames, window, n_fft):
+    """(rfft of windowed ``frames``, scale): ``|spectrum|**2 * scale`` is the normalised power."""
     f = np.asarray(frames)
     if f.ndim != 2:
         raise ParameterError(f"frames must be 2-D (n_frames, frame_length), got shape {f.shape}")
@@ -146,32 +140,51 @@ def power_spectrum(frames, *, window="hann", n_fft: int | None = None) -> np.nda
     if n < length:
         raise ParameterError(f"n_fft ({n}) is shorter than the frames ({length})")
     w = _window(window, length)
-    scale = (np.sum(w) / 2.0) ** 2
+    scale = dtype(1.0 / (np.sum(w) / 2.0) ** 2)
     spec = scipy.fft.rfft(f.astype(dtype, copy=False) * w.astype(dtype), n=n, axis=1,
                           workers=-1)
+    return spec, scale, dtype
+
+
+def power_spectrum(frames, *, window="hann", n_fft: int | None = None) -> np.ndarray:
+    """(n_frames, n_fft//2+1) power of windowed ``frames`` (n_frames, frame_length).
+
+    ``window``: a scipy window name (periodic) or an array of frame_length.
+    ``n_fft`` (default frame_length) >= frame_length zero-pads each frame.
+    Normalised by ``(sum(window)/2)**2`` so a full-scale sine at a bin
+    frequency gives power 1.0 (0 dB) at its bin.  float32 in -> float32 out.
+    """
+    spec, scale, dtype = _scaled_rfft(frames, window, n_fft)
     power = spec.real * spec.real + spec.imag * spec.imag
-    power *= dtype(1.0 / scale)
+    power *= scale
     return power.astype(dtype, copy=False)
 
 
 def magnitude_spectra(frames, *, window="hann", n_fft: int | None = None) -> np.ndarray:
     """(n_frames, n_fft//2+1) float32 linear amplitudes (full-scale bin-centred sine = 1.0).
 
-    The square root of :func:`power_spectrum`; ``frames`` (n_frames,
-    frame_length), ``window`` a name or an array of frame_length, ``n_fft``
-    >= frame_length zero-pads.
+    The square root of :func:`power_spectrum` (taken as the complex modulus,
+    a quarter of the time); ``frames`` (n_frames, frame_length), ``window`` a
+    name or an array of frame_length, ``n_fft`` >= frame_length zero-pads.
     """
-    f = np.asarray(frames, dtype=np.float32)
-    return np.sqrt(power_spectrum(f, window=window, n_fft=n_fft))
+    spec, scale, _ = _scaled_rfft(np.asarray(frames, dtype=np.float32), window, n_fft)
+    mag = np.abs(spec)
+    mag *= np.float32(np.sqrt(scale))
+    return mag
 
 
 def db(power, *, floor_db: float = -120.0) -> np.ndarray:
-    """``10*log10(max(power, 10**(floor_db/10)))`` (keeps float32 as float32)."""
+    """``10*log10(max(power, 10**(floor_db/10)))`` (keeps float32 as float32).
+
+    Floored cells read exactly ``floor_db`` (float32 ``log10`` of the floor
+    power is off by an ulp in some numpy releases).
+    """
     p = np.asarray(power)
     if not np.issubdtype(p.dtype, np.floating):
         p = p.astype(np.float64)
     tiny = p.dtype.type(10.0 ** (float(floor_db) / 10.0))
-    return p.dtype.type(10.0) * np.log10(np.maximum(p, tiny))
+    out = p.dtype.type(10.0) * np.log10(np.maximum(p, tiny))
+    return np.maximum(out, p.dtype.type(floor_db), out=out)
 
 
 def spectra_db(samples, *, rate_hz: int = ANALYSIS_RATE_HZ, n_fft: int = N_FFT,
