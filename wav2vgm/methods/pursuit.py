@@ -141,6 +141,15 @@ def timbre_atoms() -> np.ndarray:
     return render_timbre_atoms()
 
 
+@lru_cache(maxsize=1)
+def _atom_table() -> np.ndarray:
+    """Every atom in one table, for one gather: the sine grid, then each timbre's grid,
+    then a row of zeros (no candidate)."""
+    t = timbre_atoms()
+    return np.concatenate([sine_atoms(), t.reshape(-1, t.shape[-1]),
+                           np.zeros((1, spectrum.N_MELS), np.float32)])
+
+
 def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray | None = None,
                     partner_power: np.ndarray | None = None) -> np.ndarray:
     """(..., N_MELS) mel power of candidate voices at unit level.
@@ -152,12 +161,12 @@ def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray |
     """
     cls = np.asarray(cls)
     f0_hz = np.asarray(f0_hz)
+    table = _atom_table()
     ok = (f0_hz > 0) & ((cls == 0) | (f0_hz <= ATOM_F_MAX_HZ))
-    a = np.zeros(f0_hz.shape + (spectrum.N_MELS,), np.float32)
-    sine = ok & (cls == 0)
-    other = ok & (cls != 0)
-    a[sine] = sine_atoms()[_grid_index(f0_hz[sine])]
-    a[other] = timbre_atoms()[cls[other], _atom_index(f0_hz[other])]
+    n_timbres = (table.shape[0] - 1 - _N_GRID) // _N_ATOM
+    row = np.where(cls == 0, _grid_index(f0_hz),
+                   _N_GRID + (cls % n_timbres) * _N_ATOM + _atom_index(f0_hz))
+    a = table[np.where(ok, row, table.shape[0] - 1)]
     if partner_hz is not None:
         pair = ok & (partner_hz > 0)
         a[pair] += (np.asarray(partner_power)[pair][:, None]

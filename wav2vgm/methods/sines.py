@@ -42,14 +42,18 @@ _LOG2_FACTORS = np.log2(_SORTED_FACTORS)
 _LOG2_FIT = (np.log2(1 - _RATIO_TOL), np.log2(1 + _RATIO_TOL))
 
 
+_LOG2_FACTOR_LUT = _LOG2_FACTORS[_FACTOR_LUT]           # log2 of the factor per grid step
+
+
 def _factor_fit(log2_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ratios given as log2 (callers subtract the logs of two frequencies, never
     dividing their large broadcast tables): the index into the sorted multiplier values
     of the nearest one, and whether it is within 2% of the ratio."""
-    g = np.clip(np.rint(log2_ratio * _LUT_STEPS), _LUT_LO, _LUT_HI).astype(np.int64)
-    j = _FACTOR_LUT[g - _LUT_LO]
-    off = _LOG2_FACTORS[j] - log2_ratio
-    return j, (off > _LOG2_FIT[0]) & (off < _LOG2_FIT[1])
+    # the nearest grid step, counted from _LUT_LO (ratios off the grid take its ends)
+    g = (log2_ratio * _LUT_STEPS + (0.5 - _LUT_LO)).astype(np.int64)
+    off = np.take(_LOG2_FACTOR_LUT, g, mode="clip")
+    off -= log2_ratio
+    return np.take(_FACTOR_LUT, g, mode="clip"), (off > _LOG2_FIT[0]) & (off < _LOG2_FIT[1])
 
 
 def _log2_hz(f_hz) -> np.ndarray:
