@@ -85,10 +85,12 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     top = centre.max(axis=1, keepdims=True)
     is_peak &= ((centre > np.float32(10 ** (floor_db / 20)))
                 & (centre > top * np.float32(10 ** (-range_db / 20))))
-    score = np.where(is_peak, -centre, np.float32(1))       # negated: the loudest first
+    score = np.multiply(centre, is_peak)                      # 0 where no peak
+    np.negative(score, out=score)                             # negated: the loudest first
     n_cand = min(n_peaks + 16, score.shape[1])
     idx = np.argpartition(score, n_cand - 1, axis=1)[:, :n_cand]
     sc = -np.take_along_axis(score, idx, axis=1)
+    sc[sc <= 0] = -1.0                                        # (peaks are above the floor)
     order = np.argsort(-sc, axis=1)
     idx = np.take_along_axis(idx, order, axis=1) + 1        # bin index in the full spectrum
     sc = np.take_along_axis(sc, order, axis=1)
@@ -349,18 +351,16 @@ class SinesMethod:
         counts = n_played.tolist()
         played: list[int] = []                  # channel of each played partial, frame by frame
         chan_prev = list(range(nv))              # frame 0 links to channels directly
-        busy = self.track_on.tolist()
+        busy = set(np.flatnonzero(self.track_on).tolist())     # channels keyed last frame
         channels = range(nv)
         for i in range(n):
             chan = [chan_prev[q] if q >= 0 else -1 for q in link[i][:counts[i]]]
             if -1 in chan:
-                kept = set(chan)
-                free = iter([c for c in channels if not busy[c]]
-                            + [c for c in channels if busy[c] and c not in kept])
+                # new partials take free channels: silent ones first, then those released now
+                free = iter([c for c in channels if c not in busy]
+                            + sorted(busy.difference(chan)))
                 chan = [c if c >= 0 else next(free) for c in chan]
-            busy = [False] * nv
-            for c in chan:
-                busy[c] = True
+            busy = set(chan)
             chan_prev = chan
             played += chan
         chans = np.full((n, nv), -1, np.int64)
