@@ -430,10 +430,11 @@ def exact_voices_vgm(wav: Path, clip_vgm: Path, chords, out: Path) -> Path:
     key_on = ((clip.regs & 0xF0) == 0xB0) & (clip.values & 0x20 > 0)
     starts_s = np.unique(t[key_on]) / R.NATIVE_RATE_INT              # one per chord
     centre_s = found.centres / 44100.0
-    hop_s = 1.0 / options.frame_rate_hz
     chord = np.searchsorted(starts_s, centre_s, side="right") - 1
-    nxt = np.append(starts_s, np.inf)[np.minimum(chord + 1, len(starts_s))]
-    playing = (chord >= 0) & (nxt - centre_s > hop_s / 2)
+    # the last frame before each change rests (its key goes off), so every chord keys on
+    # afresh: a patch changed under a held key would play its operators at a random
+    # relative phase (the clip keys off 40 samples before each chord)
+    playing = (chord >= 0) & (np.append(chord[1:], chord[-1:]) == chord)
     now = np.array(chords, np.float64)[np.maximum(chord, 0)]          # (frames, voices, 3)
     on = playing[:, None]
     shape = (centre_s.size, options.voices)
