@@ -2,7 +2,7 @@
 
 Per block of frames:
 
-1. log-frequency features -> one batched onnxruntime call -> per (timbre,
+1. log-frequency features -> batched onnxruntime calls (32 frames each) -> per (timbre,
    semitone) detection probabilities and levels -> the most probable voices
    per frame, each voice's pitch refined on the linear spectrum, each offered
    with its three most probable timbres;
@@ -59,6 +59,9 @@ TIMBRES_PER_DETECTION = 3
 # the same time (0.93-0.94 s on the 60 s clip); a 2 dB change threshold takes 1.2 s
 QUALITY = {"fast": (40, 2.5, 4, ("mix",)), "balanced": (40, 2.0, 6, ("sines", "mix")),
            "best": (40, 2.0, 6, ("sines", "mix"))}
+# frames per onnxruntime call: the network's activations for 32 frames stay in cache
+# (one core: 23.3 ms for 130 frames in calls of 32, 27.1 ms in one call; same outputs)
+ONNX_BATCH = 32
 SEGMENT_MAX_S = 0.5           # a voice set lasts at most this long, however steady the sound
 # the levels the pursuit fits frame by frame jump between its trial gains as the partials
 # in the judged band beat: their running median over this long (within a segment) plays.
@@ -164,7 +167,9 @@ class ModelMethod:
         for each of its TIMBRES_PER_DETECTION most probable timbres, most
         probable first."""
         x, peak_db = features.model_features(mag)
-        pres, timbre, level = self.session.run(None, {"features": x})
+        runs = [self.session.run(None, {"features": x[i:i + ONNX_BATCH]})
+                for i in range(0, max(len(x), 1), ONNX_BATCH)]
+        pres, timbre, level = (np.concatenate([r[k] for r in runs]) for k in range(3))
         prob = 1.0 / (1.0 + np.exp(-pres))                      # (n, B)
         padded = np.pad(prob, ((0, 0), (1, 1)))
         local = (prob >= padded[:, :-2]) & (prob >= padded[:, 2:]) & (prob > THRESHOLD)
