@@ -271,8 +271,8 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   from the notes' envelopes.  Offered the clips' true voices as candidates,
   the default scores the same; the pursuit alone on all 18 channels, with
   them and two passes that swap each chosen voice for a better one, reaches
-  1.95-2.46 dB on the dev clips and opl_patches (before key scaling, as the
-  rest of this item), but with the network's
+  1.95-2.46 dB on the dev clips and opl_patches (measured before key
+  scaling, as are the wormintr figures below), but with the network's
   candidates (the true pitch among them for 74% of the voices, pitch and
   timbre for 61%) it does not beat the mix, and the atoms' comparison
   favours it where it sounds worse (wormintr: predicted 1.25 against 1.52

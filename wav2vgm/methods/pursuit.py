@@ -163,9 +163,7 @@ def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray |
     f0_hz = np.asarray(f0_hz)
     table = _atom_table()
     ok = (f0_hz > 0) & ((cls == 0) | (f0_hz <= ATOM_F_MAX_HZ))
-    n_timbres = (table.shape[0] - 1 - _N_GRID) // _N_ATOM
-    row = np.where(cls == 0, _grid_index(f0_hz),
-                   _N_GRID + (cls % n_timbres) * _N_ATOM + _atom_index(f0_hz))
+    row = np.where(cls == 0, _grid_index(f0_hz), _N_GRID + cls * _N_ATOM + _atom_index(f0_hz))
     a = table[np.where(ok, row, table.shape[0] - 1)]
     if partner_hz is not None:
         pair = ok & (partner_hz > 0)

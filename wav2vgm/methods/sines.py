@@ -90,7 +90,7 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     n_cand = min(n_peaks + 16, score.shape[1])
     idx = np.argpartition(score, n_cand - 1, axis=1)[:, :n_cand]
     sc = -np.take_along_axis(score, idx, axis=1)
-    sc[sc <= 0] = -1.0                                        # (peaks are above the floor)
+    sc[sc <= 0] = -1.0                                        # no peak (peaks score > 0)
     order = np.argsort(-sc, axis=1)
     idx = np.take_along_axis(idx, order, axis=1) + 1        # bin index in the full spectrum
     sc = np.take_along_axis(sc, order, axis=1)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
+from .tables import KSL_SHIFT, KSL_TOP
 
 # --------------------------------------------------------------------------
 # Chip constants
@@ -115,7 +116,6 @@ def ksl_term(fnum, block) -> np.ndarray:
     at 2 kHz and 36-42 dB above 3 kHz.  The chip adds it to TL and envelope
     continuously, so it follows F-number and block writes at once.
     """
-    from .tables import KSL_TOP
     fnum = np.asarray(fnum, np.int64)
     block = np.asarray(block, np.int64)
     return np.maximum((KSL_TOP[fnum >> 6].astype(np.int64) << 2) - ((8 - block) << 5), 0)
@@ -124,7 +124,6 @@ def ksl_term(fnum, block) -> np.ndarray:
 def ksl_attenuation(term, code) -> np.ndarray:
     """EG units (4 per TL step) KSL ``code`` (0-3) adds, given :func:`ksl_term`: none, half,
     a quarter or all of it."""
-    from .tables import KSL_SHIFT
     return np.asarray(term, np.int64) >> KSL_SHIFT[np.asarray(code, np.int64)]
 
 
