@@ -185,11 +185,15 @@ def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarr
     """
     with np.errstate(divide="ignore"):
         att = 20 * np.log10(FULL_SCALE / np.maximum(amp_out, 1e-9)) / R.TL_STEP_DB  # TL steps
-    extra = np.stack([R.ksl_attenuation(ksl_term_eg, code)
-                      for code in R.KSL_CODES_BY_DEPTH]) / 4.0          # TL steps, by depth
-    fits = att[None] - extra <= 63.5
-    depth = np.where(fits.any(axis=0), np.argmax(fits, axis=0), 3)
-    rest = att - np.take_along_axis(extra, depth[None], axis=0)[0]
+    # the least depth that fits (deeper scaling attenuates more: from the deepest up,
+    # each depth that fits replaces the last), else the deepest
+    depth = np.full(att.shape, 3, np.int64)
+    rest = att - R.ksl_attenuation(ksl_term_eg, R.KSL_CODES_BY_DEPTH[3]) / 4.0   # TL steps
+    for d in (2, 1, 0):
+        r = att - R.ksl_attenuation(ksl_term_eg, R.KSL_CODES_BY_DEPTH[d]) / 4.0
+        fits = r <= 63.5
+        depth[fits] = d
+        rest = np.where(fits, r, rest)
     sounding = (rest <= 63.5) & (amp_out > 0)
     tl = np.where(sounding, np.clip(np.rint(rest), 0, 63), 63).astype(np.int64)
     code = np.asarray(R.KSL_CODES_BY_DEPTH)[np.where(sounding, depth, 3)]
@@ -225,12 +229,11 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
     idx = np.where(key, np.arange(n)[:, None], -1)
     idx = np.maximum.accumulate(idx, axis=0)
     held = idx >= 0
-    src = np.where(held, idx, 0)
-    cols = np.arange(n_ch)[None, :]
+    flat = np.where(held, idx, 0) * n_ch + np.arange(n_ch)[None, :]     # into each field, raveled
     for name in ("fnum", "block", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2",
                  "ksl1", "ksl2"):
         arr = getattr(f, name)
-        filled = arr[src, cols]
+        filled = np.take(arr, flat)
         if previous is not None:
             prev_row = getattr(previous, name)[-1][None, :]
             filled = np.where(held, filled, prev_row)
