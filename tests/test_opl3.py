@@ -91,6 +91,28 @@ def test_channel_images_and_vectorised_writes_agree_with_register_frames():
                for fr, r, v in zip(frame, reg, val))
 
 
+def test_image_writes_reads_both_image_layouts_alike():
+    """channel_images returns a transposed (register-major) view, which image_writes
+    diffs as is; a row-major copy of the same images, with any previous image and a
+    frame count that is no multiple of 8, gives the very same writes."""
+    rng = np.random.default_rng(5)
+    f = R.ChannelFrames.silent(13)
+    f.key[:] = rng.random(f.key.shape) < 0.6
+    f.fnum[:] = rng.integers(0, 1024, f.fnum.shape)
+    f.block[:] = rng.integers(0, 8, f.block.shape)
+    f.tl2[:] = rng.integers(0, 64, f.tl2.shape)
+    f.ws1[:] = rng.integers(0, 8, f.ws1.shape)
+    imgs = R.channel_images(f, lazy=True)
+    assert imgs.shape == (13, 512) and not imgs.flags.c_contiguous
+    prev = rng.integers(0, 256, 512).astype(np.uint8)
+    for previous in (None, prev):
+        a = R.image_writes(imgs, previous=previous)
+        b = R.image_writes(np.ascontiguousarray(imgs), previous=previous)
+        assert len(a[0]) > 50
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_a_channels_writes_are_adjacent_with_its_key_on_last():
     """A busy frame: each channel's MULT, A0 and B0 follow one another (players space
     writes about 2 samples apart, so a gap between them plays a wrong frequency)."""

@@ -147,9 +147,10 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     block = voices.block.astype(np.int64)[own]
     fnum = np.rint(f_mid * 2.0 ** (20 - block) / R.NATIVE_RATE_HZ)
     fits = (fnum >= 256) & (fnum <= 1023)
-    best_fnum, best_block = R.hz_to_fnum(np.where(glide, f_mid, 440.0), mult=1)
-    out.fnum[:] = np.where(glide, np.where(fits, fnum, best_fnum), out.fnum)
-    out.block[:] = np.where(glide, np.where(fits, block, best_block), out.block)
+    out.fnum[:] = np.where(glide, fnum, out.fnum)
+    out.block[:] = np.where(glide, block, out.block)
+    refit = glide & ~fits                                   # the few that leave their block
+    out.fnum[refit], out.block[refit] = R.hz_to_fnum(f_mid[refit], mult=1)
     return out
 
 

@@ -485,29 +485,31 @@ _CH_OFFSETS = np.array([(0x100 if c >= 9 else 0) + c % 9 for c in range(N_CHANNE
 
 def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool = False,
                    used_before: np.ndarray | None = None) -> np.ndarray:
-    """The 512-byte register image of every frame: (n_frames, 512) uint8.
+    """The 512-byte register image of every frame: (n_frames, 512) uint8 (a transposed view).
 
     ``lazy``: channels never keyed so far (in these frames or, per
     ``used_before`` (n_channels,) bool, earlier) keep their reset value 0.
     """
     n, n_ch = frames.fnum.shape
-    img = np.zeros((n, N_REGISTERS), np.uint8)
-    img[:, REG_NEW] = 1
-    img[:, REG_4OP] = four_op_mask
+    # built register by register (each register's frames contiguous), returned as the
+    # transposed view: (n_frames, 512), Fortran-ordered, which image_writes reads as is
+    img = np.zeros((N_REGISTERS, n), np.uint8)
+    img[REG_NEW] = 1
+    img[REG_4OP] = four_op_mask
     ch_off = _CH_OFFSETS[:n_ch]
     outputs = frames.outputs if frames.outputs is not None else np.full((n, n_ch), OUT_STEREO)
     for offs, mult, tl, ws, ksl in (
             (_OP1_OFFSETS[:n_ch], frames.mult1, frames.tl1, frames.ws1, frames.ksl1),
             (_OP2_OFFSETS[:n_ch], frames.mult2, frames.tl2, frames.ws2, frames.ksl2)):
-        img[:, OP_AM_VIB_EGT_KSR_MULT + offs] = 0x20 | mult
-        img[:, OP_KSL_TL + offs] = tl if ksl is None else (ksl << 6) | tl
-        img[:, OP_AR_DR + offs] = 0xF0
-        img[:, OP_SL_RR + offs] = frames.rr
-        img[:, OP_WS + offs] = ws
-    img[:, CH_OUT_FB_CNT + ch_off] = (outputs & 0xF0) | (frames.fb << 1) | frames.cnt
-    img[:, CH_FNUM_LO + ch_off] = frames.fnum & 0xFF
-    img[:, CH_KEY_BLOCK_FNUM_HI + ch_off] = ((frames.key.astype(np.int64) << 5)
-                                             | (frames.block << 2) | (frames.fnum >> 8))
+        img[OP_AM_VIB_EGT_KSR_MULT + offs] = (0x20 | mult).T
+        img[OP_KSL_TL + offs] = (tl if ksl is None else (ksl << 6) | tl).T
+        img[OP_AR_DR + offs] = 0xF0
+        img[OP_SL_RR + offs] = np.asarray(frames.rr).T
+        img[OP_WS + offs] = ws.T
+    img[CH_OUT_FB_CNT + ch_off] = ((outputs & 0xF0) | (frames.fb << 1) | frames.cnt).T
+    img[CH_FNUM_LO + ch_off] = (frames.fnum & 0xFF).T
+    img[CH_KEY_BLOCK_FNUM_HI + ch_off] = ((frames.key.astype(np.int64) << 5)
+                                          | (frames.block << 2) | (frames.fnum >> 8)).T
     if lazy:
         # a channel's registers stay at their reset value (0) until it is first
         # keyed, so the first frames do not spend the player's write budget on
@@ -522,8 +524,8 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
                 regs += [base + _OP2_OFFSETS[c] for base in OPERATOR_BASES]
                 regs += [CH_OUT_FB_CNT + ch_off[c], CH_FNUM_LO + ch_off[c],
                          CH_KEY_BLOCK_FNUM_HI + ch_off[c]]
-                img[np.ix_(idle, regs)] = 0
-    return img
+                img[np.ix_(regs, idle)] = 0
+    return img.T
 
 
 _RANK = np.array([_write_rank(r) for r in range(N_REGISTERS)])
@@ -562,16 +564,29 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
     """
     images = np.asarray(images, np.uint8)
     prev = np.zeros(N_REGISTERS, np.uint8) if previous is None else np.asarray(previous, np.uint8)
-    before = np.concatenate([prev[None, :], images[:-1]], axis=0)
-    # most of a frame's registers repeat the last frame's: the changed 8-byte words
-    # first, then the bytes that changed within them (row-major order, as np.nonzero)
-    flips = (np.ascontiguousarray(images).view(np.uint64) ^ before.view(np.uint64)).ravel()
+    by_register = images.ndim == 2 and images.T.flags.c_contiguous and not images.flags.c_contiguous
+    if by_register:             # channel_images' layout: (512, n_frames) underneath
+        now = images.T
+        n = now.shape[1]
+        width = n + (-n % 8)                                # whole 8-byte words per register
+        padded, before = np.zeros((2, N_REGISTERS, width), np.uint8)
+        padded[:, :n] = now
+        before[:, 0] = prev
+        before[:, 1:n] = now[:, :-1]
+        now = padded
+    else:
+        now = np.ascontiguousarray(images)
+        before = np.concatenate([prev[None, :], now[:-1]], axis=0)
+    # most registers repeat the last frame's value: the changed 8-byte words first,
+    # then the bytes that changed within them
+    flips = (now.view(np.uint64) ^ before.view(np.uint64)).ravel()
     word = np.flatnonzero(flips)
     flip_bytes = flips[word].view(np.uint8).reshape(-1, 8)
     i, b = np.nonzero(flip_bytes)
-    cell = word[i] * 8 + b                                  # index into the flattened images
-    frame, reg = np.divmod(cell, N_REGISTERS)
-    new = images.ravel()[cell]
+    cell = word[i] * 8 + b                                  # index into the flattened array
+    row, col = np.divmod(cell, now.shape[1])
+    frame, reg = (col, row) if by_register else (row, col)
+    new = now.ravel()[cell]
     old = new ^ flip_bytes[i, b]
     rank = _RANK[reg]
     off = _IS_B0[reg] & ((old & 0x20) != 0) & ((new & 0x20) == 0)
@@ -588,7 +603,7 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
     per_channel = rank >= _CHANNEL_RANK
     channel = np.where(per_channel, _CHANNEL_OF_REG[reg], 0)
     # one sort key (frame, per_channel, channel < 32, rank < 32, reg < 512): one argsort
-    # instead of a five-key lexsort; the keys are unique, so the order is the same
+    # instead of a five-key lexsort; the keys are unique, so any sort gives the same order
     key = (((((frame.astype(np.int64) << 1) | per_channel) << 5 | channel) << 5 | rank) << 9) | reg
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)
     return frame[order], reg[order], value[order]
