@@ -117,15 +117,14 @@ class FrameAnalyser:
         else:
             self.buffer = np.concatenate([self.buffer, np.zeros(WINDOW, np.float32)])
         end = self.buffer_start + self.buffer.size
-        last = self.next_frame
-        while last < self.centres.size and self.centres[last] + WINDOW // 2 <= end:
-            last += 1
+        # the frames whose window ends within the buffer (centres ascend)
+        last = max(self.next_frame, int(np.searchsorted(self.centres, end - WINDOW // 2, side="right")))
         if last == self.next_frame:
             return np.zeros((0, N_FFT // 2 + 1), np.float32)
         starts = self.centres[self.next_frame:last] - WINDOW // 2 - self.buffer_start
         first_abs = starts + self.buffer_start
-        idx = starts[:, None] + np.arange(WINDOW)[None, :]
-        frames = self.buffer[idx]
+        # each frame one row gathered from a strided view of the buffer (no index table)
+        frames = np.lib.stride_tricks.sliding_window_view(self.buffer, WINDOW)[starts]
         self.next_frame = last
         keep_from = (self.centres[last] - WINDOW // 2 - self.buffer_start
                      if last < self.centres.size else self.buffer.size)
