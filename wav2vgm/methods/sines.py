@@ -95,8 +95,10 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     idx = np.take_along_axis(idx, order, axis=1) + 1        # bin index in the full spectrum
     sc = np.take_along_axis(sc, order, axis=1)
     rows = np.arange(n_frames)[:, None]
-    a, b, c = (20 * np.log10(np.maximum(mag[rows, idx + o], 1e-9)) for o in (-1, 0, 1))
-    delta, height = parabolic_peak(a, b, c)
+    near = mag[rows[..., None], idx[..., None] + np.arange(-1, 2)]        # (n, n_cand, 3)
+    np.maximum(near, np.float32(1e-9), out=near)
+    near_db = 20 * np.log10(near)
+    delta, height = parabolic_peak(near_db[..., 0], near_db[..., 1], near_db[..., 2])
     peak_db = np.where(sc >= 0, height, -np.inf)
     pos = idx + delta
     keep = np.isfinite(peak_db) & ~_side_lobes(pos, peak_db, window_bins=window_bins,
