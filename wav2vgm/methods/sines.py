@@ -45,15 +45,18 @@ _LOG2_FIT = (np.log2(1 - _RATIO_TOL), np.log2(1 + _RATIO_TOL))
 _LOG2_FACTOR_LUT = _LOG2_FACTORS[_FACTOR_LUT]           # log2 of the factor per grid step
 
 
-def _factor_fit(log2_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _factor_fit(log2_ratio: np.ndarray, *, index: bool = True):
     """For ratios given as log2 (callers subtract the logs of two frequencies, never
     dividing their large broadcast tables): the index into the sorted multiplier values
-    of the nearest one, and whether it is within 2% of the ratio."""
+    of the nearest one (None with ``index=False``), and whether it is within 2% of the
+    ratio."""
     # the nearest grid step, counted from _LUT_LO (ratios off the grid take its ends)
     g = (log2_ratio * _LUT_STEPS + (0.5 - _LUT_LO)).astype(np.int64)
     off = np.take(_LOG2_FACTOR_LUT, g, mode="clip")
     off -= log2_ratio
-    return np.take(_FACTOR_LUT, g, mode="clip"), (off > _LOG2_FIT[0]) & (off < _LOG2_FIT[1])
+    fit = off > _LOG2_FIT[0]
+    fit &= off < _LOG2_FIT[1]
+    return (np.take(_FACTOR_LUT, g, mode="clip") if index else None), fit
 
 
 def _log2_hz(f_hz) -> np.ndarray:
@@ -304,7 +307,7 @@ class SinesMethod:
         other = (np.abs(ratio) > _LOG2_FIT[1]) & (sa > 0)[:, None, :]       # not the partial itself
         paired = np.zeros((n, nv, opts.size), bool)
         for m, log_m in enumerate(np.log2(mv).tolist()):
-            paired[:, :, m] = (_factor_fit(ratio + log_m)[1] & other).any(axis=2)   # spare / base
+            paired[:, :, m] = (_factor_fit(ratio + log_m, index=False)[1] & other).any(axis=2)   # spare / base
         usable = (opts >= m2_min[:, :, None]) & (f_c[:, :, None] / mv <= _BASE_MAX_HZ)
         paired &= usable & on[:, :, None]                                  # (n, ch, M)
         held = np.zeros((n, nv), bool)                                     # keyed since last frame
