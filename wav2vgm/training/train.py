@@ -168,11 +168,16 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--out-dir", default=TrainConfig.out_dir)
+    p.add_argument("--width", type=int, default=ModelConfig.width,
+                   help="channels of the network's convolutions")
     p.add_argument("--no-card", dest="card", action="store_false",
                    help="skip the evaluation that rewrites models/README.md")
     a = p.parse_args(argv)
     p_card = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
-    cfg = TrainConfig(n_train=a.n_train, epochs=a.epochs, seed=a.seed, out_dir=a.out_dir)
+    if a.width < 1:
+        p.error(f"--width must be at least 1, got {a.width}")
+    cfg = TrainConfig(n_train=a.n_train, epochs=a.epochs, seed=a.seed, out_dir=a.out_dir,
+                      model=ModelConfig(width=a.width))
     train(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     if a.card and p_card.is_file() and Path(cfg.out_dir).resolve() == REPO_MODELS.resolve():
         import shutil
