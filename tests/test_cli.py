@@ -153,6 +153,21 @@ def test_convert_vgz_is_gzip_and_reads_back(tmp_path, song):
     assert (tmp_path / "out.vgm").read_bytes() == plain
 
 
+def test_convert_loop_to_file_vgz_and_stdout(tmp_path, song):
+    assert_ok(cli("convert", song, "-o", tmp_path / "l.vgm", "--loop", *SINES))
+    assert_ok(cli("convert", song, "-o", tmp_path / "l.vgz", "--loop", *SINES))
+    piped = cli("convert", song, "-o", "-", "--loop", *SINES)
+    assert_ok(piped)
+    data = (tmp_path / "l.vgm").read_bytes()
+    assert piped.stdout_bytes == data == gzip.decompress((tmp_path / "l.vgz").read_bytes())
+    assert check_strict(data) == []
+    vgm = read_vgm(str(tmp_path / "l.vgm"))
+    assert vgm.loop_offset == 0x100 and vgm.loop_samples == vgm.total_samples
+    info = cli("info", tmp_path / "l.vgm")
+    assert_ok(info)
+    assert "loop:" in info.stdout and "from byte 0x100 to the end" in info.stdout
+
+
 def test_convert_to_stdout_matches_file_output(tmp_path, song):
     opts = [*SINES, "--frame-rate", "50", "--voices", "6", "--author", "Me"]
     assert_ok(cli("convert", song, "-o", tmp_path / "file.vgm", *opts))

@@ -327,3 +327,65 @@ def test_quiet_operators_play_below_tl63_through_key_scaling():
     assert abs((rms_db(loud) - rms_db(quiet)) - 52) < 1.0
     # beyond what full key scaling reaches (TL 63 + 26 dB at this pitch) it is silent
     assert not _one_operator(10 ** (-80 / 20)).key[0, 0]
+
+
+def _state_after(regs, values, start=None) -> np.ndarray:
+    """The 512-byte register image after applying writes to ``start`` (default: a reset chip)."""
+    img = np.zeros(512, np.uint8) if start is None else start.copy()
+    for r, v in zip(regs.tolist(), values.tolist()):
+        img[r] = v
+    return img
+
+
+@pytest.mark.parametrize("method", ["sines", "model"])
+def test_loop_point_restores_the_opening_state(tmp_path, method):
+    """With --loop, whatever the end of the song left, replaying the data from the loop
+    point sets the chip exactly as the first pass did; without it, it does not."""
+    if method == "model" and not HAVE_MODEL:
+        pytest.skip("no trained model")
+    # one tone for 12 s, then a chord: its channels are first keyed after the writer's first
+    # chunk of updates, so without --loop the opening writes never touch them
+    t = np.arange(13 * 44100) / 44100
+    x = 0.3 * np.sin(2 * np.pi * 220 * t)
+    for f_hz in (277.2, 329.6, 440.0, 554.4):
+        x += np.where(t >= 12, 0.2 * np.sin(2 * np.pi * f_hz * t), 0.0)
+    src = tmp_path / "late_chord.wav"
+    sf.write(src, x / np.abs(x).max() * 0.5, 44100)
+    states = {}
+    for loop in (True, False):
+        out = tmp_path / f"{loop}.vgm"
+        convert_file(str(src), str(out), ConvertOptions(method=method, loop=loop))
+        data = out.read_bytes()
+        assert check_strict(data) == []
+        vgm = read_vgm(str(out))
+        first = vgm.times == vgm.times[0]                 # the opening group of writes
+        opening = _state_after(vgm.regs[first], vgm.values[first])
+        end = _state_after(vgm.regs, vgm.values)
+        replayed = _state_after(vgm.regs[first], vgm.values[first], start=end)
+        states[loop] = (vgm, opening, replayed)
+    vgm, opening, replayed = states[True]
+    assert vgm.loop_offset == 0x100 and vgm.loop_samples == vgm.total_samples > 0
+    assert np.array_equal(opening, replayed)
+    plain, opening, replayed = states[False]
+    assert plain.loop_offset == 0 and not np.array_equal(opening, replayed)
+    # the looped file opens by setting every register the converter uses: 4 globals and,
+    # for each of the 18 channels, 2 operators x 5 registers + C0, A0, B0
+    assert (vgm.times == vgm.times[0]).sum() == 4 + 18 * 13
+    assert (plain.times == plain.times[0]).sum() < 4 + 18 * 13
+
+
+@pytest.mark.adplay
+def test_looped_file_plays_once_in_adplay_and_sounds_like_the_plain_one(tmp_path):
+    import shutil
+    if shutil.which("adplay") is None:
+        pytest.skip("adplay not on PATH")
+    from wav2vgm.quality import adplay_render
+    src = SAMPLES / "chord.wav"
+    lengths, dist = {}, {}
+    for loop in (False, True):
+        out = tmp_path / f"{loop}.vgm"
+        convert_file(str(src), str(out), ConvertOptions(method="sines", loop=loop))
+        lengths[loop] = adplay_render(str(out))[0].shape[0]
+        dist[loop] = score_vgm(str(src), str(out), player="adplay").distance_db
+    assert lengths[True] == lengths[False]                      # the disk writer plays once
+    assert abs(dist[True] - dist[False]) < 0.1

@@ -19,6 +19,7 @@ from wav2vgm.vgm import (
     check_strict,
     read_vgm,
     vgm_bytes,
+    vgm_statistics,
     write_vgm,
 )
 
@@ -585,3 +586,60 @@ def test_advance_to_ticks_every_update_without_writes():
     v.close()
     assert fast.getvalue() == slow.getvalue()
     assert read_vgm(io.BytesIO(fast.getvalue())).total_samples == 4000
+
+
+def _looped(mark_after_writes: int = 1) -> bytes:
+    """Two writes, a 100-sample wait, the loop point, a write, 200 samples, a write, 300 samples."""
+    out = io.BytesIO()
+    w = VgmWriter(out)
+    w.write(0x105, 1)
+    w.write(0x20, 1)
+    w.wait(100)
+    w.mark_loop()
+    w.write(0x20, 2)
+    w.wait(200)
+    w.write(0x20, 3)
+    w.wait(300)
+    w.close()
+    return out.getvalue()
+
+
+def test_loop_point_in_header_checker_and_reader():
+    data = _looped()
+    assert check_strict(data) == []
+    loop_pos = 0x1C + u32(data, 0x1C)
+    # the loop point is the write after the first wait (61 64 00 is the 100-sample wait)
+    assert data[loop_pos - 3:loop_pos] == b"\x61\x64\x00" and data[loop_pos] == 0x5E
+    assert u32(data, 0x20) == 500 and u32(data, 0x18) == 600
+    vgm = read_vgm(data)
+    assert vgm.loop_offset == loop_pos and vgm.loop_samples == 500
+    assert vgm_statistics(vgm)["loop"].startswith("0.011 s, from byte")
+    # a file without a loop keeps both fields 0
+    plain = vgm_bytes([(0, 0x20, 1), (100, 0x20, 2)])
+    assert u32(plain, 0x1C) == 0 and u32(plain, 0x20) == 0
+    assert read_vgm(plain).loop_samples == 0 and vgm_statistics(read_vgm(plain))["loop"] == "none"
+
+
+def test_checker_finds_bad_loops():
+    data = bytearray(_looped())
+    loop_pos = 0x1C + u32(data, 0x1C)
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, 0x20, 499)
+    assert any("loop samples at 0x20 is 499" in p for p in check_strict(bytes(bad)))
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, 0x1C, loop_pos + 1 - 0x1C)       # inside a write command
+    assert any("not to a command" in p for p in check_strict(bytes(bad)))
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, 0x1C, 0)                         # samples without an offset
+    assert any("without a loop offset" in p for p in check_strict(bytes(bad)))
+
+
+def test_a_loop_of_no_length_is_left_out():
+    out = io.BytesIO()
+    w = VgmWriter(out)
+    w.write(0x20, 1)
+    w.wait(100)
+    w.mark_loop()                       # at the end: nothing follows
+    w.close()
+    data = out.getvalue()
+    assert u32(data, 0x1C) == 0 and u32(data, 0x20) == 0 and check_strict(data) == []

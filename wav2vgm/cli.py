@@ -84,6 +84,9 @@ def main():
 @click.option("--stereo/--mono", default=True, show_default=True,
               help="Two-channel inputs: pan each note left, right or centre on the OPL3's "
                    "outputs, or play every note on both.")
+@click.option("--loop", is_flag=True,
+              help="Mark the whole file as a loop: players that loop (VGMPlay, hardware "
+                   "players) replay it from the start; its first frame then sets every register.")
 @click.option("--title", default="", help="GD3 title (default: the input's name).")
 @click.option("--author", default="", help="GD3 author.")
 @click.option("--game", default="", help="GD3 game/album.")
@@ -92,7 +95,7 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (folders).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def convert(inputs, output, method, frame_rate, substeps, voices, gain_db, quality, model_path,
-            stereo, title, author, game, notes, jobs, overwrite, quiet):
+            stereo, loop, title, author, game, notes, jobs, overwrite, quiet):
     """Convert audio files (or folders of them, or '-' for stdin) to VGM.
 
     \b
@@ -106,7 +109,7 @@ def convert(inputs, output, method, frame_rate, substeps, voices, gain_db, quali
 
     options = ConvertOptions(method=method, frame_rate_hz=frame_rate, substeps=substeps, voices=voices,
                              gain_db=gain_db, quality=quality, model_path=model_path,
-                             stereo=stereo, title=title, author=author, game=game, notes=notes)
+                             stereo=stereo, loop=loop, title=title, author=author, game=game, notes=notes)
     code = run_convert(list(inputs), output, options, jobs=jobs, overwrite=overwrite, quiet=quiet)
     sys.exit(code)
 

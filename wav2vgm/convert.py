@@ -43,6 +43,7 @@ class ConvertOptions:
     quality: str = "balanced"
     model_path: str | None = None
     stereo: bool = True         # two-channel inputs: notes panned left, right or both
+    loop: bool = False          # players that loop replay the whole file (header loop point)
     title: str = ""
     author: str = ""
     game: str = ""
@@ -222,7 +223,9 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
 
     Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
     ``chunk`` updates at a time with one frame of context either side, so long
-    inputs never hold the whole subdivided table).
+    inputs never hold the whole subdivided table).  With ``options.loop`` the
+    first update writes every register of every channel (the chip may hold
+    anything when a player loops back to it), not only those it changes.
     """
     gain = loudness_gain(voices, gain_db=options.gain_db, reference=reference)
     steps = update_steps(options.frame_rate_hz, options.substeps)
@@ -238,8 +241,10 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
         part = subdivide(voices.rows(slice(a, b)), steps).rows(slice((lo - a) * steps, (hi - a) * steps))
         frames = quantise(part, gain=gain, previous=previous_frames)
         full = _pad_channels(frames)
-        images = R.channel_images(full, lazy=True, used_before=used)
+        images = R.channel_images(full, lazy=not options.loop, used_before=used)
         used |= full.key.any(axis=0)
+        if options.loop and previous_image is None:
+            previous_image = R.unknown_state(images[0])
         f, reg, val = R.image_writes(images, previous=previous_image)
         yield times[lo * steps:hi * steps][f], reg, val
         previous_frames = frames
@@ -288,6 +293,8 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
     steps = update_steps(options.frame_rate_hz, options.substeps)
     frame_t = update_times(centres, options.frame_rate_hz, steps)
     n_writes = 0
+    if options.loop:
+        writer.mark_loop()                          # the whole conversion loops
     for times, regs, vals in register_events(voices, centres, options,
                                              reference=(found.level_power, found.level_stride)):
         # one wait command per update, writes or not; each run of equal times one group

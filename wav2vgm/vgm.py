@@ -76,6 +76,7 @@ _OFF_VERSION = 0x08
 _OFF_GD3 = 0x14
 _OFF_TOTAL = 0x18
 _OFF_LOOP = 0x1C
+_OFF_LOOP_SAMPLES = 0x20
 _OFF_DATA = 0x34
 _OFF_YM3812 = 0x50
 _OFF_YMF262 = 0x5C
@@ -282,6 +283,7 @@ class VgmWriter:
         self._group_open = False    # True while writes join the latest group
         self._n_writes = 0
         self._closed = False
+        self._loop: tuple[int, int] | None = None   # (byte position, emitted time) of the loop point
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -305,6 +307,22 @@ class VgmWriter:
         return self._closed
 
     # -- commands ------------------------------------------------------------------------------
+
+    def mark_loop(self) -> None:
+        """Make the data from here on loop: players that loop jump back here at the end.
+
+        The loop point is this command boundary at the current time (a wait
+        still pending is emitted first, unless it is shorter than
+        ``min_wait``: then it stays pending and falls inside the loop).  :meth:`close`
+        fills in the loop offset (0x1C) and the loop's length in samples
+        (0x20); a loop of no length is left out, as players ignore one.  The
+        caller makes the data after the mark set every register that
+        matters, since the chip holds whatever the end left when it jumps.
+        """
+        if self._closed:
+            raise OutputError(f"cannot write VGM to {self._name}: the writer is closed")
+        self._tick()
+        self._loop = (self._io(self._f.tell) - self._start + len(self._buf), self._emitted)
 
     def write(self, reg: int, value: int) -> None:
         """Write ``value`` (0-255) to OPL3 register ``reg`` (0x000-0x1FF) at the current time."""
@@ -546,12 +564,15 @@ class VgmWriter:
         length = self._io(f.tell) - self._start
         if length > 0xFFFFFFFF:
             raise OutputError(f"cannot write VGM to {self._name}: file of {length} bytes is too big")
-        patches = (
+        patches = [
             (_OFF_EOF, length - _OFF_EOF),
             (_OFF_VERSION, VGM_VERSION),
             (_OFF_GD3, gd3_pos - _OFF_GD3),
             (_OFF_TOTAL, end),
-        )
+        ]
+        if self._loop is not None and end > self._loop[1]:
+            patches += [(_OFF_LOOP, self._loop[0] - _OFF_LOOP),
+                        (_OFF_LOOP_SAMPLES, end - self._loop[1])]
         for off, val in patches:
             self._io(f.seek, self._start + off)
             self._io(f.write, _U32.pack(val))
@@ -712,7 +733,7 @@ class VgmFile:
     ``dual_chip`` reports bit 30 of either clock (the second chip's writes are
     not in the arrays but counted in ``n_other_commands``).  ``loop_offset`` is
     the absolute byte position of the loop point in the (decompressed) file,
-    0 if none.  ``end_time`` is the time at the 0x66 or at the end of the data;
+    0 if none, and ``loop_samples`` the header's length of the loop (0x20).  ``end_time`` is the time at the 0x66 or at the end of the data;
     ``truncated`` is True when the data ended cleanly without a 0x66.
     ``wait_ends`` holds the time at the end of every wait command: players such
     as AdPlug run one update per wait command, which shapes their timing.
@@ -723,6 +744,7 @@ class VgmFile:
     ym3812_clock: int
     total_samples: int
     loop_offset: int
+    loop_samples: int
     times: np.ndarray
     regs: np.ndarray
     values: np.ndarray
@@ -954,6 +976,7 @@ def _parse(data: bytes) -> VgmFile:
         ym3812_clock=ym3812 & _CLOCK_MASK,
         total_samples=field(_OFF_TOTAL),
         loop_offset=loop_pos,
+        loop_samples=field(_OFF_LOOP_SAMPLES) if loop_pos else 0,
         times=np.frombuffer(times, dtype=np.int64).copy() if times else np.zeros(0, np.int64),
         regs=np.frombuffer(regs, dtype=np.uint16).copy() if regs else np.zeros(0, np.uint16),
         values=np.frombuffer(values, dtype=np.uint8).copy() if values else np.zeros(0, np.uint8),
@@ -984,7 +1007,8 @@ def check_strict(data: bytes, *, min_wait: int = MIN_WAIT_SAMPLES) -> list[str]:
     Returns an empty list for a good file.  Checks: magic, version 0x171, data
     at 0x100, exact EOF offset, YMF262 clock set, only the commands
     5E/5F/61/62/63/7n/66, total samples = sum of waits, every wait command
-    between two groups of writes >= ``min_wait``, a valid GD3 tag right
+    between two groups of writes >= ``min_wait``, a loop point (if any) on a
+    command boundary with the waits after it in 0x20, a valid GD3 tag right
     after the 0x66 that runs to the end of the file.  ``.vgz`` data is
     gunzipped first.  Never raises for bad data.
     """
@@ -1016,11 +1040,15 @@ def check_strict(data: bytes, *, min_wait: int = MIN_WAIT_SAMPLES) -> list[str]:
     pos = HEADER_SIZE
     total = 0
     end_pos = -1
+    loop_pos = _OFF_LOOP + u32(_OFF_LOOP) if u32(_OFF_LOOP) else 0
+    total_at_loop = -1              # the waits before the loop point, once it is met
     seen_write = False
     pending: list[tuple[int, int]] = []     # wait commands since the last write: (pos, n)
     short: list[str] = []
     while pos < n:
         cmd = data[pos]
+        if pos == loop_pos:
+            total_at_loop = total
         if cmd in (0x5E, 0x5F):
             if pos + 3 > n:
                 problems.append(f"command 0x{cmd:02X} at 0x{pos:X} is cut off by the end of file")
@@ -1058,6 +1086,16 @@ def check_strict(data: bytes, *, min_wait: int = MIN_WAIT_SAMPLES) -> list[str]:
         problems.append("no end-of-data command 0x66")
     if u32(_OFF_TOTAL) != total:
         problems.append(f"total samples at 0x18 is {u32(_OFF_TOTAL)}, the waits sum to {total}")
+    if loop_pos and total_at_loop < 0:
+        problems.append(f"loop offset at 0x1C points to 0x{loop_pos:X}, not to a command "
+                        "before the end of the data")
+    elif loop_pos and u32(_OFF_LOOP_SAMPLES) != total - total_at_loop:
+        problems.append(f"loop samples at 0x20 is {u32(_OFF_LOOP_SAMPLES)}, the waits after "
+                        f"the loop point sum to {total - total_at_loop}")
+    elif not loop_pos and u32(_OFF_LOOP_SAMPLES):
+        problems.append(f"loop samples at 0x20 is {u32(_OFF_LOOP_SAMPLES)} without a loop offset")
+    elif loop_pos and total_at_loop == total:
+        problems.append("the loop has no length (players ignore it)")
 
     gd3_rel = u32(_OFF_GD3)
     if gd3_rel == 0:
@@ -1101,6 +1139,8 @@ def vgm_statistics(vgm: VgmFile) -> dict:
         "chip": chip + (" x2" if vgm.dual_chip else ""),
         "duration_s": f"{duration_s:.3f}",
         "total_samples": str(vgm.total_samples),
+        "loop": (f"{vgm.loop_samples / VGM_RATE_HZ:.3f} s, from byte 0x{vgm.loop_offset:X} to the end"
+                 if vgm.loop_offset and vgm.loop_samples else "none"),
         "writes": str(vgm.n_writes),
         "writes_per_second": f"{vgm.n_writes / duration_s:.1f}" if duration_s > 0 else "0",
         "largest_burst": str(burst),

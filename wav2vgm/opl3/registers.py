@@ -541,6 +541,29 @@ for _c in range(N_CHANNELS):
 _KEY_OFF_RANK = 7                      # after the globals, before operator registers
 _IS_B0 = np.zeros(N_REGISTERS, bool)
 _IS_B0[[b + c for b in (0x0B0, 0x1B0) for c in range(9)]] = True
+# the registers channel_images sets: the globals and every channel's operator and channel registers
+_SET_BY_IMAGES = np.zeros(N_REGISTERS, bool)
+_SET_BY_IMAGES[list(_ORDER_GLOBAL)] = True
+for _c in range(N_CHANNELS):
+    for _base in OPERATOR_BASES:
+        _SET_BY_IMAGES[[_base + _OP1_OFFSETS[_c], _base + _OP2_OFFSETS[_c]]] = True
+    for _base in (CH_FNUM_LO, CH_KEY_BLOCK_FNUM_HI, CH_OUT_FB_CNT):
+        _SET_BY_IMAGES[_base + _CH_OFFSETS[_c]] = True
+
+
+def unknown_state(image: np.ndarray) -> np.ndarray:
+    """A ``previous`` for :func:`image_writes` from which it writes all of ``image`` (512,).
+
+    It differs from ``image`` in every register the converter sets (the
+    globals, every channel's operator, C0, A0 and B0 registers) except in
+    the B0 key bits.  For a loop point, where the chip holds whatever the end
+    of the song left: every register is set again, a channel keyed there and
+    here stays keyed (no re-attack), one keyed there but not here is keyed
+    off by its B0 write.
+    """
+    flip = np.where(_SET_BY_IMAGES, np.uint8(0xFF), np.uint8(0))
+    flip[_IS_B0] = 0xDF
+    return np.asarray(image, np.uint8) ^ flip
 
 
 def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
