@@ -32,7 +32,6 @@ from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import firwin, resample_poly
 
 from .errors import AudioError, OutputError, ParameterError
 
@@ -166,6 +165,7 @@ class AudioStream:
     def _resample_filter(self) -> np.ndarray:
         """The FIR filter :func:`resample_poly` designs for (up, down)."""
         if self._filter is None:
+            from scipy.signal import firwin      # scipy.signal takes about a second to import
             max_rate = max(self._up, self._down)
             half_len = 10 * max_rate
             self._filter = firwin(2 * half_len + 1, 1.0 / max_rate,
@@ -246,6 +246,7 @@ class AudioStream:
         yield from self._resampled_blocks(n, block, sides)
 
     def _resampled_blocks(self, n: int, block: int, sides: bool) -> Iterator[np.ndarray]:
+        from scipy.signal import resample_poly    # imported only when needed: it takes a second
         up, down = self._up, self._down
         h = self._resample_filter()
         half_len = (h.size - 1) // 2

@@ -27,7 +27,6 @@ from math import gcd
 
 import numpy as np
 import scipy.fft
-from scipy.signal import get_window, resample_poly
 
 from .errors import OutputError, ParameterError
 
@@ -81,6 +80,7 @@ def _to_analysis_rate(x: np.ndarray, rate_hz) -> np.ndarray:
     x = x.astype(np.float32, copy=False)
     if rate == ANALYSIS_RATE_HZ or x.size == 0:
         return x
+    from scipy.signal import resample_poly    # imported only when needed: it takes a second
     g = gcd(rate, ANALYSIS_RATE_HZ)
     return resample_poly(x, ANALYSIS_RATE_HZ // g, rate // g).astype(np.float32)
 
@@ -113,6 +113,7 @@ def frame_signal(samples, *, hop: int, n_fft: int, centre: bool = True) -> np.nd
 def _window(window, n: int) -> np.ndarray:
     """A periodic window of length ``n`` by name (scipy) or as given (array)."""
     if isinstance(window, str) or isinstance(window, tuple):
+        from scipy.signal import get_window       # imported only when needed: it takes a second
         try:
             w = get_window(window, n, fftbins=True)
         except (ValueError, TypeError) as exc:
