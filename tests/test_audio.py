@@ -496,3 +496,27 @@ def test_unreadable_file(tmp_path):
         assert_one_line(info.value, str(path))
     finally:
         path.chmod(0o644)
+
+
+@pytest.mark.parametrize("up, down", [(147, 160), (160, 147), (3675, 4143), (2, 1), (1, 3),
+                                      (441, 80), (7, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_own_resampler_equals_scipy_to_rounding(up, down, dtype):
+    from wav2vgm.resample import lowpass_filter, resample_poly as own
+    from scipy.signal import firwin
+    rng = np.random.default_rng(up * 1000 + down)
+    for shape in ((5003,), (1,), (40, 3)):
+        x = rng.standard_normal(shape).astype(dtype)
+        a, b = resample_poly(x, up, down, axis=0), own(x, up, down, axis=0)
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert np.abs(a - b).max() <= (2e-6 if dtype == np.float32 else 1e-12)
+    g = np.gcd(up, down)
+    m = max(up, down) // g
+    assert np.abs(lowpass_filter(up, down) - firwin(20 * m + 1, 1 / m, window=("kaiser", 5.0))).max() < 1e-15
+
+
+def test_own_periodic_hann_is_scipys_bit_for_bit():
+    from scipy.signal import get_window
+    from wav2vgm.spectrum import hann_periodic
+    for n in (1, 2, 3, 512, 1323, 2048, 2049):
+        assert np.array_equal(hann_periodic(n), get_window("hann", n, fftbins=True))

@@ -9,7 +9,7 @@ about ``block_seconds`` at a time, so memory does not grow with the length of
 the file; ``stream.blocks(sides=True)`` yields the left and right channels
 beside that mono mix (for stereo panning).
 
-Resampling uses :func:`scipy.signal.resample_poly` with the reduced fraction
+Resampling uses :func:`wav2vgm.resample.resample_poly` with the reduced fraction
 ``up / down = target_rate_hz / source_rate_hz``.  Blocks start on input
 indices that are multiples of ``down`` and are read with enough context on
 both sides for the anti-aliasing filter, so the concatenated blocks equal
@@ -34,6 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, OutputError, ParameterError
+from .resample import lowpass_filter, resample_poly
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -100,7 +101,7 @@ class AudioStream:
         n_source_frames: number of frames of the input at ``source_rate_hz``.
         n_samples: exact number of mono samples :meth:`blocks` yields in all,
             ``ceil(n_source_frames * target_rate_hz / source_rate_hz)``
-            (the output length of :func:`scipy.signal.resample_poly`);
+            (the output length of :func:`~wav2vgm.resample.resample_poly`);
             equal to ``n_source_frames`` when the rates match.
         duration_s: length of the input in seconds
             (``n_source_frames / source_rate_hz``).
@@ -165,11 +166,7 @@ class AudioStream:
     def _resample_filter(self) -> np.ndarray:
         """The FIR filter :func:`resample_poly` designs for (up, down)."""
         if self._filter is None:
-            from scipy.signal import firwin      # scipy.signal takes about a second to import
-            max_rate = max(self._up, self._down)
-            half_len = 10 * max_rate
-            self._filter = firwin(2 * half_len + 1, 1.0 / max_rate,
-                                  window=("kaiser", 5.0))
+            self._filter = lowpass_filter(self._up, self._down)
         return self._filter
 
     def _read_frames(self, count: int, start: int, *, sides: bool = False) -> np.ndarray:
@@ -246,7 +243,6 @@ class AudioStream:
         yield from self._resampled_blocks(n, block, sides)
 
     def _resampled_blocks(self, n: int, block: int, sides: bool) -> Iterator[np.ndarray]:
-        from scipy.signal import resample_poly    # imported only when needed: it takes a second
         up, down = self._up, self._down
         h = self._resample_filter()
         half_len = (h.size - 1) // 2
@@ -271,7 +267,7 @@ class AudioStream:
                 new = self._read_frames(hi - buf_end, buf_end, sides=sides)
                 buf = np.concatenate((buf, new)) if len(buf) else new
             chunk = buf[lo - buf_start:hi - buf_start]
-            y = resample_poly(chunk, up, down, window=h, axis=0)
+            y = resample_poly(chunk, up, down, axis=0, taps=h)
             offset = (a - lo) * up // down
             k_start = a * up // down
             k_end = -(-n * up // down) if b == n else b * up // down

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.fft
 
 from .errors import OutputError, ParameterError
+from .resample import resample_poly
 
 ANALYSIS_RATE_HZ = 44100
 
@@ -80,7 +81,6 @@ def _to_analysis_rate(x: np.ndarray, rate_hz) -> np.ndarray:
     x = x.astype(np.float32, copy=False)
     if rate == ANALYSIS_RATE_HZ or x.size == 0:
         return x
-    from scipy.signal import resample_poly    # imported only when needed: it takes a second
     g = gcd(rate, ANALYSIS_RATE_HZ)
     return resample_poly(x, ANALYSIS_RATE_HZ // g, rate // g).astype(np.float32)
 
@@ -110,9 +110,23 @@ def frame_signal(samples, *, hop: int, n_fft: int, centre: bool = True) -> np.nd
     return view
 
 
+def hann_periodic(n: int) -> np.ndarray:
+    """(n,) float64 periodic Hann window, computed as ``scipy.signal.get_window("hann", n)``
+    does (bit for bit; scipy.signal takes about a second to import)."""
+    if n == 1:
+        return np.ones(1)
+    fac = np.linspace(-np.pi, np.pi, n + 1)
+    w = np.zeros(n + 1)
+    w += 0.5 * np.cos(0 * fac)
+    w += 0.5 * np.cos(fac)
+    return w[:-1]
+
+
 def _window(window, n: int) -> np.ndarray:
-    """A periodic window of length ``n`` by name (scipy) or as given (array)."""
-    if isinstance(window, str) or isinstance(window, tuple):
+    """A periodic window of length ``n`` by name (scipy's names) or as given (array)."""
+    if isinstance(window, str) and window == "hann":
+        w = hann_periodic(n)
+    elif isinstance(window, str) or isinstance(window, tuple):
         from scipy.signal import get_window       # imported only when needed: it takes a second
         try:
             w = get_window(window, n, fftbins=True)

@@ -14,6 +14,7 @@ import numpy as np
 from math import gcd
 
 from ..errors import ParameterError
+from ..resample import resample_poly
 from . import registers as R
 from .emulator import Chip, render_writes
 
@@ -89,7 +90,6 @@ def resample(stereo: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
     x = np.asarray(stereo, dtype=np.float32)
     if from_hz == to_hz:
         return x
-    from scipy.signal import resample_poly    # imported only when needed: it takes a second
     g = gcd(int(from_hz), int(to_hz))
     return resample_poly(x, int(to_hz) // g, int(from_hz) // g, axis=0).astype(np.float32)
 

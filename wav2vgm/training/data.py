@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+# scipy's resampler, as when the shipped model's data were made (wav2vgm.resample equals it
+# to rounding, which would still change the trained weights: the command would no longer
+# reproduce the shipped model); training imports scipy.signal anyway
 from scipy.signal import resample_poly
 
 from .. import spectrum
