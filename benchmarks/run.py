@@ -114,7 +114,7 @@ def card(player: str) -> None:
         dilations=cfg["model"]["dilations"], prior=cfg["prior"],
         precision=last["val_precision"], recall=last["val_recall"],
         accuracy=last["val_timbre_accuracy"], level_db=last["val_level_db"],
-        player=player, table=quality_table(rows))
+        player=player, table=quality_table(rows), date=time.strftime("%Y-%m-%d"))
     (ROOT / "models" / "README.md").write_text(text)
     print(f"wrote {ROOT / 'models' / 'README.md'}", file=sys.stderr)
 
@@ -238,7 +238,8 @@ what plays: a wrong timbre guess is simply not chosen.
 ## Quality
 Log-mel distance in dB (lower is better) between each clip and its VGM as
 rendered by {player}, conversion speed (x real time, one process, median of
-3, on the machine that ran the command), and how far the model method's
+3, on the machine that ran the command, on {date}; speeds on a shared virtual
+machine vary by up to 2x from hour to hour), and how far the model method's
 distance is below the sines method's.
 Groups: `samples/`; `../shared/corpus/` (real OPL music); `benchmarks/dev/`
 (speech, instruments and random-patch clips made by
