@@ -66,6 +66,7 @@ NOISE_CLASS = next(i for i, t in enumerate(TIMBRES) if t.noise)
 # native samples, so every harmonic falls exactly on an FFT bin.
 _TEMPLATE_PERIOD = 512                    # native samples: base = 49716/512 = 97.1 Hz
 _TEMPLATE_CYCLES = 16
+TEMPLATE_SETTINGS = (_TEMPLATE_PERIOD, _TEMPLATE_CYCLES, "templates-1")   # in the atoms key
 
 
 def voice_fields(timbre: int, f_hz) -> dict:
@@ -89,7 +90,16 @@ def operator_tls(timbre, tl):
 
 @lru_cache(maxsize=1)
 def harmonic_templates() -> np.ndarray:
-    """(N_TIMBRES, N_HARMONICS) linear amplitude of harmonic h*f/2 (h = 1..) re one full-scale sine.
+    """(N_TIMBRES, N_HARMONICS) linear amplitude of harmonic h*f/2 (h = 1..) re one full-scale
+    sine: the table shipped with the model when its key matches, else rendered now
+    (:func:`render_harmonic_templates`)."""
+    from .pursuit import shipped_atoms
+    shipped = shipped_atoms("templates")
+    return render_harmonic_templates() if shipped is None else shipped
+
+
+def render_harmonic_templates() -> np.ndarray:
+    """:func:`harmonic_templates` rendered on the emulator.
 
     Index ``i`` holds the partial at ``(i + 1) / 2`` times the base frequency,
     so the sub-octave (MULT=0.5) timbres are covered; for the noise timbre the

@@ -64,7 +64,14 @@ def mel_power(mag: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def sine_atoms() -> np.ndarray:
-    """(n_grid, N_MELS) mel power of a unit-amplitude sine at every 1/8 semitone from 16 Hz."""
+    """(n_grid, N_MELS) mel power of a unit-amplitude sine at every 1/8 semitone from 16 Hz:
+    the shipped table when its key matches, else computed now (:func:`render_sine_atoms`)."""
+    shipped = shipped_atoms("sine_power")
+    return render_sine_atoms() if shipped is None else shipped
+
+
+def render_sine_atoms() -> np.ndarray:
+    """:func:`sine_atoms` computed: each sine cut and analysed like an input frame."""
     f = F_LO_HZ * 2.0 ** (np.arange(_N_GRID) / (12 * STEPS_PER_SEMITONE))
     t = np.arange(features.WINDOW) / features.ANALYSIS_RATE_HZ
     window = features.analysis_window()
@@ -80,12 +87,28 @@ ATOMS_FILE = "atoms.npz"
 
 
 def atoms_key() -> str:
-    """What the timbre atoms depend on; a shipped table with another key is recomputed."""
+    """What the shipped tables depend on; a table with another key is recomputed."""
     import hashlib
     text = repr((codebook.TIMBRES, F_LO_HZ, ATOM_STEPS_PER_SEMITONE, _N_ATOM, features.WINDOW,
                  features.ANALYSIS_RATE_HZ, spectrum.N_MELS, spectrum.MEL_F_MIN_HZ,
-                 spectrum.MEL_F_MAX_HZ, "emulator-1"))
+                 spectrum.MEL_F_MAX_HZ, "emulator-1",
+                 # the sine atoms and the codebook's harmonic templates
+                 STEPS_PER_SEMITONE, _N_GRID, features.N_FFT, codebook.N_HARMONICS,
+                 codebook.TEMPLATE_SETTINGS))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def shipped_atoms(name: str) -> np.ndarray | None:
+    """Array ``name`` of the table shipped beside the model, None if absent or its key differs."""
+    from .model import default_model_path
+    path = default_model_path().with_name(ATOMS_FILE)
+    try:
+        with np.load(path) as z:
+            if str(z["key"]) == atoms_key() and name in z.files:
+                return z[name]
+    except (OSError, KeyError, ValueError):
+        pass
+    return None
 
 
 def render_timbre_atoms(timbres=None) -> np.ndarray:
@@ -124,21 +147,18 @@ def render_timbre_atoms(timbres=None) -> np.ndarray:
 def write_atoms(path) -> None:
     """Save the timbre atoms (dB, float16) with their key: shipped next to the model."""
     db = 10 * np.log10(np.maximum(render_timbre_atoms(), 1e-20))
-    np.savez_compressed(path, key=np.array(atoms_key()), db=db.astype(np.float16))
+    np.savez_compressed(path, key=np.array(atoms_key()), db=db.astype(np.float16),
+                        sine_power=render_sine_atoms(),        # exact: start-up skips computing
+                        templates=codebook.render_harmonic_templates())
 
 
 @lru_cache(maxsize=1)
 def timbre_atoms() -> np.ndarray:
     """The timbre atoms: the shipped table when its key matches, else rendered now (about 3 s)."""
-    from .model import default_model_path
-    path = default_model_path().with_name(ATOMS_FILE)
-    try:
-        with np.load(path) as z:
-            if str(z["key"]) == atoms_key():
-                return (10 ** (z["db"].astype(np.float32) / 10)).astype(np.float32)
-    except (OSError, KeyError, ValueError):
-        pass
-    return render_timbre_atoms()
+    db = shipped_atoms("db")
+    if db is None:
+        return render_timbre_atoms()
+    return (10 ** (db.astype(np.float32) / 10)).astype(np.float32)
 
 
 @lru_cache(maxsize=1)
