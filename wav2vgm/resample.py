@@ -63,7 +63,6 @@ def resample_poly(x, up: int, down: int, *, axis: int = 0, taps: np.ndarray | No
     h = lowpass_filter(up, down) if taps is None else np.asarray(taps, np.float64)
     if h.ndim != 1 or h.size % 2 == 0:
         raise ParameterError(f"resampling taps must be 1-D with an odd length, got shape {h.shape}")
-    half_len = (h.size - 1) // 2
     h = (h * up).astype(x.dtype)
     moved = np.moveaxis(x, axis, 0)
     n_in = moved.shape[0]
@@ -107,7 +106,8 @@ class _Plan:
         up, down = self.up, self.down
         periods = -(-n_out // up)
         left = max(0, -self.lo) + self.width
-        padded = np.zeros(left + periods * down + self.width + down + x.size, x.dtype)
+        # x.size <= periods * down, since periods * up >= n_out = ceil(x.size * up / down)
+        padded = np.zeros(left + periods * down + self.width + down, x.dtype)
         padded[left:left + x.size] = x
         if self.matrix is not None:
             slabs = np.lib.stride_tricks.sliding_window_view(padded, self.width)
