@@ -83,6 +83,7 @@ class _Plan:
     # the whole polyphase matrix in one product when it is small: faster than a
     # matrix-vector product per phase where there are many phases (48 <-> 44.1 kHz)
     MAX_MATRIX = 1 << 18
+    MAX_COPY = 1 << 22            # input samples the product copies at once (16 MB in float32)
 
     def __init__(self, h: np.ndarray, up: int, down: int):
         half_len = (h.size - 1) // 2
@@ -109,11 +110,15 @@ class _Plan:
         # x.size <= periods * down, since periods * up >= n_out = ceil(x.size * up / down)
         padded = np.zeros(left + periods * down + self.width + down, x.dtype)
         padded[left:left + x.size] = x
+        out = np.zeros(periods * up, x.dtype)
         if self.matrix is not None:
             slabs = np.lib.stride_tricks.sliding_window_view(padded, self.width)
             slabs = slabs[left + self.lo:left + self.lo + (periods - 1) * down + 1:down]
-            return (slabs @ self.matrix).ravel()[:n_out]
-        out = np.zeros(periods * up, x.dtype)
+            # the product copies its overlapping rows: a bounded number of periods at a time
+            step = max(1, self.MAX_COPY // self.width)
+            for p in range(0, periods, step):
+                out[p * up:(p + step) * up] = (slabs[p:p + step] @ self.matrix).ravel()
+            return out[:n_out]
         views = {}
         for j, k in enumerate(self.taps):
             if k.size not in views:
