@@ -113,6 +113,26 @@ def test_image_writes_reads_both_image_layouts_alike():
             np.testing.assert_array_equal(x, y)
 
 
+def test_unknown_state_makes_image_writes_set_every_register_and_keep_keys():
+    """From unknown_state(image), image_writes writes all 238 registers the converter
+    uses (4 globals, 18 channels x 13), whatever the chip held; applied over any state
+    they give ``image`` on those registers; a keyed channel gets no early key-off."""
+    rng = np.random.default_rng(9)
+    f = R.ChannelFrames.silent(1)
+    f.key[:] = rng.random(f.key.shape) < 0.5
+    f.fnum[:] = rng.integers(0, 1024, f.fnum.shape)
+    f.block[:] = rng.integers(0, 8, f.block.shape)
+    f.tl2[:] = rng.integers(0, 64, f.tl2.shape)
+    image = np.ascontiguousarray(R.channel_images(f))[0]
+    frame, reg, val = R.image_writes(image[None], previous=R.unknown_state(image))
+    assert reg.size == np.unique(reg).size == 4 + 18 * 13
+    chip = rng.integers(0, 256, 512).astype(np.uint8)      # whatever the end of a song left
+    chip[reg] = val
+    assert np.array_equal(chip[reg], image[reg])
+    b0 = [R.channel_register(R.CH_KEY_BLOCK_FNUM_HI, c) for c in range(18)]
+    assert sorted(r for r in reg.tolist() if r in b0) == sorted(b0)   # one B0 write each
+
+
 def test_a_channels_writes_are_adjacent_with_its_key_on_last():
     """A busy frame: each channel's MULT, A0 and B0 follow one another (players space
     writes about 2 samples apart, so a gap between them plays a wrong frequency)."""
