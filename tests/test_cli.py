@@ -168,6 +168,18 @@ def test_convert_loop_to_file_vgz_and_stdout(tmp_path, song):
     assert "loop:" in info.stdout and "from byte 0x100 to the end" in info.stdout
 
 
+def test_convert_loop_start_and_its_errors(tmp_path, song):
+    assert_ok(cli("convert", song, "-o", tmp_path / "l.vgm", "--loop-start", "0.5", *SINES))
+    vgm = read_vgm(str(tmp_path / "l.vgm"))
+    assert vgm.loop_offset > 0x100
+    assert abs((vgm.total_samples - vgm.loop_samples) - 0.5 * RATE) <= 150
+    for bad in ("5", "-1", "nan"):
+        result = cli("convert", song, "-o", tmp_path / "bad.vgm", "--loop-start", bad, *SINES)
+        assert result.exit_code == 2, (bad, result.stderr)
+        assert "loop start" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "bad.vgm").exists()
+
+
 def test_convert_to_stdout_matches_file_output(tmp_path, song):
     opts = [*SINES, "--frame-rate", "50", "--voices", "6", "--author", "Me"]
     assert_ok(cli("convert", song, "-o", tmp_path / "file.vgm", *opts))

@@ -371,7 +371,7 @@ def test_loop_point_restores_the_opening_state(tmp_path, method):
     states = {}
     for loop in (True, False):
         out = tmp_path / f"{loop}.vgm"
-        convert_file(str(src), str(out), ConvertOptions(method=method, loop=loop))
+        convert_file(str(src), str(out), ConvertOptions(method=method, loop_start_s=0.0 if loop else None))
         data = out.read_bytes()
         assert check_strict(data) == []
         vgm = read_vgm(str(out))
@@ -401,8 +401,47 @@ def test_looped_file_plays_once_in_adplay_and_sounds_like_the_plain_one(tmp_path
     lengths, dist = {}, {}
     for loop in (False, True):
         out = tmp_path / f"{loop}.vgm"
-        convert_file(str(src), str(out), ConvertOptions(method="sines", loop=loop))
+        convert_file(str(src), str(out), ConvertOptions(method="sines", loop_start_s=0.0 if loop else None))
         lengths[loop] = adplay_render(str(out))[0].shape[0]
         dist[loop] = score_vgm(str(src), str(out), player="adplay").distance_db
     assert lengths[True] == lengths[False]                      # the disk writer plays once
     assert abs(dist[True] - dist[False]) < 0.1
+
+
+def test_loop_start_replays_from_its_update_with_the_state_the_first_pass_had(tmp_path):
+    """--loop-start: an intro plays once; the loop's first update sets every register, so
+    replaying it over the final state gives the state the first pass had there."""
+    t = np.arange(6 * 44100) / 44100
+    x = 0.3 * np.sin(2 * np.pi * 220 * t)
+    for f_hz in (277.2, 329.6):
+        x += np.where(t >= 4, 0.2 * np.sin(2 * np.pi * f_hz * t), 0.0)
+    src = tmp_path / "intro.wav"
+    sf.write(src, x / np.abs(x).max() * 0.5, 44100)
+    out = tmp_path / "l.vgm"
+    convert_file(str(src), str(out), ConvertOptions(method="sines", loop_start_s=2.5))
+    assert check_strict(out.read_bytes()) == []
+    vgm = read_vgm(str(out))
+    start = vgm.total_samples - vgm.loop_samples               # the loop point's time
+    assert vgm.loop_offset > 0x100 and abs(start - 2.5 * 44100) <= 150
+    group = vgm.times == vgm.times[vgm.times >= start].min()   # the loop's first writes
+    assert group.sum() == 4 + 18 * 13
+    first_pass = _state_after(vgm.regs[vgm.times <= vgm.times[group][0]],
+                              vgm.values[vgm.times <= vgm.times[group][0]])
+    end = _state_after(vgm.regs, vgm.values)
+    replayed = _state_after(vgm.regs[group], vgm.values[group], start=end)
+    assert np.array_equal(first_pass, replayed)
+    # it sounds like the plain conversion (the writes differ only in how registers are set)
+    plain = tmp_path / "p.vgm"
+    convert_file(str(src), str(plain), ConvertOptions(method="sines"))
+    p = read_vgm(str(plain))
+    assert p.loop_offset == 0
+    assert abs(score_vgm(str(src), str(out)).distance_db - score_vgm(str(src), str(plain)).distance_db) < 0.1
+
+
+def test_loop_start_must_lie_inside_the_conversion(tmp_path):
+    src = _sine(tmp_path, 440.0, seconds=1.0)
+    with pytest.raises(ParameterError, match="loop start 5 s"):
+        convert_file(str(src), str(tmp_path / "x.vgm"), ConvertOptions(method="sines", loop_start_s=5.0))
+    assert not (tmp_path / "x.vgm").exists()
+    with pytest.raises(ParameterError, match="loop start"):
+        ConvertOptions(loop_start_s=-1.0)

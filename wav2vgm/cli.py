@@ -87,6 +87,8 @@ def main():
 @click.option("--loop", is_flag=True,
               help="Mark the whole file as a loop: players that loop (VGMPlay, hardware "
                    "players) replay it from the start; its first frame then sets every register.")
+@click.option("--loop-start", "loop_start", type=float, default=None, metavar="SECONDS",
+              help="Loop from this time instead (an intro plays once); implies --loop.")
 @click.option("--title", default="", help="GD3 title (default: the input's name).")
 @click.option("--author", default="", help="GD3 author.")
 @click.option("--game", default="", help="GD3 game/album.")
@@ -95,7 +97,7 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (folders).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def convert(inputs, output, method, frame_rate, substeps, voices, gain_db, quality, model_path,
-            stereo, loop, title, author, game, notes, jobs, overwrite, quiet):
+            stereo, loop, loop_start, title, author, game, notes, jobs, overwrite, quiet):
     """Convert audio files (or folders of them, or '-' for stdin) to VGM.
 
     \b
@@ -107,9 +109,12 @@ def convert(inputs, output, method, frame_rate, substeps, voices, gain_db, quali
     from .batch import run_convert
     from .convert import ConvertOptions
 
+    if loop_start is None and loop:
+        loop_start = 0.0                            # the whole file
     options = ConvertOptions(method=method, frame_rate_hz=frame_rate, substeps=substeps, voices=voices,
                              gain_db=gain_db, quality=quality, model_path=model_path,
-                             stereo=stereo, loop=loop, title=title, author=author, game=game, notes=notes)
+                             stereo=stereo, loop_start_s=loop_start, title=title, author=author,
+                             game=game, notes=notes)
     code = run_convert(list(inputs), output, options, jobs=jobs, overwrite=overwrite, quiet=quiet)
     sys.exit(code)
 

@@ -43,7 +43,7 @@ class ConvertOptions:
     quality: str = "balanced"
     model_path: str | None = None
     stereo: bool = True         # two-channel inputs: notes panned left, right or both
-    loop: bool = False          # players that loop replay the whole file (header loop point)
+    loop_start_s: float | None = None   # players that loop replay from here (0: the whole file)
     title: str = ""
     author: str = ""
     game: str = ""
@@ -67,6 +67,15 @@ class ConvertOptions:
             raise ParameterError(f"voices must be 1-18, got {self.voices!r}")
         if not math.isfinite(self.gain_db) or abs(self.gain_db) > 60:
             raise ParameterError(f"gain must be within -60..60 dB, got {self.gain_db!r}")
+        if self.loop_start_s is not None and not (
+                isinstance(self.loop_start_s, (int, float)) and math.isfinite(self.loop_start_s)
+                and self.loop_start_s >= 0):
+            raise ParameterError(f"loop start must be >= 0 seconds, got {self.loop_start_s!r}")
+
+    @property
+    def loop(self) -> bool:
+        """Whether the file gets a loop point."""
+        return self.loop_start_s is not None
 
 
 def make_method(options: ConvertOptions):
@@ -223,9 +232,11 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
 
     Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
     ``chunk`` updates at a time with one frame of context either side, so long
-    inputs never hold the whole subdivided table).  With ``options.loop`` the
-    first update writes every register of every channel (the chip may hold
-    anything when a player loops back to it), not only those it changes.
+    inputs never hold the whole subdivided table).  With a loop
+    (``options.loop_start_s``), ``None`` is yielded before the first update
+    at or after the loop start, and that update writes every register of
+    every channel (the chip may hold anything when a player loops back to
+    it), not only those it changes.
     """
     gain = loudness_gain(voices, gain_db=options.gain_db, reference=reference)
     steps = update_steps(options.frame_rate_hz, options.substeps)
@@ -233,6 +244,7 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     previous_frames = None
     previous_image = None
     used = np.zeros(R.N_CHANNELS, bool)
+    loop_update = -1 if not options.loop else loop_update_index(times, options.loop_start_s)
     n = voices.n_frames
     per_chunk = max(1, chunk // steps)                 # frames per chunk: ``chunk`` updates
     for lo in range(0, n, per_chunk):
@@ -243,12 +255,33 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
         full = _pad_channels(frames)
         images = R.channel_images(full, lazy=not options.loop, used_before=used)
         used |= full.key.any(axis=0)
-        if options.loop and previous_image is None:
-            previous_image = R.unknown_state(images[0])
-        f, reg, val = R.image_writes(images, previous=previous_image)
-        yield times[lo * steps:hi * steps][f], reg, val
+        t = times[lo * steps:hi * steps]
+        k = loop_update - lo * steps                    # the loop's first update, in this chunk
+        if 0 <= k < len(t):
+            if k:
+                f, reg, val = R.image_writes(images[:k], previous=previous_image)
+                yield t[f], reg, val
+            yield None
+            # the loop's first update from an unknown state, the rest from it as usual
+            f, reg, val = R.image_writes(images[k:k + 1], previous=R.unknown_state(images[k]))
+            yield t[k + f], reg, val
+            f, reg, val = R.image_writes(images[k + 1:], previous=images[k])
+            yield t[k + 1 + f], reg, val
+        else:
+            f, reg, val = R.image_writes(images, previous=previous_image)
+            yield t[f], reg, val
         previous_frames = frames
         previous_image = images[-1]
+
+
+def loop_update_index(update_times_vgm: np.ndarray, loop_start_s: float) -> int:
+    """The first update at or after ``loop_start_s``; ParameterError if there is none."""
+    k = int(np.searchsorted(update_times_vgm, round(loop_start_s * ANALYSIS_RATE_HZ)))
+    if k >= len(update_times_vgm):
+        end_s = (update_times_vgm[-1] if len(update_times_vgm) else 0) / ANALYSIS_RATE_HZ
+        raise ParameterError(f"loop start {loop_start_s:g} s is not before the last update "
+                             f"of the conversion ({end_s:.3f} s)")
+    return k
 
 
 def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:
@@ -294,9 +327,18 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
     frame_t = update_times(centres, options.frame_rate_hz, steps)
     n_writes = 0
     if options.loop:
-        writer.mark_loop()                          # the whole conversion loops
-    for times, regs, vals in register_events(voices, centres, options,
-                                             reference=(found.level_power, found.level_stride)):
+        loop_update_index(frame_t, options.loop_start_s)   # a bad loop start fails before writing
+    if options.loop_start_s == 0:
+        writer.mark_loop()                          # the whole conversion loops, lead-in too
+    for event in register_events(voices, centres, options,
+                                 reference=(found.level_power, found.level_stride)):
+        if event is None:                           # the loop point: before this update's writes
+            if options.loop_start_s:
+                writer.advance_to(frame_t[loop_update_index(frame_t, options.loop_start_s)],
+                                  ticks=frame_t)
+                writer.mark_loop()
+            continue
+        times, regs, vals = event
         # one wait command per update, writes or not; each run of equal times one group
         writer.write_timed(times, regs, vals, ticks=frame_t)
         n_writes += len(times)
