@@ -173,6 +173,12 @@ def test_convert_loop_start_and_its_errors(tmp_path, song):
     vgm = read_vgm(str(tmp_path / "l.vgm"))
     assert vgm.loop_offset > 0x100
     assert abs((vgm.total_samples - vgm.loop_samples) - 0.5 * RATE) <= 150
+    one = tmp_path / "one.wav"
+    three = tmp_path / "three.wav"
+    assert_ok(cli("render", tmp_path / "l.vgm", "-o", one, "-q"))
+    assert_ok(cli("render", tmp_path / "l.vgm", "-o", three, "--loops", "3", "-q"))
+    n1, n3 = sf.info(str(one)).frames, sf.info(str(three)).frames
+    assert abs(n3 - n1 - 2 * vgm.loop_samples) < 600       # two more passes of the loop
     for bad in ("5", "-1", "nan"):
         result = cli("convert", song, "-o", tmp_path / "bad.vgm", "--loop-start", bad, *SINES)
         assert result.exit_code == 2, (bad, result.stderr)

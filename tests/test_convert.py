@@ -430,6 +430,23 @@ def test_loop_start_replays_from_its_update_with_the_state_the_first_pass_had(tm
     end = _state_after(vgm.regs, vgm.values)
     replayed = _state_after(vgm.regs[group], vgm.values[group], start=end)
     assert np.array_equal(first_pass, replayed)
+    # played twice by the emulator, the second pass goes on as the first did from the loop
+    # point: the tone at its level, the chord ringing at the end keyed off (its partials
+    # 30-60 dB down again within 0.1 s)
+    from wav2vgm.opl3.render import render_vgm
+    twice = render_vgm(vgm, loops=2).mean(axis=1)
+    assert abs(twice.shape[0] - (vgm.end_time + vgm.loop_samples)) < 600
+
+    def level_db(at, f_hz, n=4096):
+        spec = np.abs(np.fft.rfft(twice[at:at + n] * np.hanning(n)))
+        k = int(round(f_hz * n / 44100))
+        return 20 * np.log10(spec[k - 2:k + 3].max() + 1e-9)
+    for off_s in (0.1, 0.4, 0.8):
+        o = int(off_s * 44100)
+        for f_hz in (220.0, 277.2, 329.6):
+            assert abs(level_db(start + o, f_hz) - level_db(vgm.end_time + o, f_hz)) < 1.0
+    end_chord = level_db(vgm.end_time - 8192, 277.2)
+    assert end_chord - level_db(vgm.end_time + 4410, 277.2) > 20
     # it sounds like the plain conversion (the writes differ only in how registers are set)
     plain = tmp_path / "p.vgm"
     convert_file(str(src), str(plain), ConvertOptions(method="sines"))

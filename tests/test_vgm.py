@@ -613,11 +613,13 @@ def test_loop_point_in_header_checker_and_reader():
     assert u32(data, 0x20) == 500 and u32(data, 0x18) == 600
     vgm = read_vgm(data)
     assert vgm.loop_offset == loop_pos and vgm.loop_samples == 500
+    assert vgm.loop_write == 2                     # the two writes before the mark play once
     assert vgm_statistics(vgm)["loop"].startswith("0.011 s, from byte")
     # a file without a loop keeps both fields 0
     plain = vgm_bytes([(0, 0x20, 1), (100, 0x20, 2)])
     assert u32(plain, 0x1C) == 0 and u32(plain, 0x20) == 0
     assert read_vgm(plain).loop_samples == 0 and vgm_statistics(read_vgm(plain))["loop"] == "none"
+    assert read_vgm(plain).loop_write == -1
 
 
 def test_checker_finds_bad_loops():

@@ -136,8 +136,10 @@ def _vgm_source(vgm_path: str):
               show_default=True, help="Sample rate of the WAV.")
 @click.option("--timing", type=click.Choice(["adplay", "exact"]), default="adplay",
               show_default=True, help="Write timing: like adplay, or exactly as stamped.")
+@click.option("--loops", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Times to play a looping file (from its loop point after the first).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def render(vgm_path, output, rate_hz, timing, quiet):
+def render(vgm_path, output, rate_hz, timing, loops, quiet):
     """Play an OPL3/OPL2 VGM (or VGZ; '-' reads stdin) through the emulator into a 16-bit stereo WAV."""
     from .audio import write_wav
     from .batch import progress_bars
@@ -147,7 +149,7 @@ def render(vgm_path, output, rate_hz, timing, quiet):
 
     vgm = read_vgm(_vgm_source(vgm_path))
     with progress_bars(desc="rendering", rate_hz=R.NATIVE_RATE_INT, quiet=quiet) as make_bar:
-        stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing, progress=make_bar)
+        stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing, progress=make_bar, loops=loops)
     write_wav(output, stereo, rate_hz)
     if output != "-" and not quiet:
         click.echo(f"wrote {output}: {stereo.shape[0] / rate_hz:.2f} s at {rate_hz} Hz", err=True)

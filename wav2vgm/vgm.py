@@ -733,7 +733,9 @@ class VgmFile:
     ``dual_chip`` reports bit 30 of either clock (the second chip's writes are
     not in the arrays but counted in ``n_other_commands``).  ``loop_offset`` is
     the absolute byte position of the loop point in the (decompressed) file,
-    0 if none, and ``loop_samples`` the header's length of the loop (0x20).  ``end_time`` is the time at the 0x66 or at the end of the data;
+    0 if none, ``loop_samples`` the header's length of the loop (0x20) and
+    ``loop_write`` the index of the first write the loop replays (-1: no
+    loop, or its offset is not at a command).  ``end_time`` is the time at the 0x66 or at the end of the data;
     ``truncated`` is True when the data ended cleanly without a 0x66.
     ``wait_ends`` holds the time at the end of every wait command: players such
     as AdPlug run one update per wait command, which shapes their timing.
@@ -745,6 +747,7 @@ class VgmFile:
     total_samples: int
     loop_offset: int
     loop_samples: int
+    loop_write: int
     times: np.ndarray
     regs: np.ndarray
     values: np.ndarray
@@ -911,9 +914,12 @@ def _parse(data: bytes) -> VgmFile:
     t = 0
     n_other = 0
     ended = False
+    loop_write = -1                 # writes before the loop point (-1: not met)
     while pos < limit:
         cmd = data[pos]
         kind = kind_of[cmd]
+        if pos == loop_pos:
+            loop_write = len(times)
         if kind == _K_W0 or kind == _K_W1:
             if pos + 3 > limit:
                 _cut(cmd, pos, limit)
@@ -977,6 +983,7 @@ def _parse(data: bytes) -> VgmFile:
         total_samples=field(_OFF_TOTAL),
         loop_offset=loop_pos,
         loop_samples=field(_OFF_LOOP_SAMPLES) if loop_pos else 0,
+        loop_write=loop_write if loop_pos else -1,
         times=np.frombuffer(times, dtype=np.int64).copy() if times else np.zeros(0, np.int64),
         regs=np.frombuffer(regs, dtype=np.uint16).copy() if regs else np.zeros(0, np.uint16),
         values=np.frombuffer(values, dtype=np.uint8).copy() if values else np.zeros(0, np.uint8),

@@ -117,12 +117,28 @@ def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None 
 
 
 def render_vgm(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
-               tail_s: float = 0.0, progress=None) -> np.ndarray:
+               tail_s: float = 0.0, progress=None, loops: int = 1) -> np.ndarray:
     """Render a parsed VGM (:class:`wav2vgm.vgm.VgmFile`) to (n, 2) float32 at ``rate_hz``.
 
     OPL2 files (YM3812 only) play on the OPL3 in its OPL2-compatible mode,
     as they would on a real OPL3 card.  ``progress``: as for :func:`render_events`.
+    ``loops``: times the data plays, jumping back to the loop point as
+    looping players do (files without a loop play once).
     """
-    return render_events(vgm.times, vgm.regs, vgm.values, end_vgm=int(vgm.end_time),
-                         rate_hz=rate_hz, timing=timing, tail_s=tail_s,
-                         wait_ends=getattr(vgm, "wait_ends", None), progress=progress)
+    if not isinstance(loops, int) or loops < 1:
+        raise ParameterError(f"loops must be an integer >= 1, got {loops!r}")
+    times, regs, values = vgm.times, vgm.regs, vgm.values
+    end = int(vgm.end_time)
+    wait_ends = getattr(vgm, "wait_ends", None)
+    first, length = getattr(vgm, "loop_write", -1), int(getattr(vgm, "loop_samples", 0))
+    if loops > 1 and first >= 0 and 0 < length <= end:
+        shift = np.arange(1, loops)[:, None] * length                 # each repeat's, (loops-1, 1)
+        times = np.concatenate([times, (times[first:][None, :] + shift).ravel()])
+        regs = np.concatenate([regs, np.tile(regs[first:], loops - 1)])
+        values = np.concatenate([values, np.tile(values[first:], loops - 1)])
+        if wait_ends is not None:
+            tail = wait_ends[wait_ends > end - length]
+            wait_ends = np.concatenate([wait_ends, (tail[None, :] + shift).ravel()])
+        end += (loops - 1) * length
+    return render_events(times, regs, values, end_vgm=end, rate_hz=rate_hz, timing=timing,
+                         tail_s=tail_s, wait_ends=wait_ends, progress=progress)
