@@ -7,6 +7,7 @@
     python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes
     python benchmarks/run.py floor           # random-patch clips: their exact patches at other phases, and through our writer
     python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono vs --stereo
+    python benchmarks/run.py startup         # whole-process wall time of convert/score/render on 3 s inputs
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -422,6 +423,33 @@ def batch(n_files: int = 20, seconds: int = 30, jobs: int = 2) -> None:
               f"{total / wall:.1f}x real time, {n_files / wall * 60:.1f} files/min |")
 
 
+def startup(repeats: int = 3) -> None:
+    """Wall time of whole processes on short inputs: what a user waits for a short clip."""
+    import soundfile as sf
+    with tempfile.TemporaryDirectory() as tmp:
+        s48 = Path(tmp) / "tone48k.wav"
+        t = np.arange(3 * 48000) / 48000
+        sf.write(s48, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 48000)
+        chord = ROOT / "samples" / "chord.wav"
+        out = Path(tmp) / "o.vgm"
+        runs = (("convert samples/chord.wav (3 s, 44.1 kHz)", ["convert", str(chord), "-o", str(out), "-q"]),
+                ("convert a 3 s 48 kHz tone", ["convert", str(s48), "-o", str(out), "-q"]),
+                ("convert --method sines samples/chord.wav", ["convert", str(chord), "-o", str(out), "-q",
+                                                             "--method", "sines"]),
+                ("score samples/chord.wav (emulator)", ["score", str(chord), str(out)]),
+                ("render (3 s)", ["render", str(out), "-o", str(Path(tmp) / "r.wav"), "-q"]))
+        _header("command", f"wall, median of {repeats}")
+        for name, args in runs:
+            walls = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                done = subprocess.run([sys.executable, "-m", "wav2vgm.cli", *args], cwd=ROOT,
+                                      capture_output=True, text=True)
+                walls.append(time.perf_counter() - t0)
+                assert done.returncode == 0, done.stderr
+            print(f"| {name} | {statistics.median(walls):.2f} s |", flush=True)
+
+
 FLOOR_CLIPS = (("samples", "opl_patches", 2026), ("dev", "opl_random_11", 11),
                ("dev", "opl_random_12", 12), ("dev", "opl_random_13", 13),
                ("heldout", "opl_random_21", 21), ("heldout", "opl_random_22", 22),
@@ -566,7 +594,7 @@ def _long_clip(path: Path, minutes: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
-                                    "floor", "stereo", "all"])
+                                    "floor", "stereo", "startup", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--model", default=None, metavar="PATH",
@@ -584,6 +612,8 @@ def main(argv=None) -> int:
         memory()
     if a.what in ("batch", "all"):
         batch()
+    if a.what in ("startup", "all"):
+        startup()
     if a.what == "floor":
         floor(a.player)
     if a.what == "stereo":
