@@ -91,17 +91,23 @@ def test_channel_images_and_vectorised_writes_agree_with_register_frames():
                for fr, r, v in zip(frame, reg, val))
 
 
+def _random_frames(rng, n_frames: int, *, p_key: float) -> R.ChannelFrames:
+    """18 channels of random keys, pitches, carrier levels and waveforms."""
+    f = R.ChannelFrames.silent(n_frames)
+    f.key[:] = rng.random(f.key.shape) < p_key
+    f.fnum[:] = rng.integers(0, 1024, f.fnum.shape)
+    f.block[:] = rng.integers(0, 8, f.block.shape)
+    f.tl2[:] = rng.integers(0, 64, f.tl2.shape)
+    f.ws1[:] = rng.integers(0, 8, f.ws1.shape)
+    return f
+
+
 def test_image_writes_reads_both_image_layouts_alike():
     """channel_images returns a transposed (register-major) view, which image_writes
     diffs as is; a row-major copy of the same images, with any previous image and a
     frame count that is no multiple of 8, gives the very same writes."""
     rng = np.random.default_rng(5)
-    f = R.ChannelFrames.silent(13)
-    f.key[:] = rng.random(f.key.shape) < 0.6
-    f.fnum[:] = rng.integers(0, 1024, f.fnum.shape)
-    f.block[:] = rng.integers(0, 8, f.block.shape)
-    f.tl2[:] = rng.integers(0, 64, f.tl2.shape)
-    f.ws1[:] = rng.integers(0, 8, f.ws1.shape)
+    f = _random_frames(rng, 13, p_key=0.6)
     imgs = R.channel_images(f, lazy=True)
     assert imgs.shape == (13, 512) and not imgs.flags.c_contiguous
     prev = rng.integers(0, 256, 512).astype(np.uint8)
@@ -118,11 +124,7 @@ def test_unknown_state_makes_image_writes_set_every_register_and_keep_keys():
     uses (4 globals, 18 channels x 13), whatever the chip held; applied over any state
     they give ``image`` on those registers; a keyed channel gets no early key-off."""
     rng = np.random.default_rng(9)
-    f = R.ChannelFrames.silent(1)
-    f.key[:] = rng.random(f.key.shape) < 0.5
-    f.fnum[:] = rng.integers(0, 1024, f.fnum.shape)
-    f.block[:] = rng.integers(0, 8, f.block.shape)
-    f.tl2[:] = rng.integers(0, 64, f.tl2.shape)
+    f = _random_frames(rng, 1, p_key=0.5)
     image = np.ascontiguousarray(R.channel_images(f))[0]
     frame, reg, val = R.image_writes(image[None], previous=R.unknown_state(image))
     assert reg.size == np.unique(reg).size == 4 + 18 * 13
