@@ -326,17 +326,14 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
     steps = update_steps(options.frame_rate_hz, options.substeps)
     frame_t = update_times(centres, options.frame_rate_hz, steps)
     n_writes = 0
-    if options.loop:
-        loop_update_index(frame_t, options.loop_start_s)   # a bad loop start fails before writing
-    if options.loop_start_s == 0:
-        writer.mark_loop()                          # the whole conversion loops, lead-in too
+    # a bad loop start fails here, before anything is written
+    loop_at = frame_t[loop_update_index(frame_t, options.loop_start_s)] if options.loop else 0
     for event in register_events(voices, centres, options,
                                  reference=(found.level_power, found.level_stride)):
         if event is None:                           # the loop point: before this update's writes
-            if options.loop_start_s:
-                writer.advance_to(frame_t[loop_update_index(frame_t, options.loop_start_s)],
-                                  ticks=frame_t)
-                writer.mark_loop()
+            if options.loop_start_s > 0:            # (0: the whole file, its lead-in too)
+                writer.advance_to(loop_at, ticks=frame_t)
+            writer.mark_loop()
             continue
         times, regs, vals = event
         # one wait command per update, writes or not; each run of equal times one group

@@ -14,7 +14,9 @@ position ``n * down / up``::
 with ``h`` a linear-phase low-pass filter of ``2*half_len + 1`` taps, gain
 ``up``.  Outputs that share a phase of ``h`` (``n`` apart by a multiple of
 ``up``) read inputs ``down`` apart with the same taps, so each phase is one
-matrix-vector product over a strided view of the input.
+matrix-vector product over a strided view of the input; where the phases
+are many but short (48 <-> 44.1 kHz: 147 or 160), one matrix holding them
+all maps each period of ``down`` inputs to its ``up`` outputs instead.
 """
 
 from __future__ import annotations

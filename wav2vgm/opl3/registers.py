@@ -531,24 +531,20 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
 _RANK = np.array([_write_rank(r) for r in range(N_REGISTERS)])
 
 
+# each channel register's channel, and which registers channel_images sets (the globals
+# and every channel's operator and channel registers)
 _CHANNEL_OF_REG = np.zeros(N_REGISTERS, np.int64)
-for _c in range(N_CHANNELS):
-    for _base in OPERATOR_BASES:
-        _CHANNEL_OF_REG[_base + _OP1_OFFSETS[_c]] = _c
-        _CHANNEL_OF_REG[_base + _OP2_OFFSETS[_c]] = _c
-    for _base in (CH_FNUM_LO, CH_KEY_BLOCK_FNUM_HI, CH_OUT_FB_CNT):
-        _CHANNEL_OF_REG[_base + _CH_OFFSETS[_c]] = _c
-_KEY_OFF_RANK = 7                      # after the globals, before operator registers
-_IS_B0 = np.zeros(N_REGISTERS, bool)
-_IS_B0[[b + c for b in (0x0B0, 0x1B0) for c in range(9)]] = True
-# the registers channel_images sets: the globals and every channel's operator and channel registers
 _SET_BY_IMAGES = np.zeros(N_REGISTERS, bool)
 _SET_BY_IMAGES[list(_ORDER_GLOBAL)] = True
 for _c in range(N_CHANNELS):
-    for _base in OPERATOR_BASES:
-        _SET_BY_IMAGES[[_base + _OP1_OFFSETS[_c], _base + _OP2_OFFSETS[_c]]] = True
-    for _base in (CH_FNUM_LO, CH_KEY_BLOCK_FNUM_HI, CH_OUT_FB_CNT):
-        _SET_BY_IMAGES[_base + _CH_OFFSETS[_c]] = True
+    _regs = [_base + _OP1_OFFSETS[_c] for _base in OPERATOR_BASES]
+    _regs += [_base + _OP2_OFFSETS[_c] for _base in OPERATOR_BASES]
+    _regs += [_base + _CH_OFFSETS[_c] for _base in (CH_FNUM_LO, CH_KEY_BLOCK_FNUM_HI, CH_OUT_FB_CNT)]
+    _CHANNEL_OF_REG[_regs] = _c
+    _SET_BY_IMAGES[_regs] = True
+_KEY_OFF_RANK = 7                      # after the globals, before operator registers
+_IS_B0 = np.zeros(N_REGISTERS, bool)
+_IS_B0[[b + c for b in (0x0B0, 0x1B0) for c in range(9)]] = True
 
 
 def unknown_state(image: np.ndarray) -> np.ndarray:
