@@ -149,13 +149,14 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    channels;
 3. a greedy pursuit on the log-mel error fills the other 2 channels: the
    network's voices, the frame's peaks as sines and as sine pairs (one
-   channel's two operators) are candidates, each candidate's spectrum comes
+   channel's two operators) and feedback noise (for breath and the faint
+   air above the partials the tracker plays) are candidates, each candidate's spectrum comes
    from the emulator-rendered atoms, and the voice that most reduces the
    error against the input (given what the tracker already plays) is added
    until none helps (each candidate judged on four evenly spaced frames of
    its stretch, the chosen one's level fitted on every frame); one voice set
    per stretch of steady sound (split where
-   the log-mel spectrum moves more than 2 dB per band from the stretch's
+   the log-mel spectrum moves more than 2.25 dB per band from the stretch's
    mean -- an onset, a chord change, a new vowel -- and at most 0.5 s
    long), levels per frame, steadied by a running median over 0.15 s
    within the stretch (a level fitted frame by frame jumps between the
@@ -177,14 +178,18 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    must be adjacent); notes end with release rate 11 (about 40 ms to
    silence) so key-offs do not click.
 
-`--quality fast|balanced|best` trades the pursuit's effort (peaks tried,
-how much change starts a new voice set: 3, 2 or 1.5 dB, candidates
-re-checked per step) for speed; `fast` also skips step 5 and always plays
-the mix (about 35% less time; mean over the 23 clips 2.53 dB against
-2.51 for `balanced`), `best` analyses 90 frames per second instead of 60
-with `balanced`'s search (mean 2.46 dB, about 1.3x the time of `balanced`;
-a wider search, 44 peaks, 1.5 dB and 10 candidates, scored no better
-before key scaling: 2.540 at 90 Hz in twice the time, against 2.537).
+`--quality fast|balanced|best` trades the pursuit's effort (how much
+change starts a new voice set: 2.5, 2.25 or 2 dB, candidates re-checked
+per step: 4, 6, 6) for speed; `fast` also skips step 5 and always plays
+the mix (about 30% less time; mean over the 23 clips 2.516 dB against
+2.495 for `balanced`), `best` analyses 90 frames per second instead of 60
+(mean 2.436 dB, about 1.5x the time of `balanced`; a wider search, 44
+peaks, 1.5 dB and 10 candidates, scored no better before key scaling:
+2.540 at 90 Hz in twice the time, against 2.537).  In noise the per-band
+levels jitter by about 2 dB from frame to frame: at a 2 dB threshold
+`balanced` cut the speed clip (a melody with noise) into 763 voice sets
+in 60 s, at 2.25 dB into 199 (the 23 clips: 2557 / 2284 sets; their mean
+2.496 / 2.495 dB).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -264,7 +269,8 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores the same
   (melody, trumpet, flute, guitar, wormintr).
-- On random-patch clips it reaches 1.85-2.48 dB.  Exact reproduction is
+- On random-patch clips it reaches 1.84-2.47 dB (under 2 dB on 1 of 6,
+  opl_random_11; opl_random_21 and _23 at 2.03 and 2.04).  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
@@ -282,7 +288,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   overlap in pitch their partials beat, which the tracker follows frame by
   frame and fixed voices at other phases do not.  The analysis is: only 2
   channels take codebook timbres (1 or 3 measured worse: 2.585 / 2.546
-  against 2.512 dB over the 23 clips), the sine tracker plays FM voices' partials one by one
+  against 2.512 dB over the 23 clips, before the noise candidate), the sine tracker plays FM voices' partials one by one
   on the others, and voices are chosen per stretch of steady spectrum, not
   from the notes' envelopes.  Offered the clips' true voices as candidates,
   the default scores the same; the pursuit alone on all 18 channels, with
@@ -293,8 +299,15 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   timbre for 61%) it does not beat the mix, and the atoms' comparison
   favours it where it sounds worse (wormintr: predicted 1.25 against 1.52
   dB for sines; offered as a third option, it took wormintr from 1.81 to
-  2.58 dB).
-- About 2-2.5x slower than `sines` (`python benchmarks/run.py speed`); the network
+  2.58 dB).  Model voices first (3 pursuit voices on the whole spectrum,
+  the tracker on the 15 channels left playing the peaks those voices do
+  not cover) found the true patches of several chords but, offered as a
+  third option, was almost never chosen, and forced it scored 2.65-3.13 dB
+  on the random-patch clips (2026-12-03): the greedy pursuit on the whole
+  spectrum takes voices whose extra partials the tracker would have done
+  without, and the atoms predict even the true voices' sound 1-2.4 dB per
+  band off (the pitch grid and the phases of overlapping partials).
+- About 1.8x slower than `sines` (`python benchmarks/run.py speed`); the network
   runs only on each segment's reference frame and is a small part of that.
 """
 
