@@ -67,7 +67,7 @@ def main():
               help="Output .vgm/.vgz file, '-' for stdout, or a folder for folder inputs.")
 @click.option("--method", type=click.Choice(["model", "sines"]), default="model", show_default=True,
               help="The ONNX inverse model with analysis by synthesis (default), or tracked "
-                   "spectral peaks as sines (about 2-2.5x faster).")
+                   "spectral peaks as sines (about 1.5-1.8x faster).")
 @click.option("--frame-rate", "frame_rate", type=float, default=None,
               help="Analysis frames per second (1-1000).  [default: 60; 90 with --quality best]")
 @click.option("--substeps", type=int, default=6, show_default=True,
