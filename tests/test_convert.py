@@ -283,13 +283,58 @@ def test_converted_vgm_plays_in_adplay_with_the_right_length(tmp_path):
 
 
 def test_frame_rate_follows_the_quality_unless_given():
-    assert ConvertOptions().frame_rate_hz == 60.0
+    assert ConvertOptions().frame_rate_hz is None               # balanced: chosen per input
     assert ConvertOptions(quality="fast").frame_rate_hz == 60.0
     assert ConvertOptions(quality="best").frame_rate_hz == 90.0
     assert ConvertOptions(method="sines", quality="best").frame_rate_hz == 60.0
     assert ConvertOptions(quality="best", frame_rate_hz=50.0).frame_rate_hz == 50.0
     with pytest.raises(ParameterError, match="quality"):
         ConvertOptions(quality="ultra")
+
+
+def _steps_wav(path, *, note_s, seconds=6.0, rate=44100):
+    """A tone that jumps to another random pitch every ``note_s`` seconds (phase-continuous)."""
+    rng = np.random.default_rng(5)
+    n = int(seconds * rate)
+    f = 220.0 * 2 ** (rng.integers(0, 24, int(seconds / note_s) + 1) / 12)
+    f_t = f[(np.arange(n) / rate / note_s).astype(int)]
+    sf.write(str(path), 0.3 * np.sin(2 * np.pi * np.cumsum(f_t) / rate).astype(np.float32), rate)
+    return path
+
+
+def test_balanced_frame_rate_follows_how_often_the_sound_changes(tmp_path):
+    from wav2vgm.audio import open_audio
+    from wav2vgm.convert import with_frame_rate
+    from wav2vgm.methods.model import AUTO_CHANGES_PER_S, changes_per_second
+    busy = _steps_wav(tmp_path / "busy.wav", note_s=0.05)      # 20 notes a second
+    calm = _steps_wav(tmp_path / "calm.wav", note_s=0.5)       # 2 notes a second
+    chosen = {}
+    for src in (busy, calm):
+        with open_audio(str(src)) as stream:
+            chosen[src.stem] = with_frame_rate(ConvertOptions(), stream).frame_rate_hz
+            # an explicit rate, and the other qualities, are kept as they are
+            assert with_frame_rate(ConvertOptions(frame_rate_hz=75.0), stream).frame_rate_hz == 75.0
+            assert with_frame_rate(ConvertOptions(quality="fast"), stream).frame_rate_hz == 60.0
+    assert chosen == {"busy": 90.0, "calm": 60.0}
+    # the measure itself: steady mel power is one stretch per half second at most
+    flat = np.ones((600, 80))
+    assert changes_per_second(flat, frame_rate_hz=60.0) == pytest.approx(2.0)
+    assert AUTO_CHANGES_PER_S > 2.0
+    # the conversion plays at the chosen rate and says so in its GD3 notes
+    out = convert_file(str(busy), str(tmp_path / "busy.vgm"), ConvertOptions())
+    assert out["n_frames"] == len(frame_times(6 * 44100, 90.0))
+    assert "90 Hz" in read_vgm(str(tmp_path / "busy.vgm")).gd3.notes
+
+
+def test_balanced_frame_rate_is_chosen_on_stdin_too(tmp_path):
+    busy = _steps_wav(tmp_path / "busy.wav", note_s=0.05, seconds=2.0)
+    r = subprocess.run([sys.executable, "-m", "wav2vgm.cli", "convert", "-", "-o", "-", "-q"],
+                       input=busy.read_bytes(), capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    (tmp_path / "out.vgm").write_bytes(r.stdout)
+    v = read_vgm(str(tmp_path / "out.vgm"))
+    assert "90 Hz" in v.gd3.notes
+    assert abs(v.end_time / 44100 - 2.0) < 0.05
 
 
 @pytest.mark.parametrize("voices", [18, 6])

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .audio import AUDIO_SUFFIXES, open_audio
-from .convert import ConvertOptions, convert_to_writer, gd3_for
+from .convert import ConvertOptions, convert_to_writer, gd3_for, with_frame_rate
 from .errors import (EXIT_OK, EXIT_PARTIAL, InputError, OutputError, ParameterError,
                      Wav2VgmError)
 from .vgm import VgmWriter
@@ -50,6 +50,7 @@ def convert_file(input_path: str, output_path: str, options: ConvertOptions, *,
     with open_audio(input_path) as stream:
         if stream.n_samples == 0:       # e.g. a WAV header without data: nothing to convert
             raise InputError(f"no audio samples in {stream.name} (empty or truncated file)")
+        options = with_frame_rate(options, stream)
         if progress is not None:
             progress = progress(stream.n_samples)
         if output_path == "-":

@@ -9,6 +9,7 @@ normalised over the whole input before levels are quantised.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,10 @@ from .vgm import MIN_WAIT_SAMPLES, Gd3, VgmWriter
 
 METHODS = ("model", "sines")
 # analysis frames per second when none is given: --quality best follows the
-# sound more closely in time (speech gains most), for about 1.3x the time of
-# "balanced" and 1.4x the file size
-DEFAULT_FRAME_RATE_HZ = {"fast": 60.0, "balanced": 60.0, "best": 90.0}
+# sound more closely in time (speech gains most), for about 1.5x the time of
+# 60 frames/s and 1.4x the file size; "balanced" (None) picks 60 or 90 per input
+# (:func:`with_frame_rate`)
+DEFAULT_FRAME_RATE_HZ = {"fast": 60.0, "balanced": None, "best": 90.0}
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,9 @@ class ConvertOptions:
     """Everything that shapes a conversion (the CLI's options)."""
 
     method: str = "model"
-    frame_rate_hz: float | None = None   # None: 60 Hz, 90 Hz for the model at quality "best"
+    # None: 60 Hz; for the model 90 Hz at quality "best" and, at "balanced", 60 or 90 Hz
+    # as the input asks (decided when it is opened: :func:`with_frame_rate`)
+    frame_rate_hz: float | None = None
     substeps: int = 6           # register updates per frame (held notes interpolated)
     voices: int = 18
     gain_db: float = 0.0
@@ -58,8 +62,9 @@ class ConvertOptions:
         if self.frame_rate_hz is None:
             rate = DEFAULT_FRAME_RATE_HZ[self.quality] if self.method == "model" else 60.0
             object.__setattr__(self, "frame_rate_hz", rate)
-        if not (isinstance(self.frame_rate_hz, (int, float)) and math.isfinite(self.frame_rate_hz)
-                and 1.0 <= self.frame_rate_hz <= 1000.0):
+        rate = self.frame_rate_hz
+        if rate is not None and not (isinstance(rate, (int, float)) and math.isfinite(rate)
+                                     and 1.0 <= rate <= 1000.0):
             raise ParameterError(f"frame rate must be 1-1000 Hz, got {self.frame_rate_hz!r}")
         if not isinstance(self.substeps, int) or not 1 <= self.substeps <= 8:
             raise ParameterError(f"substeps must be 1-8, got {self.substeps!r}")
@@ -76,6 +81,34 @@ class ConvertOptions:
     def loop(self) -> bool:
         """Whether the file gets a loop point."""
         return self.loop_start_s is not None
+
+
+def with_frame_rate(options: ConvertOptions, stream) -> ConvertOptions:
+    """``options`` with the frame rate settled for ``stream`` (an open :class:`~.audio.AudioStream`).
+
+    Where it is left to the input (the model at quality "balanced"), the
+    first seconds are analysed at 60 frames a second and cut into steady
+    stretches as the pursuit would; a sound that changes more often than
+    :data:`~.methods.model.AUTO_CHANGES_PER_S` times a second (speech, busy
+    music) gets 90 frames a second, steady sound 60.
+    """
+    if options.frame_rate_hz is not None:
+        return options
+    from .methods import model
+    from .methods.pursuit import mel_power
+    slow, fast = model.AUTO_FRAME_RATES_HZ
+    n = min(int(stream.n_samples), int(model.AUTO_PROBE_S * ANALYSIS_RATE_HZ))
+    analyser = FrameAnalyser(frame_times(n, slow), n_samples=n)
+    mags, got = [], 0
+    for block in stream.blocks():
+        mags.append(analyser.push(block[:n - got]))
+        got += min(block.size, n - got)
+        if got >= n:
+            break
+    mags.append(analyser.push(None))
+    rate = model.changes_per_second(mel_power(np.concatenate(mags)), frame_rate_hz=slow,
+                                    change_db=model.QUALITY[options.quality][1])
+    return dataclasses.replace(options, frame_rate_hz=fast if rate > model.AUTO_CHANGES_PER_S else slow)
 
 
 def make_method(options: ConvertOptions):
@@ -177,6 +210,7 @@ class Analysis:
     centres: np.ndarray
     level_power: np.ndarray         # (frames judged, N_MELS)
     level_stride: int
+    frame_rate_hz: float = 60.0     # the rate the frames were analysed at
 
 
 def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
@@ -189,6 +223,7 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     """
     from .methods import pan
     from .methods.pursuit import mel_power
+    options = with_frame_rate(options, stream)
     centres = frame_times(stream.n_samples, options.frame_rate_hz)
     stride = stride_for(centres.size)
     level_power: list[np.ndarray] = []
@@ -219,11 +254,12 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
             progress(len(block))
     step(None, None)
     if not parts:
-        return Analysis(VoiceFrames.empty(0, options.voices), centres, np.zeros((0, 0)), stride)
+        return Analysis(VoiceFrames.empty(0, options.voices), centres, np.zeros((0, 0)), stride,
+                        options.frame_rate_hz)
     voices = VoiceFrames.concatenate(parts)
     if stereo:
         voices = pan.route(voices, np.concatenate(powers))
-    return Analysis(voices, centres, np.concatenate(level_power), stride)
+    return Analysis(voices, centres, np.concatenate(level_power), stride, options.frame_rate_hz)
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
@@ -307,7 +343,8 @@ def _pad_channels(frames: R.ChannelFrames) -> R.ChannelFrames:
 def gd3_for(options: ConvertOptions, input_name: str) -> Gd3:
     is_stdin = input_name in ("-", "") or input_name.startswith("<")
     title = options.title or ("stdin" if is_stdin else Path(input_name).stem)
-    notes = options.notes or f"converted by wav2vgm ({options.method}, {options.frame_rate_hz:g} Hz)"
+    rate = "auto" if options.frame_rate_hz is None else f"{options.frame_rate_hz:g} Hz"
+    notes = options.notes or f"converted by wav2vgm ({options.method}, {rate})"
     return Gd3(title=title, author=options.author, game=options.game, date=options.date,
                notes=notes)
 
@@ -315,6 +352,7 @@ def gd3_for(options: ConvertOptions, input_name: str) -> Gd3:
 def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
                       progress: Callable[[int], None] | None = None) -> dict:
     """Convert an open audio stream into an open :class:`VgmWriter`; returns statistics."""
+    options = with_frame_rate(options, stream)
     found = analyse(stream, options, progress=progress)
     return write_voices(writer, found, options, n_samples=stream.n_samples)
 
@@ -322,6 +360,8 @@ def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
 def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
                  n_samples: int) -> dict:
     """A voice table (:func:`analyse`'s, or any other) -> register writes in ``writer``."""
+    if options.frame_rate_hz is None:               # left to the input: the rate analysed at
+        options = dataclasses.replace(options, frame_rate_hz=found.frame_rate_hz)
     voices, centres = found.voices, found.centres
     steps = update_steps(options.frame_rate_hz, options.substeps)
     frame_t = update_times(centres, options.frame_rate_hz, steps)
