@@ -51,9 +51,10 @@ def clips(dirs) -> list[Path]:
 
 
 def convert_timed(src: Path, dst: Path, method: str, *, repeats: int = 1,
-                  quality: str = "balanced", model_path: str | None = None) -> float:
+                  quality: str = "balanced", model_path: str | None = None,
+                  frame_rate_hz: float | None = None) -> float:
     """Median seconds of ``repeats`` conversions; ``model_path``: another ONNX model."""
-    options = ConvertOptions(method=method, quality=quality,
+    options = ConvertOptions(method=method, quality=quality, frame_rate_hz=frame_rate_hz,
                              model_path=model_path if method == "model" else None)
     times = []
     for _ in range(repeats):
@@ -181,16 +182,24 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 
 `--quality fast|balanced|best` trades the pursuit's effort (how much
 change starts a new voice set: 2.5, 2.25 or 2 dB, candidates re-checked
-per step: 4, 6, 6) for speed; `fast` also skips step 5 and always plays
-the mix (about 30% less time; mean over the 23 clips 2.516 dB against
-2.495 for `balanced`), `best` analyses 90 frames per second instead of 60
-(mean 2.436 dB, about 1.5x the time of `balanced`; a wider search, 44
-peaks, 1.5 dB and 10 candidates, scored no better before key scaling:
-2.540 at 90 Hz in twice the time, against 2.537).  In noise the per-band
+per step: 4, 6, 6) and the frame rate for speed.  `balanced` and `best`
+look at the input's first 10 s: where the sound changes more than 10 times
+a second (steady stretches as the pursuit cuts them) they analyse 90 and
+120 frames per second instead of 60 -- speech and busy music gain, steady
+sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
+at 60, 2.65 at 90).  Means over the 23 clips: `balanced` 2.420 dB (2.495
+at 60 throughout), `best` 2.394 (2.436 at 90 throughout), `fast` 2.516
+(always 60 frames per second; it also skips step 5 and always plays the
+mix).  On the clips tuned on, without the held-out ones: 2.425 (2.501),
+2.408 (2.446).  On 60 s of speech and OPL music `balanced` takes about
+1.3x the time and file size it would at 60 frames per second, `best` about
+1.8x and 1.6x (`python benchmarks/run.py speed`).  An older, wider search
+(44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
+2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
 levels jitter by about 2 dB from frame to frame: at a 2 dB threshold
 `balanced` cut the speed clip (a melody with noise) into 763 voice sets
 in 60 s, at 2.25 dB into 199 (the 23 clips: 2557 / 2284 sets; their mean
-2.496 / 2.495 dB).
+2.496 / 2.495 dB, at 60 frames per second).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -308,8 +317,9 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   spectrum takes voices whose extra partials the tracker would have done
   without, and the atoms predict even the true voices' sound 1-2.4 dB per
   band off (the pitch grid and the phases of overlapping partials).
-- About 1.8x slower than `sines` (`python benchmarks/run.py speed`); the network
-  runs only on each segment's reference frame and is a small part of that.
+- About 1.8x slower than `sines` on the steady speed clip and 3x on busy
+  sound (`python benchmarks/run.py speed`); the network runs only on each
+  segment's reference frame and is a small part of that.
 """
 
 
@@ -363,13 +373,18 @@ def speed(model_path: str | None = None) -> None:
         if busy is None:
             print("(no busy clip: samples/speech.wav or ../shared/corpus missing)")
             return
-        _header("method", "60 s of speech and OPL music, median of 3", "x real time")
-        for method, quality in (("sines", "balanced"), ("model", "fast"), ("model", "balanced")):
-            convert_timed(busy, tmp / "warm.vgm", method, quality=quality, model_path=model_path)
-            sec = convert_timed(busy, tmp / "out.vgm", method, repeats=3, quality=quality,
-                                model_path=model_path)
+        _header("method", "60 s of speech and OPL music: median of 3, file size", "x real time")
+        for method, quality, rate in (("sines", "balanced", None), ("model", "fast", None),
+                                      ("model", "balanced", 60.0), ("model", "balanced", None),
+                                      ("model", "best", None)):
+            kw = dict(quality=quality, model_path=model_path, frame_rate_hz=rate)
+            convert_timed(busy, tmp / "warm.vgm", method, **kw)
+            sec = convert_timed(busy, tmp / "out.vgm", method, repeats=3, **kw)
             name = method if method == "sines" else f"{method} --quality {quality}"
-            print(f"| {name} | {sec:.2f} s | {60 / sec:.0f}x |", flush=True)
+            if rate:
+                name += f" --frame-rate {rate:g}"
+            size = (tmp / "out.vgm").stat().st_size / 1e6
+            print(f"| {name} | {sec:.2f} s, {size:.2f} MB | {60 / sec:.0f}x |", flush=True)
 
 
 def _busy_clip(tmp: Path) -> Path | None:

@@ -285,7 +285,7 @@ def test_converted_vgm_plays_in_adplay_with_the_right_length(tmp_path):
 def test_frame_rate_follows_the_quality_unless_given():
     assert ConvertOptions().frame_rate_hz is None               # balanced: chosen per input
     assert ConvertOptions(quality="fast").frame_rate_hz == 60.0
-    assert ConvertOptions(quality="best").frame_rate_hz == 90.0
+    assert ConvertOptions(quality="best").frame_rate_hz is None
     assert ConvertOptions(method="sines", quality="best").frame_rate_hz == 60.0
     assert ConvertOptions(quality="best", frame_rate_hz=50.0).frame_rate_hz == 50.0
     with pytest.raises(ParameterError, match="quality"):
@@ -311,11 +311,15 @@ def test_balanced_frame_rate_follows_how_often_the_sound_changes(tmp_path):
     chosen = {}
     for src in (busy, calm):
         with open_audio(str(src)) as stream:
-            chosen[src.stem] = with_frame_rate(ConvertOptions(), stream).frame_rate_hz
-            # an explicit rate, and the other qualities, are kept as they are
+            for quality in ("balanced", "best"):
+                options = with_frame_rate(ConvertOptions(quality=quality), stream)
+                chosen[src.stem, quality] = options.frame_rate_hz
+            # an explicit rate, "fast" and the sines method keep theirs
             assert with_frame_rate(ConvertOptions(frame_rate_hz=75.0), stream).frame_rate_hz == 75.0
             assert with_frame_rate(ConvertOptions(quality="fast"), stream).frame_rate_hz == 60.0
-    assert chosen == {"busy": 90.0, "calm": 60.0}
+            assert with_frame_rate(ConvertOptions(method="sines"), stream).frame_rate_hz == 60.0
+    assert chosen == {("busy", "balanced"): 90.0, ("busy", "best"): 120.0,
+                      ("calm", "balanced"): 60.0, ("calm", "best"): 60.0}
     # the measure itself: steady mel power is one stretch per half second at most
     flat = np.ones((600, 80))
     assert changes_per_second(flat, frame_rate_hz=60.0) == pytest.approx(2.0)

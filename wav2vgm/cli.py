@@ -69,8 +69,8 @@ def main():
               help="The ONNX inverse model with analysis by synthesis (default), or tracked "
                    "spectral peaks as sines (about 1.5-1.8x faster).")
 @click.option("--frame-rate", "frame_rate", type=float, default=None,
-              help="Analysis frames per second (1-1000).  [default: 60; 90 with --quality best; "
-                   "balanced picks 90 for sound that changes often, such as speech]")
+              help="Analysis frames per second (1-1000).  [default: 60; the model at balanced "
+                   "or best takes 90 or 120 for sound that changes often, such as speech]")
 @click.option("--substeps", type=int, default=6, show_default=True,
               help="Register updates per frame (1-8): levels and pitches of held notes glide "
                    "between frames (waits stay >= 40 samples).")
@@ -79,7 +79,7 @@ def main():
               help="Extra gain in dB on top of the loudness normalisation.")
 @click.option("--quality", type=click.Choice(["fast", "balanced", "best"]), default="balanced",
               show_default=True, help="Speed/quality trade-off of the model method: fast skips the comparison "
-                   "with plain sines, best always analyses 90 frames per second.")
+                   "with plain sines, best searches harder and analyses busy sound at 120 frames per second.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Use another exported ONNX model.")
 @click.option("--stereo/--mono", default=True, show_default=True,

@@ -26,11 +26,10 @@ from .opl3 import registers as R
 from .vgm import MIN_WAIT_SAMPLES, Gd3, VgmWriter
 
 METHODS = ("model", "sines")
-# analysis frames per second when none is given: --quality best follows the
-# sound more closely in time (speech gains most), for about 1.5x the time of
-# 60 frames/s and 1.4x the file size; "balanced" (None) picks 60 or 90 per input
-# (:func:`with_frame_rate`)
-DEFAULT_FRAME_RATE_HZ = {"fast": 60.0, "balanced": None, "best": 90.0}
+# analysis frames per second when none is given; None: chosen per input
+# (:func:`with_frame_rate`), 60 for steady sound and, where it changes often
+# (speech gains most), 90 at "balanced" and 120 at "best"
+DEFAULT_FRAME_RATE_HZ = {"fast": 60.0, "balanced": None, "best": None}
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,8 @@ class ConvertOptions:
     """Everything that shapes a conversion (the CLI's options)."""
 
     method: str = "model"
-    # None: 60 Hz; for the model 90 Hz at quality "best" and, at "balanced", 60 or 90 Hz
-    # as the input asks (decided when it is opened: :func:`with_frame_rate`)
+    # None: 60 Hz; for the model at quality "balanced" or "best" chosen per input when it
+    # is opened (:func:`with_frame_rate`)
     frame_rate_hz: float | None = None
     substeps: int = 6           # register updates per frame (held notes interpolated)
     voices: int = 18
@@ -86,17 +85,18 @@ class ConvertOptions:
 def with_frame_rate(options: ConvertOptions, stream) -> ConvertOptions:
     """``options`` with the frame rate settled for ``stream`` (an open :class:`~.audio.AudioStream`).
 
-    Where it is left to the input (the model at quality "balanced"), the
-    first seconds are analysed at 60 frames a second and cut into steady
-    stretches as the pursuit would; a sound that changes more often than
-    :data:`~.methods.model.AUTO_CHANGES_PER_S` times a second (speech, busy
-    music) gets 90 frames a second, steady sound 60.
+    Where it is left to the input (the model at quality "balanced" or
+    "best"), the first seconds are analysed at 60 frames a second and cut
+    into steady stretches as the pursuit would; a sound that changes more
+    often than :data:`~.methods.model.AUTO_CHANGES_PER_S` times a second
+    (speech, busy music) gets 90 frames a second at "balanced" and 120 at
+    "best", steady sound 60.
     """
     if options.frame_rate_hz is not None:
         return options
     from .methods import model
     from .methods.pursuit import mel_power
-    slow, fast = model.AUTO_FRAME_RATES_HZ
+    slow, fast = model.AUTO_FRAME_RATES_HZ[options.quality]
     n = min(int(stream.n_samples), int(model.AUTO_PROBE_S * ANALYSIS_RATE_HZ))
     analyser = FrameAnalyser(frame_times(n, slow), n_samples=n)
     mags, got = [], 0

@@ -52,7 +52,8 @@ TIMBRES_PER_DETECTION = 3
 # quality -> (peaks tried as sines and sine pairs, the spectral change that
 #             starts a new voice set (mean dB per band), candidates re-evaluated
 #             per pursuit step, options compared).  "best" differs from "balanced"
-# only in its 90 frames/s (convert.DEFAULT_FRAME_RATE_HZ): its old wider search
+# in its 2 dB threshold and its frame rate for busy sound (AUTO_FRAME_RATES_HZ); when it
+# always ran at 90 frames/s with balanced's search then, its old wider search
 # (44, 1.5, 10) scored 2.540 dB over the 23 clips (adplay) at 90 frames/s against
 # 2.537 for this one in half the time, and 2.626 against 2.596 at 60 frames/s.  "fast"
 # (mix only): (24, 3.0, 3) 2.670, (40, 3.0, 3) 2.624, (40, 2.5, 3) 2.615, this 2.612 in
@@ -96,16 +97,19 @@ SILENT_POWER = 1e-20          # the floor of digital silence (-200 dB), so logs 
 _TRACK_CENTS = 100.0
 
 
-# "balanced" picks its frame rate per input: where the sound changes more than
-# AUTO_CHANGES_PER_S times a second (steady stretches as the pursuit cuts them, at
-# 60 frames/s, over the first AUTO_PROBE_S seconds) it analyses 90 frames a second,
-# otherwise 60.  adplay, balanced at 60 / 90 frames/s: speech 3.71 / 3.46 dB (38 changes
-# a second), smkerem 2.09 / 1.91 (40), melody 2.14 / 1.94 (19), trumpet 2.30 / 2.24
-# (14), but opl_patches 2.55 / 2.65 (7), opl_random_13 2.48 / 2.68 (7), wormintr
-# 1.71 / 1.75 (6): steady sound loses at 90.  The threshold lies between the samples',
-# corpus and dev clips that lose (at most 7 a second, strings at 14 loses 0.04 dB)
-# and those that gain (chord at 4 a second gains too, by 0.09 dB).
-AUTO_FRAME_RATES_HZ = (60.0, 90.0)
+# "balanced" and "best" pick their frame rate per input: where the sound changes more
+# than AUTO_CHANGES_PER_S times a second (steady stretches as the pursuit cuts them, at
+# 60 frames/s, over the first AUTO_PROBE_S seconds) they analyse 90 / 120 frames a
+# second, otherwise 60.  adplay, "balanced" at 60 / 90 frames/s: speech 3.71 / 3.50 dB
+# (38 changes a second), smkerem 2.09 / 1.93 (40), melody 2.14 / 1.93 (19), trumpet
+# 2.30 / 2.24 (14); at 90 with a 2 dB threshold opl_patches 2.55 -> 2.65 (7 a second),
+# opl_random_13 2.48 -> 2.68 (7), wormintr 1.71 -> 1.75 (6): steady sound loses.  The threshold lies between the samples', corpus and
+# dev clips that lose (at most 7 a second; strings, 14 a second, lost 0.04 dB at
+# "best"'s settings and gains 0.13 at "balanced"'s) and those that gain (chord, 4 a
+# second, gains 0.03-0.09 dB too).  23 clips: "balanced" 2.495 (60) -> 2.420 dB, "best"
+# 2.436 (90) -> 2.410 (60 / 90) -> 2.394 (60 / 120); on the dev, samples and corpus
+# clips alone 2.501 -> 2.425 and 2.446 -> 2.423 -> 2.408.
+AUTO_FRAME_RATES_HZ = {"balanced": (60.0, 90.0), "best": (60.0, 120.0)}
 AUTO_CHANGES_PER_S = 10.0
 AUTO_PROBE_S = 10.0
 
