@@ -116,8 +116,9 @@ AUTO_PROBE_S = 10.0
 
 def changes_per_second(power: np.ndarray, *, frame_rate_hz: float,
                        change_db: float = 2.25) -> float:
-    """Steady stretches per second of ``power`` (n_frames, N_MELS) mel power at
-    ``frame_rate_hz``, cut as the pursuit cuts them (:func:`~.pursuit.steady_segments`)."""
+    """How often ``power`` (n_frames, N_MELS) mel power at ``frame_rate_hz`` changes: the
+    starts of new steady stretches, cut as the pursuit cuts them
+    (:func:`~.pursuit.steady_segments`), per second."""
     from .pursuit import steady_segments
     n = power.shape[0]
     if n == 0:
@@ -126,7 +127,7 @@ def changes_per_second(power: np.ndarray, *, frame_rate_hz: float,
                                   float(power.max()) * 1e-6), SILENT_POWER)
     starts = steady_segments(power, floor, max_frames=max(1, int(round(SEGMENT_MAX_S * frame_rate_hz))),
                              change_db=change_db)
-    return starts.size / (n / frame_rate_hz)
+    return (starts.size - 1) / (n / frame_rate_hz)
 
 
 def feature_settings() -> dict:
