@@ -132,6 +132,9 @@ def test_convert_default_output_next_to_input(tmp_path):
     assert vgm.gd3 is not None and vgm.gd3.title == "My Song"
     assert vgm.n_writes > 0
     assert_no_temp_files(tmp_path)
+    # stderr names what was written, with the frame rate the conversion ran at
+    assert f"wrote {out}" in result.stderr and "60 frames/s" in result.stderr
+    assert f"{vgm.n_writes} writes" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -178,8 +178,8 @@ def run_convert(inputs: list[str], output: str | None, options: ConvertOptions, 
             with progress_bars(desc=Path(src).name, rate_hz=44100, quiet=quiet) as make_bar:
                 stats = convert_file(src, dst, options, progress=make_bar)
             if dst != "-":
-                _echo(f"wrote {dst} ({stats['n_samples'] / 44100:.2f} s, {stats['n_writes']} writes)",
-                      quiet=quiet)
+                _echo(f"wrote {dst} ({stats['n_samples'] / 44100:.2f} s, "
+                      f"{stats['frame_rate_hz']:g} frames/s, {stats['n_writes']} writes)", quiet=quiet)
             return EXIT_OK
     # folders (and loose files alongside them)
     if output is None or output == "-":

@@ -381,4 +381,4 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
         n_writes += len(times)
     writer.advance_to(n_samples, ticks=frame_t)                  # the updates after the last write
     return {"n_frames": voices.n_frames, "n_updates": int(frame_t.size), "n_writes": n_writes,
-            "n_samples": n_samples}
+            "n_samples": n_samples, "frame_rate_hz": float(options.frame_rate_hz)}
