@@ -317,8 +317,8 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   spectrum takes voices whose extra partials the tracker would have done
   without, and the atoms predict even the true voices' sound 1-2.4 dB per
   band off (the pitch grid and the phases of overlapping partials).
-- About 1.8x slower than `sines` on the steady speed clip and 3x on busy
-  sound (`python benchmarks/run.py speed`); the network runs only on each
+- About 1.8x slower than `sines` on the steady speed clip and 3-4.7x on
+  busy sound (`python benchmarks/run.py speed`, 2026-12-03); the network runs only on each
   segment's reference frame and is a small part of that.
 """
 

@@ -83,7 +83,7 @@ class ConvertOptions:
 
 
 def with_frame_rate(options: ConvertOptions, stream) -> ConvertOptions:
-    """``options`` with the frame rate settled for ``stream`` (an open :class:`~.audio.AudioStream`).
+    """``options`` with the frame rate settled for ``stream``, an open :class:`~.audio.AudioStream`.
 
     Where it is left to the input (the model at quality "balanced" or
     "best"), the first seconds are analysed at 60 frames a second and cut
@@ -108,7 +108,8 @@ def with_frame_rate(options: ConvertOptions, stream) -> ConvertOptions:
     mags.append(analyser.push(None))
     rate = model.changes_per_second(mel_power(np.concatenate(mags)), frame_rate_hz=slow,
                                     change_db=model.QUALITY[options.quality][1])
-    return dataclasses.replace(options, frame_rate_hz=fast if rate > model.AUTO_CHANGES_PER_S else slow)
+    busy = rate > model.AUTO_CHANGES_PER_S
+    return dataclasses.replace(options, frame_rate_hz=fast if busy else slow)
 
 
 def make_method(options: ConvertOptions):
