@@ -520,3 +520,22 @@ def test_own_periodic_hann_is_scipys_bit_for_bit():
     from wav2vgm.spectrum import hann_periodic
     for n in (1, 2, 3, 512, 1323, 2048, 2049):
         assert np.array_equal(hann_periodic(n), get_window("hann", n, fftbins=True))
+
+
+@pytest.mark.parametrize("rate_hz", [44100, 48000, 22050])
+def test_window_reads_part_of_the_stream_directly(tmp_path, rate_hz):
+    rng = np.random.default_rng(4)
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate_hz) / rate_hz)
+         + 0.01 * rng.standard_normal(3 * rate_hz)).astype(np.float32)
+    path = tmp_path / "w.wav"
+    sf.write(str(path), x, rate_hz, subtype="FLOAT")
+    with open_audio(str(path), target_rate_hz=44100) as s:
+        whole = np.concatenate(list(s.blocks()))
+        part = s.window(50_000, 30_000)
+        assert part.dtype == np.float32 and part.shape == (30_000,)
+        assert np.array_equal(part, whole[50_000:80_000])        # resampled in phase
+        assert np.array_equal(s.window(37, 500), whole[37:537])
+        # clipped to the input; blocks() still starts from the beginning afterwards
+        assert s.window(whole.size - 100, 1000).shape == (100,)
+        assert s.window(whole.size + 5, 10).shape == (0,)
+        assert np.array_equal(np.concatenate(list(s.blocks())), whole)

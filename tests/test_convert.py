@@ -331,6 +331,25 @@ def test_balanced_frame_rate_follows_how_often_the_sound_changes(tmp_path):
     assert "90 Hz" in read_vgm(str(tmp_path / "busy.vgm")).gd3.notes
 
 
+def test_a_long_input_is_probed_beyond_its_intro(tmp_path):
+    from wav2vgm.audio import open_audio
+    from wav2vgm.convert import probe_windows, with_frame_rate
+    rate = 44100
+    assert probe_windows(60 * rate) == [(0, 10 * rate)]
+    assert probe_windows(5 * rate) == [(0, 5 * rate)]
+    windows = probe_windows(100 * rate)
+    assert len(windows) == 3 and windows[0][0] == 10 * rate and windows[-1][1] <= 100 * rate
+    # a 12 s steady intro, then 58 s of a note every 50 ms: the song is busy
+    intro = _steps_wav(tmp_path / "intro.wav", note_s=12.0, seconds=12.0)
+    busy = _steps_wav(tmp_path / "busy.wav", note_s=0.05, seconds=58.0)
+    x = np.concatenate([sf.read(str(intro), dtype="float32")[0], sf.read(str(busy), dtype="float32")[0]])
+    sf.write(str(tmp_path / "song.wav"), x, rate)
+    with open_audio(str(tmp_path / "song.wav")) as stream:
+        assert with_frame_rate(ConvertOptions(), stream).frame_rate_hz == 90.0
+    with open_audio(str(intro)) as stream:
+        assert with_frame_rate(ConvertOptions(), stream).frame_rate_hz == 60.0
+
+
 def test_balanced_frame_rate_is_chosen_on_stdin_too(tmp_path):
     busy = _steps_wav(tmp_path / "busy.wav", note_s=0.05, seconds=2.0)
     r = subprocess.run([sys.executable, "-m", "wav2vgm.cli", "convert", "-", "-o", "-", "-q"],

@@ -242,6 +242,41 @@ class AudioStream:
             return
         yield from self._resampled_blocks(n, block, sides)
 
+    def window(self, start: int, count: int) -> np.ndarray:
+        """``count`` mono float32 samples at ``target_rate_hz`` from sample ``start`` on.
+
+        Read from there directly (the range is clipped to the input), for a
+        look at part of a long input: the same samples :meth:`blocks` yields
+        there (resampled with the filter's full reach, in the same phase).
+
+        Raises:
+            AudioError: as :meth:`blocks`, or when the input cannot seek.
+        """
+        if self._closed:
+            raise AudioError(f"audio stream {self.name} is closed")
+        start = max(0, min(int(start), self.n_samples))
+        count = max(0, min(int(count), self.n_samples - start))
+        if count == 0:
+            return np.zeros(0, np.float32)
+        up, down = self._up, self._down
+        context = 0
+        if up != down:      # the filter's reach, in whole steps of ``down`` input frames
+            context = -(-((self._resample_filter().size - 1) // 2 // up + _CONTEXT_MARGIN) // down)
+        # start on an input frame whose output position is whole (a multiple of ``down``),
+        # the filter's reach before the window
+        first = max(0, (start * down // up // down - context) * down)
+        skip = start - first * up // down
+        frames = min(self.n_source_frames - first,
+                     -(-(skip + count) * down // up) + (context + 1) * down)
+        try:
+            self._sf.seek(first)
+        except _READ_ERRORS as exc:
+            raise AudioError(f"cannot read audio from {self.name}: {_reason(exc)}") from None
+        x = self._read_frames(frames, first)
+        if up != down:
+            x = resample_poly(x, up, down, taps=self._resample_filter())
+        return x[skip:skip + count].astype(np.float32)
+
     def _resampled_blocks(self, n: int, block: int, sides: bool) -> Iterator[np.ndarray]:
         up, down = self._up, self._down
         h = self._resample_filter()

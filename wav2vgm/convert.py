@@ -86,30 +86,40 @@ def with_frame_rate(options: ConvertOptions, stream) -> ConvertOptions:
     """``options`` with the frame rate settled for ``stream``, an open :class:`~.audio.AudioStream`.
 
     Where it is left to the input (the model at quality "balanced" or
-    "best"), the first seconds are analysed at 60 frames a second and cut
-    into steady stretches as the pursuit would; a sound that changes more
-    often than :data:`~.methods.model.AUTO_CHANGES_PER_S` times a second
-    (speech, busy music) gets 90 frames a second at "balanced" and 120 at
-    "best", steady sound 60.
+    "best"), a probe of it (:func:`probe_windows`) is analysed at 60 frames
+    a second and cut into steady stretches as the pursuit would; a sound
+    that changes more often than :data:`~.methods.model.AUTO_CHANGES_PER_S`
+    times a second (speech, busy music) gets 90 frames a second at
+    "balanced" and 120 at "best", steady sound 60.
     """
     if options.frame_rate_hz is not None:
         return options
     from .methods import model
     from .methods.pursuit import mel_power
     slow, fast = model.AUTO_FRAME_RATES_HZ[options.quality]
-    n = min(int(stream.n_samples), int(model.AUTO_PROBE_S * ANALYSIS_RATE_HZ))
-    analyser = FrameAnalyser(frame_times(n, slow), n_samples=n)
-    mags, got = [], 0
-    for block in stream.blocks():
-        mags.append(analyser.push(block[:n - got]))
-        got += min(block.size, n - got)
-        if got >= n:
-            break
-    mags.append(analyser.push(None))
-    rate = model.changes_per_second(mel_power(np.concatenate(mags)), frame_rate_hz=slow,
-                                    change_db=model.QUALITY[options.quality][1])
-    busy = rate > model.AUTO_CHANGES_PER_S
+    changes = seconds = 0.0
+    for a, b in probe_windows(int(stream.n_samples)):
+        x = stream.window(a, b - a)
+        analyser = FrameAnalyser(frame_times(x.size, slow), n_samples=x.size)
+        power = mel_power(np.concatenate([analyser.push(x), analyser.push(None)]))
+        per_s = model.changes_per_second(power, frame_rate_hz=slow,
+                                         change_db=model.QUALITY[options.quality][1])
+        changes += per_s * power.shape[0] / slow
+        seconds += power.shape[0] / slow
+    busy = seconds > 0 and changes / seconds > model.AUTO_CHANGES_PER_S
     return dataclasses.replace(options, frame_rate_hz=fast if busy else slow)
+
+
+def probe_windows(n_samples: int) -> list[tuple[int, int]]:
+    """The (start, end) sample ranges :func:`with_frame_rate` listens to: the first
+    AUTO_PROBE_S seconds, or for an input longer than AUTO_SPREAD_ABOVE_S, AUTO_WINDOW_S
+    seconds at each of AUTO_WINDOWS_AT (:mod:`~.methods.model`) of its length."""
+    from .methods import model
+    rate = ANALYSIS_RATE_HZ
+    if n_samples <= model.AUTO_SPREAD_ABOVE_S * rate:
+        return [(0, min(n_samples, int(model.AUTO_PROBE_S * rate)))]
+    width = int(model.AUTO_WINDOW_S * rate)
+    return [(int(f * n_samples), int(f * n_samples) + width) for f in model.AUTO_WINDOWS_AT]
 
 
 def make_method(options: ConvertOptions):

@@ -99,7 +99,9 @@ _TRACK_CENTS = 100.0
 
 # "balanced" and "best" pick their frame rate per input: where the sound changes more
 # than AUTO_CHANGES_PER_S times a second (steady stretches as the pursuit cuts them, at
-# 60 frames/s, over the first AUTO_PROBE_S seconds) they analyse 90 / 120 frames a
+# 60 frames/s, over the first AUTO_PROBE_S seconds, or for inputs longer than
+# AUTO_SPREAD_ABOVE_S, over AUTO_WINDOW_S seconds at each of AUTO_WINDOWS_AT, so an
+# intro does not decide a whole song) they analyse 90 / 120 frames a
 # second, otherwise 60.  adplay, "balanced" at 60 / 90 frames/s: speech 3.71 / 3.50 dB
 # (38 changes a second), smkerem 2.09 / 1.93 (40), melody 2.14 / 1.93 (19), trumpet
 # 2.30 / 2.24 (14); at 90 with a 2 dB threshold opl_patches 2.55 -> 2.65 (7 a second),
@@ -112,6 +114,9 @@ _TRACK_CENTS = 100.0
 AUTO_FRAME_RATES_HZ = {"balanced": (60.0, 90.0), "best": (60.0, 120.0)}
 AUTO_CHANGES_PER_S = 10.0
 AUTO_PROBE_S = 10.0
+AUTO_SPREAD_ABOVE_S = 60.0
+AUTO_WINDOW_S = 4.0
+AUTO_WINDOWS_AT = (0.1, 0.45, 0.8)        # fractions of the input's length
 
 
 def changes_per_second(power: np.ndarray, *, frame_rate_hz: float,
