@@ -99,18 +99,18 @@ _TRACK_CENTS = 100.0
 
 # "balanced" and "best" pick their frame rate per input: where the sound changes more
 # than AUTO_CHANGES_PER_S times a second (steady stretches as the pursuit cuts them, at
-# 60 frames/s, over the first AUTO_PROBE_S seconds, or for inputs longer than
+# 60 frames/s, over the first AUTO_PROBE_S seconds or, for inputs longer than
 # AUTO_SPREAD_ABOVE_S, over AUTO_WINDOW_S seconds at each of AUTO_WINDOWS_AT, so an
-# intro does not decide a whole song) they analyse 90 / 120 frames a
-# second, otherwise 60.  adplay, "balanced" at 60 / 90 frames/s: speech 3.71 / 3.50 dB
-# (38 changes a second), smkerem 2.09 / 1.93 (40), melody 2.14 / 1.93 (19), trumpet
-# 2.30 / 2.24 (14); at 90 with a 2 dB threshold opl_patches 2.55 -> 2.65 (7 a second),
-# opl_random_13 2.48 -> 2.68 (7), wormintr 1.71 -> 1.75 (6): steady sound loses.  The threshold lies between the samples', corpus and
-# dev clips that lose (at most 7 a second; strings, 14 a second, lost 0.04 dB at
-# "best"'s settings and gains 0.13 at "balanced"'s) and those that gain (chord, 4 a
-# second, gains 0.03-0.09 dB too).  23 clips: "balanced" 2.495 (60) -> 2.420 dB, "best"
-# 2.436 (90) -> 2.410 (60 / 90) -> 2.394 (60 / 120); on the dev, samples and corpus
-# clips alone 2.501 -> 2.425 and 2.446 -> 2.423 -> 2.408.
+# intro does not decide a whole song) they analyse 90 / 120 frames a second, otherwise
+# 60.  adplay, "balanced" at 60 / 90 frames/s: speech 3.71 / 3.50 dB (38 changes a
+# second), smkerem 2.09 / 1.93 (40), melody 2.14 / 1.93 (19), trumpet 2.30 / 2.24 (14);
+# at 90 with a 2 dB threshold opl_patches 2.55 -> 2.65 (7 a second), opl_random_13
+# 2.48 -> 2.68 (7), wormintr 1.71 -> 1.75 (6): steady sound loses.  The threshold lies
+# between the samples', corpus and dev clips that lose (at most 7 a second; strings, 14
+# a second, lost 0.04 dB at "best"'s settings and gains 0.13 at "balanced"'s) and those
+# that gain (chord, 4 a second, gains 0.03-0.09 dB too).  23 clips: "balanced" 2.495
+# (60) -> 2.420 dB, "best" 2.436 (90) -> 2.410 (60 / 90) -> 2.394 (60 / 120); on the
+# dev, samples and corpus clips alone 2.501 -> 2.425 and 2.446 -> 2.423 -> 2.408.
 AUTO_FRAME_RATES_HZ = {"balanced": (60.0, 90.0), "best": (60.0, 120.0)}
 AUTO_CHANGES_PER_S = 10.0
 AUTO_PROBE_S = 10.0
@@ -128,11 +128,17 @@ def changes_per_second(power: np.ndarray, *, frame_rate_hz: float,
     n = power.shape[0]
     if n == 0:
         return 0.0
-    floor = np.maximum(np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10),
-                                  float(power.max()) * 1e-6), SILENT_POWER)
-    starts = steady_segments(power, floor, max_frames=max(1, int(round(SEGMENT_MAX_S * frame_rate_hz))),
-                             change_db=change_db)
+    longest = max(1, int(round(SEGMENT_MAX_S * frame_rate_hz)))
+    starts = steady_segments(power, silence_floor(power, float(power.max())),
+                             max_frames=longest, change_db=change_db)
     return (starts.size - 1) / (n / frame_rate_hz)
+
+
+def silence_floor(power: np.ndarray, peak_power: float) -> np.ndarray:
+    """(n_frames,) the power below which a band counts as silent: FLOOR_RANGE_DB under the
+    frame's loudest band, and at least 60 dB under ``peak_power`` (the loudest so far)."""
+    return np.maximum(np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10),
+                                 peak_power * 1e-6), SILENT_POWER)
 
 
 def feature_settings() -> dict:
@@ -314,8 +320,7 @@ class ModelMethod:
             return VoiceFrames.empty(0, nv)
         power = mel_power(mag)
         self.peak_power = max(self.peak_power, float(power.max()))
-        floor = np.maximum(np.maximum(power.max(axis=1) * 10 ** (-FLOOR_RANGE_DB / 10),
-                                      self.peak_power * 1e-6), SILENT_POWER)
+        floor = silence_floor(power, self.peak_power)
         peaks = pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv))
         # one voice set per steady stretch, chosen from the candidates of its middle frame
         # (only those frames are detected)
