@@ -278,8 +278,9 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
-  music) the model method plays the sine tracker and scores the same
-  (melody, trumpet, flute, guitar, wormintr).
+  music) the model method plays the sine tracker and scores about as
+  `sines` does: wormintr the same, trumpet, flute and guitar 2-3% and
+  melody 10% below it, only for their 90 frames per second.
 - On random-patch clips it reaches 1.84-2.47 dB (under 2 dB on 1 of 6,
   opl_random_11; opl_random_21 and _23 at 2.03 and 2.04).  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
