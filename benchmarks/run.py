@@ -192,15 +192,15 @@ at 60, 2.65 at 90).  Means over the 23 clips: `balanced` 2.420 dB (2.495
 at 60 throughout), `best` 2.394 (2.436 at 90 throughout), `fast` 2.516
 (always 60 frames per second; it also skips step 5 and always plays the
 mix).  On the clips tuned on, without the held-out ones: 2.425 (2.501),
-2.408 (2.446).  On 60 s of speech and OPL music `balanced` takes about
-1.3x the time and file size it would at 60 frames per second, `best` about
-1.8x and 1.6x (`python benchmarks/run.py speed`).  An older, wider search
+2.408 (2.446).  On 60 s of speech and OPL music `balanced` takes
+1.1-1.4x the time and 1.3x the file size it would at 60 frames per second,
+`best` 1.5-1.8x and 1.6x (`python benchmarks/run.py speed`, three runs on
+2026-12-03).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
-levels jitter by about 2 dB from frame to frame: at a 2 dB threshold
-`balanced` cut the speed clip (a melody with noise) into 763 voice sets
-in 60 s, at 2.25 dB into 199 (the 23 clips: 2557 / 2284 sets; their mean
-2.496 / 2.495 dB, at 60 frames per second).
+levels jitter by about 2 dB from frame to frame, so `balanced` starts a
+new voice set at 2.25 dB rather than 2 (mean 2.495 against 2.496 dB at 60
+frames per second, in less time on noisy input).
 
 Levels glide between frames (the 6 register updates per frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
@@ -319,7 +319,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   spectrum takes voices whose extra partials the tracker would have done
   without, and the atoms predict even the true voices' sound 1-2.4 dB per
   band off (the pitch grid and the phases of overlapping partials).
-- About 1.8x slower than `sines` on the steady speed clip and 3-4.7x on
+- About 1.8x slower than `sines` on the steady speed clip and 3.5-4.7x on
   busy sound (`python benchmarks/run.py speed`, 2026-12-03); the network runs only on each
   segment's reference frame and is a small part of that.
 """

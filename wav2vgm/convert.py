@@ -363,7 +363,6 @@ def gd3_for(options: ConvertOptions, input_name: str) -> Gd3:
 def convert_to_writer(stream, writer: VgmWriter, options: ConvertOptions, *,
                       progress: Callable[[int], None] | None = None) -> dict:
     """Convert an open audio stream into an open :class:`VgmWriter`; returns statistics."""
-    options = with_frame_rate(options, stream)
     found = analyse(stream, options, progress=progress)
     return write_voices(writer, found, options, n_samples=stream.n_samples)
 
