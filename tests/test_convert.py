@@ -415,6 +415,39 @@ def test_quiet_operators_play_below_tl63_through_key_scaling():
     assert not _one_operator(10 ** (-80 / 20)).key[0, 0]
 
 
+def test_levels_between_tl_steps_come_from_key_scaling():
+    """At a pitch whose quarter and half key-scale shares are not whole TL steps, levels
+    between TL steps are played through them: each asked level lands within one EG unit
+    (0.19 dB; TL alone: two), and the chip plays the difference."""
+    from wav2vgm.convert import _pad_channels
+    from wav2vgm.opl3 import registers as R
+    from wav2vgm.opl3.render import render_events
+
+    term = int(R.ksl_term(580, 5))
+    assert term % 16 != 0                       # a quarter share that is not whole TL steps
+    # dB below TL 0, in steps of 1/16 dB, below the quarter share (6.4 dB here: TL >= 0 left)
+    asked = -np.arange(8.0, 20.0, 0.0625)
+    frames = [_one_operator(10 ** (a / 20)) for a in asked]
+    played = np.array([-(f.tl2[0, 0] * 4 + int(R.ksl_attenuation(term, f.ksl2[0, 0]))) for f in frames])
+    err = np.abs(played * R.TL_STEP_DB / 4 - asked)
+    assert err.max() <= R.TL_STEP_DB / 4 + 1e-9
+    assert any(f.ksl2[0, 0] != 0 for f in frames)     # some levels use key scaling
+    tl_only = np.abs(np.rint(-asked / R.TL_STEP_DB) * -R.TL_STEP_DB - asked)
+    assert err.mean() < 0.7 * tl_only.mean()
+
+    def rms_db(f):
+        _, reg, val = R.image_writes(R.channel_images(_pad_channels(f)))
+        x = render_events(np.zeros(reg.size, np.int64), reg, val, end_vgm=22050)[2000:, 0]
+        return 20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+    # two levels less than a TL step apart play that far apart on the chip
+    i = next(k for k, f in enumerate(frames) if f.ksl2[0, 0] != 0)
+    j = next(k for k in range(len(frames)) if frames[k].ksl2[0, 0] == 0 and played[k] != played[i]
+             and abs(played[k] - played[i]) < 4)
+    step_db = (played[i] - played[j]) * R.TL_STEP_DB / 4
+    assert abs((rms_db(frames[i]) - rms_db(frames[j])) - step_db) < 0.1
+
+
 def _state_after(regs, values, start=None) -> np.ndarray:
     """The 512-byte register image after applying writes to ``start`` (default: a reset chip)."""
     img = np.zeros(512, np.uint8) if start is None else start.copy()
