@@ -448,6 +448,65 @@ def test_levels_between_tl_steps_come_from_key_scaling():
     assert abs((rms_db(frames[i]) - rms_db(frames[j])) - step_db) < 0.1
 
 
+def test_onset_gains_quieten_only_the_updates_before_an_onset():
+    """Frames whose window already hears a note that starts later play quieter in the
+    updates before it; steady sound, silence and unknown stretches keep their level."""
+    from wav2vgm.methods.base import ONSET_FLOOR_DB, onset_gains
+    steps = 4
+    frame = np.array([1e-8, 1e-8, 0.1, 1.0, 1.0, 1.0])       # a note starts in frame 2's window
+    around = np.repeat(frame[:, None], steps, axis=1)
+    around[2] = [1e-8, 1e-8, 1e-8, 0.9]                    # ... after three of its four updates
+    played = np.ones((frame.size, steps))
+    g = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=1.0)
+    assert np.all(g[2, :3] < 10 ** (-6 / 20)) and np.all(g[2, :3] >= 10 ** (-ONSET_FLOOR_DB / 20))
+    assert g[2, 3] == 1.0 and np.all(g[3:] == 1.0)        # the onset itself and the note after
+    assert np.all(g[:2] == 1.0)                              # silence: nothing to quieten
+    around[2, 0] = np.nan                                    # outside the input
+    played[2, 1] = 1e-7                                      # an update that plays that little
+    g = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=1.0)
+    assert g[2, 0] == 1.0 and g[2, 1] == 1.0 and g[2, 2] < 1.0
+
+
+def test_a_sudden_note_is_not_heard_before_it_starts(tmp_path):
+    """A tone that starts between frame centres: the conversion plays less of it before its
+    start than the same voices written without the onset gains."""
+    from wav2vgm.audio import open_audio
+    from wav2vgm.convert import analyse, write_voices
+    from wav2vgm.opl3.render import render_vgm
+    from wav2vgm.vgm import VgmWriter
+
+    rate = 44100
+    start = int(0.5 * rate + 300)                            # 300 samples after a frame centre
+    x = np.zeros(rate, np.float32)
+    t = np.arange(rate - start) / rate
+    x[start:] = 0.5 * np.sin(2 * np.pi * 440 * t)
+    src = tmp_path / "burst.wav"
+    sf.write(src, x, rate)
+    options = ConvertOptions(method="sines", frame_rate_hz=60.0)
+    with open_audio(str(src)) as stream:
+        found = analyse(stream, options)
+        n = stream.n_samples
+    assert found.update_energy is not None
+
+    def before_onset_db(energy):
+        found.update_energy = energy
+        out = tmp_path / f"o{energy is None}.vgm"
+        with open(out, "wb") as f:
+            w = VgmWriter(f)
+            write_voices(w, found, options, n_samples=n)
+            w.close()
+        y = render_vgm(read_vgm(str(out)), rate_hz=rate).mean(axis=1)
+        # 15 to 6 ms before the note (the input's power is read through a 23 ms window, so
+        # the last few ms before an onset keep their level)
+        pre = y[start - int(0.015 * rate):start - int(0.006 * rate)]
+        note = y[start + 2000:start + 6000]
+        return 10 * np.log10(np.mean(pre ** 2) / np.mean(note ** 2))
+
+    with_gains = before_onset_db(found.update_energy.copy())
+    without = before_onset_db(None)
+    assert with_gains < without - 8.0
+
+
 def _state_after(regs, values, start=None) -> np.ndarray:
     """The 512-byte register image after applying writes to ``start`` (default: a reset chip)."""
     img = np.zeros(512, np.uint8) if start is None else start.copy()

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import spectrum
 from .errors import ParameterError
-from .methods.base import VoiceFrames, quantise, subdivide
+from .methods.base import VoiceFrames, onset_gains, quantise, subdivide
 from .methods.loudness import loudness_gain, stride_for
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_window
 from .opl3 import registers as R
@@ -152,11 +152,53 @@ def update_times(centres: np.ndarray, frame_rate_hz: float, steps: int) -> np.nd
     return np.maximum(np.rint(t), 0).astype(np.int64).ravel()
 
 
-class FrameAnalyser:
-    """Cuts a stream of audio blocks into centred frames and their magnitude spectra."""
+# the input's energy around each register update is read through this window (samples at
+# 44.1 kHz, Hann squared): long enough to hold a few periods of a low voice, so it does not
+# follow the waveform (512: speech_gb 3.78 -> 5.5 dB), short enough to place an onset
+ONSET_WINDOW = 1024
 
-    def __init__(self, centres: np.ndarray, *, n_samples: int | None = None):
+
+def energy_weights(frame_rate_hz: float, steps: int) -> np.ndarray:
+    """(WINDOW, 1 + steps) weights that turn a frame's squared samples into energies.
+
+    Column 0: the analysis window squared, normalised -- the mean power the
+    frame's spectrum reports.  Column 1 + j: the power around the middle of
+    update j (:func:`update_times`), through a Hann window of ONSET_WINDOW
+    samples squared, cut to the frame and normalised; NaN where less than
+    half of that window lies in the frame (frame rates under 43 Hz).
+    """
+    hop = ANALYSIS_RATE_HZ / frame_rate_hz
+    w = np.zeros((WINDOW, 1 + steps), np.float64)
+    w[:, 0] = analysis_window().astype(np.float64) ** 2
+    w[:, 0] /= w[:, 0].sum()
+    short = np.hanning(ONSET_WINDOW + 2)[1:-1] ** 2
+    t = np.arange(WINDOW)
+    for j in range(steps):
+        mid = WINDOW // 2 + (-0.5 + (j + 0.5) / steps) * hop       # in the frame's samples
+        k = np.rint(t - mid + ONSET_WINDOW / 2).astype(np.int64)    # index into the short window
+        inside = (k >= 0) & (k < ONSET_WINDOW)
+        w[inside, 1 + j] = short[k[inside]]
+        total = w[:, 1 + j].sum()
+        w[:, 1 + j] = w[:, 1 + j] / total if total >= 0.5 * short.sum() else np.nan
+    return w.astype(np.float32)
+
+
+class FrameAnalyser:
+    """Cuts a stream of audio blocks into centred frames and their magnitude spectra.
+
+    With ``energy``, the weights of :func:`energy_weights`, each block's
+    frames also leave their energies (n_frames, 1 + steps) in
+    :attr:`energies`, for :func:`~.methods.base.onset_gains`.
+    """
+
+    def __init__(self, centres: np.ndarray, *, n_samples: int | None = None,
+                 energy: np.ndarray | None = None):
         self.centres = centres
+        self.energy = energy
+        self.energies: list[np.ndarray] = []
+        if energy is not None:                  # the middle of each update, in frame samples
+            used = energy[:, 1:] > 0
+            self.update_mid = (np.argmax(used, axis=0) + WINDOW - np.argmax(used[::-1], axis=0)) // 2
         self.next_frame = 0
         self.buffer = np.zeros(WINDOW // 2, np.float32)   # left zero padding
         self.buffer_start = -WINDOW // 2                  # sample index of buffer[0]
@@ -186,6 +228,14 @@ class FrameAnalyser:
         self.buffer = self.buffer[keep_from:]
         self.buffer_start += keep_from
         mag = spectrum.magnitude_spectra(frames, window=self.window, n_fft=N_FFT)
+        if self.energy is not None:
+            energy = np.square(frames) @ self.energy
+            if self.n_samples is not None:
+                # an update centred outside the input has nothing to compare (the samples
+                # beyond its ends, zero in the frame, count as silence for the others)
+                mid = first_abs[:, None] + self.update_mid[None, :]
+                energy[:, 1:][(mid < 0) | (mid >= self.n_samples)] = np.nan
+            self.energies.append(energy)
         if self.n_samples is not None:
             # frames that reach past either end of the input take the spectrum
             # of the nearest frame that lies inside, scaled to the energy of the
@@ -222,6 +272,9 @@ class Analysis:
     level_power: np.ndarray         # (frames judged, N_MELS)
     level_stride: int
     frame_rate_hz: float = 60.0     # the rate the frames were analysed at
+    # (n_frames, 1 + steps) the input's power per frame and around each of its register
+    # updates (:func:`energy_weights`); None: no onset gains
+    update_energy: np.ndarray | None = None
 
 
 def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
@@ -240,7 +293,9 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     level_power: list[np.ndarray] = []
     done = 0                                            # frames analysed so far
     method = make_method(options)
-    analyser = FrameAnalyser(centres, n_samples=stream.n_samples)
+    steps = update_steps(options.frame_rate_hz, options.substeps)
+    analyser = FrameAnalyser(centres, n_samples=stream.n_samples,
+                             energy=energy_weights(options.frame_rate_hz, steps))
     stereo = bool(options.stereo) and stream.n_channels == 2
     sides = [FrameAnalyser(centres, n_samples=stream.n_samples) for _ in range(2)] if stereo else []
     parts: list[VoiceFrames] = []
@@ -270,11 +325,13 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     voices = VoiceFrames.concatenate(parts)
     if stereo:
         voices = pan.route(voices, np.concatenate(powers))
-    return Analysis(voices, centres, np.concatenate(level_power), stride, options.frame_rate_hz)
+    return Analysis(voices, centres, np.concatenate(level_power), stride, options.frame_rate_hz,
+                    np.concatenate(analyser.energies))
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
-                    chunk: int = 4096, reference: tuple[np.ndarray, int] | None = None):
+                    chunk: int = 4096, reference: tuple[np.ndarray, int] | None = None,
+                    update_energy: np.ndarray | None = None):
     """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes.
 
     Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
@@ -283,10 +340,16 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     (``options.loop_start_s``), ``None`` is yielded before the first update
     at or after the loop start, and that update writes every register of
     every channel (the chip may hold anything when a player loops back to
-    it), not only those it changes.
+    it), not only those it changes.  ``update_energy`` (:attr:`Analysis.update_energy`,
+    for these frames and this many updates per frame) quietens the updates
+    before an onset (:func:`~.methods.base.onset_gains`).
     """
     gain = loudness_gain(voices, gain_db=options.gain_db, reference=reference)
     steps = update_steps(options.frame_rate_hz, options.substeps)
+    energy = None
+    if update_energy is not None and update_energy.shape == (voices.n_frames, 1 + steps):
+        energy = update_energy
+        loudest = float(np.nanmax(energy[:, 0])) if energy.size else 0.0
     times = update_times(centres, options.frame_rate_hz, steps)
     previous_frames = None
     previous_image = None
@@ -298,6 +361,15 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
         hi = min(lo + per_chunk, n)
         a, b = max(lo - 1, 0), min(hi + 1, n)
         part = subdivide(voices.rows(slice(a, b)), steps).rows(slice((lo - a) * steps, (hi - a) * steps))
+        if energy is not None:
+            # what each update plays, relative to its frame's own voices
+            own = np.square(voices.rows(slice(lo, hi)).sounding_amplitudes(), dtype=np.float64).sum(axis=1)
+            now = np.square(part.sounding_amplitudes(), dtype=np.float64).sum(axis=1).reshape(hi - lo, steps)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                played = np.where(own[:, None] > 0, now / own[:, None], 1.0)
+            g = onset_gains(energy[lo:hi], played, loudest=loudest).reshape(-1, 1)
+            part.amp1 = part.amp1 * g
+            part.amp2 = part.amp2 * g
         frames = quantise(part, gain=gain, previous=previous_frames)
         full = _pad_channels(frames)
         images = R.channel_images(full, lazy=not options.loop, used_before=used)
@@ -379,7 +451,8 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
     # a bad loop start fails here, before anything is written
     loop_at = frame_t[loop_update_index(frame_t, options.loop_start_s)] if options.loop else 0
     for event in register_events(voices, centres, options,
-                                 reference=(found.level_power, found.level_stride)):
+                                 reference=(found.level_power, found.level_stride),
+                                 update_energy=found.update_energy):
         if event is None:                           # the loop point: before this update's writes
             if options.loop_start_s > 0:            # (0: the whole file, its lead-in too)
                 writer.advance_to(loop_at, ticks=frame_t)
