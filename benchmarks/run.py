@@ -68,7 +68,10 @@ GROUPS = {"samples": "samples", "corpus": "corpus (real OPL music)",
           "dev": "dev (tuned on)", "heldout": "held out"}
 
 
-def quality(dirs, player: str, model_path: str | None = None) -> list[list[str]]:
+def quality(dirs, player: str, model_path: str | None = None,
+            quality_name: str = "balanced") -> list[list[str]]:
+    """Per clip, both methods' distance and speed (the model method at ``quality_name``),
+    and the means: over all clips and over the clips the settings were tuned on."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips(dirs):
@@ -78,22 +81,36 @@ def quality(dirs, player: str, model_path: str | None = None) -> list[list[str]]
             dist = {}
             for method in METHODS:
                 out = Path(tmp) / f"{clip.stem}.{method}.vgm"
-                t = convert_timed(clip, out, method, repeats=3, model_path=model_path)
+                t = convert_timed(clip, out, method, repeats=3, model_path=model_path,
+                                  quality=quality_name)
                 d = score_vgm(str(clip), str(out), player=player).distance_db
                 dist[method] = d
                 row += [f"{d:.2f}", f"{seconds / t:.0f}x"]
             row.append(f"{100 * (1 - dist['model'] / dist['sines']):+.0f}%")
-            rows.append(row)
             print(" | ".join(row), file=sys.stderr, flush=True)
-    print(f"\nlog-mel distance (dB, lower is better; rendered by {player}) and conversion speed\n")
+            rows.append(row + [dist])                 # the unrounded distances, for the means
+    print(f"\nlog-mel distance (dB, lower is better; rendered by {player}; model method "
+          f"at --quality {quality_name}) and conversion speed\n")
     print(quality_table(rows))
+    print("\n" + quality_means(rows))
     return rows
+
+
+def quality_means(rows) -> str:
+    """The mean distances of a quality table: all clips, and those tuned on (not held out)."""
+    def mean(method, keep=lambda r: True):
+        v = [r[8][method] for r in rows if keep(r)]
+        return sum(v) / len(v) if v else float("nan")
+    tuned = lambda r: r[0] != GROUPS["heldout"]  # noqa: E731
+    return (f"Means over the {len(rows)} clips: model {mean('model'):.3f} dB, sines "
+            f"{mean('sines'):.3f} dB; on the {sum(map(tuned, rows))} clips tuned on (not held "
+            f"out): model {mean('model', tuned):.3f}, sines {mean('sines', tuned):.3f}.")
 
 
 def quality_table(rows) -> str:
     lines = ["| group | clip | s | sines dB | sines speed | model dB | model speed | model below sines |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(r[:8]) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -117,7 +134,7 @@ def card(player: str) -> None:
         dilations=cfg["model"]["dilations"], prior=cfg["prior"],
         precision=last["val_precision"], recall=last["val_recall"],
         accuracy=last["val_timbre_accuracy"], level_db=last["val_level_db"],
-        player=player, table=quality_table(rows), date=time.strftime("%Y-%m-%d"))
+        player=player, table=quality_table(rows) + "\n\n" + quality_means(rows), date=time.strftime("%Y-%m-%d"))
     (ROOT / "models" / "README.md").write_text(text)
     print(f"wrote {ROOT / 'models' / 'README.md'}", file=sys.stderr)
 
@@ -173,11 +190,14 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    gain is predicted to sound closer (a note decaying over more than the
    47 dB of TL; clean tones whose loudest partials would clip at TL 0),
    judged on the atoms, it is taken; below TL 63 key scaling (KSL) takes
-   quiet operators up to 42 dB further down -- and each frame's registers are
+   quiet operators up to 42 dB further down, and its quarter and half
+   depths place levels between TL steps -- and each frame's registers are
    written 6 times (`--substeps`), held notes gliding in level and pitch
    towards the neighbouring frames, channel by channel (players apply
    writes about 2 samples apart, so a channel's MULT and F-number writes
-   must be adjacent); notes end with release rate 11 (about 40 ms to
+   must be adjacent); the updates before an onset, which the frame's
+   window heard ahead of time, are quietened to the input's power there
+   (at most 15 dB); notes end with release rate 11 (about 40 ms to
    silence) so key-offs do not click.
 
 `--quality fast|balanced|best` trades the pursuit's effort (how much
@@ -188,13 +208,14 @@ stretches spread over it): where the sound changes more than 10 times
 a second (steady stretches as the pursuit cuts them) they analyse 90 and
 120 frames per second instead of 60 -- speech and busy music gain, steady
 sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
-at 60, 2.65 at 90).  Means over the 23 clips: `balanced` 2.420 dB (2.495
-at 60 throughout), `best` 2.394 (2.436 at 90 throughout), `fast` 2.516
-(always 60 frames per second; it also skips step 5 and always plays the
-mix).  On the clips tuned on, without the held-out ones: 2.425 (2.501),
-2.408 (2.446).  On 60 s of speech and OPL music `balanced` takes
-1.1-1.4x the time and 1.3x the file size it would at 60 frames per second,
-`best` 1.5-1.8x and 1.6x (`python benchmarks/run.py speed`, three runs on
+at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
+2.420 dB at `balanced`, before the two writer changes in step 6).  The
+table's means are `balanced`'s; `python benchmarks/run.py quality --player
+adplay --quality best` (and `fast`) give the others: `best` 2.368 dB,
+`fast` 2.481 (always 60 frames per second; it also skips step 5 and always
+plays the mix).  On 60 s of speech and OPL music `balanced` takes
+1.2-1.4x the time and 1.4x the file size it would at 60 frames per second,
+`best` 1.3-2.0x and 1.7x (`python benchmarks/run.py speed`, three runs on
 2026-12-03).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
@@ -279,10 +300,10 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores about as
-  `sines` does: wormintr the same, trumpet, flute and guitar 2-3% and
-  melody 10% below it, only for their 90 frames per second.
-- On random-patch clips it reaches 1.84-2.47 dB (under 2 dB on 1 of 6,
-  opl_random_11; opl_random_21 and _23 at 2.03 and 2.04).  Exact reproduction is
+  `sines` does: wormintr the same, trumpet, flute and guitar 1% and
+  melody 11% below it, only for their 90 frames per second.
+- On random-patch clips it reaches 1.82-2.46 dB (under 2 dB on 2 of 6,
+  opl_random_11 and _23; opl_random_21 at 2.00).  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
@@ -656,6 +677,8 @@ def main(argv=None) -> int:
                                     "floor", "stereo", "startup", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
+    p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
+                   help="quality: the model method's --quality")
     p.add_argument("--model", default=None, metavar="PATH",
                    help="quality and speed: another exported ONNX model for the model method")
     a = p.parse_args(argv)
@@ -666,7 +689,7 @@ def main(argv=None) -> int:
     if a.what in ("render", "all"):
         render()
     if a.what in ("quality", "all"):
-        quality(a.clips, a.player, a.model)
+        quality(a.clips, a.player, a.model, a.quality)
     if a.what in ("memory", "all"):
         memory()
     if a.what in ("batch", "all"):
