@@ -450,7 +450,8 @@ def test_levels_between_tl_steps_come_from_key_scaling():
 
 def test_onset_gains_quieten_only_the_updates_before_an_onset():
     """Frames whose window already hears a note that starts later play quieter in the
-    updates before it; steady sound, silence and unknown stretches keep their level."""
+    updates before it and louder in its attack; steady sound, silence and unknown
+    stretches keep their level."""
     from wav2vgm.methods.base import ONSET_FLOOR_DB, onset_gains
     steps = 4
     frame = np.array([1e-8, 1e-8, 0.1, 1.0, 1.0, 1.0])       # a note starts in frame 2's window
@@ -460,6 +461,15 @@ def test_onset_gains_quieten_only_the_updates_before_an_onset():
     g = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=1.0)
     assert np.all(g[2, :3] < 10 ** (-6 / 20)) and np.all(g[2, :3] >= 10 ** (-ONSET_FLOOR_DB / 20))
     assert g[2, 3] == 1.0 and np.all(g[3:] == 1.0)        # the onset itself and the note after
+    around[3, 0] = 4.0                                      # an attack louder than its frame
+    g2 = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=1.0,
+                     attack_updates=2)
+    assert g2[3, 0] == pytest.approx(2.0) and np.all(g2[4:] == 1.0)     # right after the drops
+    around[5, 0] = 4.0                                      # louder, but no drop before it
+    g2 = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=1.0,
+                     attack_updates=2)
+    assert g2[5, 0] == 1.0
+    around[3, 0] = around[5, 0] = 1.0
     assert np.all(g[:2] == 1.0)                              # silence: nothing to quieten
     around[2, 0] = np.nan                                    # outside the input
     played[2, 1] = 1e-7                                      # an update that plays that little
@@ -505,6 +515,27 @@ def test_a_sudden_note_is_not_heard_before_it_starts(tmp_path):
     with_gains = before_onset_db(found.update_energy.copy())
     without = before_onset_db(None)
     assert with_gains < without - 8.0
+
+
+def test_register_events_do_not_depend_on_the_chunk_size(tmp_path):
+    """Chunks see their neighbours (subdivide's frames either side, the drops an attack
+    looks back to), so any chunk size writes the same events."""
+    from wav2vgm.audio import open_audio
+    from wav2vgm.convert import analyse, register_events
+
+    src = Path(__file__).resolve().parents[1] / "samples" / "speech.wav"
+    options = ConvertOptions(method="sines", frame_rate_hz=90.0)
+    with open_audio(str(src)) as stream:
+        found = analyse(stream, options)
+    ref = (found.level_power, found.level_stride)
+
+    def events(chunk):
+        parts = list(register_events(found.voices, found.centres, options, chunk=chunk,
+                                     reference=ref, update_energy=found.update_energy))
+        return [np.concatenate([p[k] for p in parts]) for k in range(3)]
+
+    whole, small = events(1 << 20), events(30)       # 5 frames a chunk at 6 updates a frame
+    assert all(np.array_equal(x, y) for x, y in zip(whole, small))
 
 
 def _state_after(regs, values, start=None) -> np.ndarray:

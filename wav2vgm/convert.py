@@ -19,7 +19,7 @@ import numpy as np
 
 from . import spectrum
 from .errors import ParameterError
-from .methods.base import VoiceFrames, onset_gains, quantise, subdivide
+from .methods.base import ONSET_ATTACK_S, VoiceFrames, onset_gains, quantise, subdivide
 from .methods.loudness import loudness_gain, stride_for
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_window
 from .opl3 import registers as R
@@ -342,7 +342,7 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     every channel (the chip may hold anything when a player loops back to
     it), not only those it changes.  ``update_energy`` (:attr:`Analysis.update_energy`,
     for these frames and this many updates per frame) quietens the updates
-    before an onset (:func:`~.methods.base.onset_gains`).
+    before an onset and raises its attack (:func:`~.methods.base.onset_gains`).
     """
     gain = loudness_gain(voices, gain_db=options.gain_db, reference=reference)
     steps = update_steps(options.frame_rate_hz, options.substeps)
@@ -350,6 +350,8 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     if update_energy is not None and update_energy.shape == (voices.n_frames, 1 + steps):
         energy = update_energy
         loudest = float(np.nanmax(energy[:, 0])) if energy.size else 0.0
+        attack = int(round(ONSET_ATTACK_S * options.frame_rate_hz * steps))
+    back = 0 if energy is None else -(-attack // steps)             # frames, rounded up
     times = update_times(centres, options.frame_rate_hz, steps)
     previous_frames = None
     previous_image = None
@@ -359,17 +361,24 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     per_chunk = max(1, chunk // steps)                 # frames per chunk: ``chunk`` updates
     for lo in range(0, n, per_chunk):
         hi = min(lo + per_chunk, n)
-        a, b = max(lo - 1, 0), min(hi + 1, n)
-        part = subdivide(voices.rows(slice(a, b)), steps).rows(slice((lo - a) * steps, (hi - a) * steps))
+        # one frame either side for subdivide; on the left as many as the attacks look back
+        a, b = max(lo - 1 - back, 0), min(hi + 1, n)
+        part = subdivide(voices.rows(slice(a, b)), steps)
         if energy is not None:
-            # what each update plays, relative to its frame's own voices
-            own = np.square(voices.rows(slice(lo, hi)).sounding_amplitudes(), dtype=np.float64).sum(axis=1)
-            now = np.square(part.sounding_amplitudes(), dtype=np.float64).sum(axis=1).reshape(hi - lo, steps)
+            # what each update plays, relative to its frame's own voices (from frame a on,
+            # so an attack sees the drops before it in the chunk before)
+            c = max(lo - back, 0)
+            ctx = part.rows(slice((c - a) * steps, (hi - a) * steps))
+            own = np.square(voices.rows(slice(c, hi)).sounding_amplitudes(), dtype=np.float64).sum(axis=1)
+            now = np.square(ctx.sounding_amplitudes(), dtype=np.float64).sum(axis=1).reshape(hi - c, steps)
             with np.errstate(invalid="ignore", divide="ignore"):
                 played = np.where(own[:, None] > 0, now / own[:, None], 1.0)
-            g = onset_gains(energy[lo:hi], played, loudest=loudest).reshape(-1, 1)
-            part.amp1 = part.amp1 * g
-            part.amp2 = part.amp2 * g
+            g = onset_gains(energy[c:hi], played, loudest=loudest, attack_updates=attack)[lo - c:]
+            part = part.rows(slice((lo - a) * steps, (hi - a) * steps))
+            part.amp1 = part.amp1 * g.reshape(-1, 1)
+            part.amp2 = part.amp2 * g.reshape(-1, 1)
+        else:
+            part = part.rows(slice((lo - a) * steps, (hi - a) * steps))
         frames = quantise(part, gain=gain, previous=previous_frames)
         full = _pad_channels(frames)
         images = R.channel_images(full, lazy=not options.loop, used_before=used)
