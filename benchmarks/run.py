@@ -197,7 +197,8 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    writes about 2 samples apart, so a channel's MULT and F-number writes
    must be adjacent); the updates before an onset, which the frame's
    window heard ahead of time, are quietened to the input's power there
-   (at most 15 dB); notes end with release rate 11 (about 40 ms to
+   (at most 15 dB) and those of the attack after them raised to it (at
+   most 14 dB, for 20 ms); notes end with release rate 11 (about 40 ms to
    silence) so key-offs do not click.
 
 `--quality fast|balanced|best` trades the pursuit's effort (how much

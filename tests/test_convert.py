@@ -462,11 +462,13 @@ def test_onset_gains_quieten_only_the_updates_before_an_onset():
     assert np.all(g[2, :3] < 10 ** (-6 / 20)) and np.all(g[2, :3] >= 10 ** (-ONSET_FLOOR_DB / 20))
     assert g[2, 3] == 1.0 and np.all(g[3:] == 1.0)        # the onset itself and the note after
     around[3, 0] = 4.0                                      # an attack louder than its frame
-    g2 = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=1.0,
-                     attack_updates=2)
+    energy = np.concatenate([frame[:, None], around], axis=1)
+    g2 = onset_gains(energy, played, loudest=4.0, attack_updates=2)
     assert g2[3, 0] == pytest.approx(2.0) and np.all(g2[4:] == 1.0)     # right after the drops
+    # but never above the loudest frame, which the loudness gain fitted to the chip
+    assert onset_gains(energy, played, loudest=2.0, attack_updates=2)[3, 0] == pytest.approx(2 ** 0.5)
     around[5, 0] = 4.0                                      # louder, but no drop before it
-    g2 = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=1.0,
+    g2 = onset_gains(np.concatenate([frame[:, None], around], axis=1), played, loudest=4.0,
                      attack_updates=2)
     assert g2[5, 0] == 1.0
     around[3, 0] = around[5, 0] = 1.0

@@ -161,7 +161,7 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
 # most ONSET_BOOST_DB).  adplay, 23 clips: `model` 2.403 -> 2.397 dB with the drops
 # alone (opl_song_doofus 3.06 -> 2.96, speech_b 3.90 -> 3.86, speech_es 3.60 -> 3.63),
 # `sines` 3.484 -> 3.474 (doofus 5.10 -> 4.91); with the attacks 2.388 and 3.463 (doofus
-# 2.96 -> 2.89, speech_es 3.63 -> 3.59, speech_a 3.70 -> 3.66; none worse).  Drop
+# 2.96 -> 2.89, speech_es 3.63 -> 3.59, speech_a 3.70 -> 3.66; none 0.02 dB worse).  Drop
 # thresholds of 4 / 9 dB or a 30 dB floor: within 0.005 dB on the 9 clips they change;
 # attacks raised only 3 dB above what plays, about none of the gain; 10-18 updates
 # (at 90 frames/s) and caps of 10-20 dB about the same.  Raising updates wherever the
@@ -190,7 +190,8 @@ def onset_gains(update_energy: np.ndarray, played: np.ndarray, *, loudest: float
     plays (the frame's power times ``played``), the update plays at the
     input's power (at most ONSET_FLOOR_DB down); in the ``attack_updates``
     updates after such a one, where the input is louder than what the update
-    plays, it plays at the input's power too (at most ONSET_BOOST_DB up).  1
+    plays, it plays at the input's power too (at most ONSET_BOOST_DB up, and
+    not above ``loudest``, to which the loudness gain fitted the chip).  1
     elsewhere, in silence (60 dB under ``loudest``) and where the power
     around an update is unknown (NaN).
     """
@@ -209,7 +210,11 @@ def onset_gains(update_energy: np.ndarray, played: np.ndarray, *, loudest: float
         for k in range(1, int(attack_updates) + 1):
             since[k:] |= flat[:-k]
         attack = since.reshape(drop.shape) & rise
-        gain = np.where(attack, np.minimum(ratio, 10 ** (ONSET_BOOST_DB / 20)), gain)
+        # never above the loudest frame's power, which the loudness gain fitted to the chip
+        with np.errstate(invalid="ignore", divide="ignore"):
+            room = np.sqrt(loudest / expected)
+        up = np.minimum(np.minimum(ratio, 10 ** (ONSET_BOOST_DB / 20)), np.maximum(room, 1.0))
+        gain = np.where(attack, up, gain)
     return np.where((frame >= loudest * 1e-6) & np.isfinite(ratio), gain, 1.0)
 
 
