@@ -212,11 +212,11 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.368 dB,
-`fast` 2.481 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.359 dB,
+`fast` 2.470 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
-1.2-1.4x the time and 1.4x the file size it would at 60 frames per second,
-`best` 1.3-2.0x and 1.7x (`python benchmarks/run.py speed`, three runs on
+1.1-1.5x the time and 1.4x the file size it would at 60 frames per second,
+`best` 1.7-2.2x and 1.7x (`python benchmarks/run.py speed`, three runs on
 2026-12-03).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
@@ -301,7 +301,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores about as
-  `sines` does: wormintr the same, trumpet, flute and guitar 1% and
+  `sines` does: wormintr the same, trumpet and flute 1%, guitar 3% and
   melody 11% below it, only for their 90 frames per second.
 - On random-patch clips it reaches 1.82-2.46 dB (under 2 dB on 2 of 6,
   opl_random_11 and _23; opl_random_21 at 2.00).  Exact reproduction is
