@@ -197,3 +197,27 @@ def test_factor_lookup_finds_every_factor_within_the_tolerance():
     # the edges: no peak (0) and ratios far outside the multipliers
     assert (_nearest_factor(np.array([0.0, 1e-12, 1e6]), 440.0).tolist()
             == [0, 0, len(_SORTED_FACTORS) - 1])
+
+
+def test_partials_move_towards_their_bands_power_by_at_most_6_db():
+    """A tracked partial plays its mel band's power: a band holding 3x more than the partial
+    alone raises it by sqrt(3), 16x is held to 6 dB, a band with exactly its power keeps
+    it, half lowers it by sqrt(2), and silent partials stay silent."""
+    from wav2vgm.methods.base import VoiceFrames
+    from wav2vgm.methods.pursuit import _grid_index, sine_atoms
+    from wav2vgm.methods.sines import BAND_MATCH_DB, match_band_power
+    from wav2vgm.opl3 import registers as R
+
+    v = VoiceFrames.empty(4, 2)
+    fnum, block = R.hz_to_fnum(np.array([1000.0]), mult=1)
+    v.fnum[:, 0], v.block[:, 0] = fnum[0], block[0]
+    v.amp2[:, 0] = 0.5
+    f_hz = R.fnum_to_hz(int(fnum[0]), int(block[0]), 1)
+    alone = 0.25 * sine_atoms()[_grid_index(np.array([f_hz]))][0]        # (N_MELS,)
+    power = np.stack([alone * 3, alone * 16, alone, alone * 0.5]).astype(np.float32)
+    match_band_power(v, power)
+    assert v.amp2[0, 0] == pytest.approx(0.5 * 3 ** 0.5, rel=1e-4)
+    assert v.amp2[1, 0] == pytest.approx(0.5 * 10 ** (BAND_MATCH_DB / 20), rel=1e-4)
+    assert v.amp2[2, 0] == pytest.approx(0.5, rel=1e-4)
+    assert v.amp2[3, 0] == pytest.approx(0.5 / 2 ** 0.5, rel=1e-4)
+    assert np.all(v.amp2[:, 1] == 0) and np.all(v.amp1 == 0)

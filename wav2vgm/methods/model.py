@@ -331,7 +331,7 @@ class ModelMethod:
         options = []
         for k, n_mix in enumerate(self.mixes):
             # the sine tracker on most channels, model voices filling what it leaves
-            part = self.sines[k].process(mag, freqs_hz, peaks=peaks)
+            part = self.sines[k].process(mag, freqs_hz, peaks=peaks, power=power)
             part_power = voice_power(part)
             if n_mix == 0:
                 options.append((part, part_power))
