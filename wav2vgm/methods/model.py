@@ -332,7 +332,7 @@ class ModelMethod:
         for k, n_mix in enumerate(self.mixes):
             # the sine tracker on most channels, model voices filling what it leaves
             part = self.sines[k].process(mag, freqs_hz, peaks=peaks, power=power)
-            part_power = voice_power(part)
+            part_power = self.sines[k].played_power                # what voice_power(part) gives
             if n_mix == 0:
                 options.append((part, part_power))
                 continue

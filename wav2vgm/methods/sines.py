@@ -236,6 +236,7 @@ class SinesMethod:
         self.track_hz = np.zeros(self.n_voices)       # frequency each channel played last
         self.track_on = np.zeros(self.n_voices, bool)
         self.held_mult2 = np.zeros(self.n_voices, np.int64)   # MULT2 of each channel's held note (0: none)
+        self.played_power = None      # the last block's mel power as played (match_band_power)
 
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray, *, peaks=None,
                 power: np.ndarray | None = None) -> VoiceFrames:
@@ -277,7 +278,7 @@ class SinesMethod:
         if power is None:
             from .pursuit import mel_power
             power = mel_power(mag)
-        match_band_power(out, power)
+        self.played_power = match_band_power(out, power)
         return out
 
     def _note_mult2(self, f_c, on, m2_min, spare_hz, spare_amp):
@@ -394,8 +395,10 @@ class SinesMethod:
 BAND_MATCH_DB = 6.0
 
 
-def match_band_power(voices: VoiceFrames, power: np.ndarray) -> None:
-    """Scale the tracked partials so each mel band plays the input's power (in place).
+def match_band_power(voices: VoiceFrames, power: np.ndarray) -> np.ndarray:
+    """Scale the tracked partials so each mel band plays the input's power (in place);
+    returns the (n_frames, N_MELS) mel power they then play (as
+    :func:`~.model.voice_power` gives it).
 
     A peak's height is what a partial alone would show; the band around it
     also holds the partials and noise the channels do not play, the
@@ -413,16 +416,20 @@ def match_band_power(voices: VoiceFrames, power: np.ndarray) -> None:
     grids = [_grid_index(base * _MULT_VALUES[getattr(voices, m).astype(np.int64)])
              for m in ("mult2", "mult1")]
     amps = [voices.amp2, voices.amp1]
+    units = [atoms[g] for g in grids]                                   # (n, ch, N_MELS)
     played = np.zeros(power.shape, np.float32)
-    for a, g in zip(amps, grids):
-        played += np.einsum("nc,ncb->nb", np.square(a, dtype=np.float32), atoms[g])
+    for a, u in zip(amps, units):
+        played += np.einsum("nc,ncb->nb", np.square(a, dtype=np.float32), u)
     lim = np.float32(10 ** (BAND_MATCH_DB / 20))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.sqrt(power.astype(np.float32) / played)
     ratio = np.clip(np.nan_to_num(ratio, nan=1.0, posinf=lim), 1 / lim, lim)
     rows = np.arange(power.shape[0])[:, None]
-    for a, g in zip(amps, grids):
+    played[:] = 0.0
+    for a, g, u in zip(amps, grids, units):
         a *= np.where(a > 0, ratio[rows, band[g]], 1.0).astype(a.dtype)
+        played += np.einsum("nc,ncb->nb", np.square(a, dtype=np.float32), u)
+    return played
 
 
 _BAND_CACHE: dict = {}
