@@ -165,7 +165,8 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    and offered with its three most probable timbres (the network names the
    right one on 63% of its validation frames; the pursuit judges by sound);
 2. the sine tracker (the `sines` method) plays the strongest partials on 16
-   channels;
+   channels, each moved towards its mel band's power (at most 6 dB: a peak
+   shows one partial, the band also holds what no channel plays);
 3. a greedy pursuit on the log-mel error fills the other 2 channels: the
    network's voices, the frame's peaks as sines and as sine pairs (one
    channel's two operators) and feedback noise (for breath and the faint
@@ -212,11 +213,11 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.359 dB,
-`fast` 2.470 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.297 dB,
+`fast` 2.389 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
-1.1-1.5x the time and 1.4x the file size it would at 60 frames per second,
-`best` 1.7-2.2x and 1.7x (`python benchmarks/run.py speed`, three runs on
+1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
+`best` 1.7-1.9x and 1.7x (`python benchmarks/run.py speed`, three runs on
 2026-12-03).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
@@ -301,10 +302,10 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method plays the sine tracker and scores about as
-  `sines` does: wormintr the same, trumpet and flute 1%, guitar 3% and
-  melody 11% below it, only for their 90 frames per second.
-- On random-patch clips it reaches 1.82-2.46 dB (under 2 dB on 2 of 6,
-  opl_random_11 and _23; opl_random_21 at 2.00).  Exact reproduction is
+  `sines` does: wormintr the same, trumpet 1%, guitar 4%, flute 5% and
+  melody 10% below it, only for their 90 frames per second.
+- On random-patch clips it reaches 1.81-2.73 dB (under 2 dB on 2 of 6,
+  opl_random_11 and _23; opl_random_21 at 2.05).  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),

@@ -7,7 +7,7 @@ Per block of frames:
    per frame, each voice's pitch refined on the linear spectrum, each offered
    with its three most probable timbres;
 2. the sine tracker (:mod:`.sines`) plays the strongest partials on 16 of
-   the 18 channels;
+   the 18 channels, at their mel bands' power;
 3. the model's voices, the frame's spectral peaks as sines and as sine
    pairs (two partials one channel plays on its two operators) are
    candidates for :func:`~wav2vgm.methods.pursuit.pursue`, which fills the

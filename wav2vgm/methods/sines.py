@@ -7,7 +7,9 @@
 * a partial above 6.2 kHz is reached through the multiplier;
 * the second operator of each additive channel plays a further partial when
   its frequency is a multiplier ratio away from the channel's partial, so up
-  to 36 partials sound on 18 channels.
+  to 36 partials sound on 18 channels;
+* each partial then moves towards the power of its mel band (at most 6 dB):
+  a peak shows one partial, the band also holds what no channel plays.
 """
 
 from __future__ import annotations
