@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..opl3 import registers as R
@@ -413,7 +415,7 @@ def match_band_power(voices: VoiceFrames, power: np.ndarray) -> np.ndarray:
     """
     from .pursuit import _grid_index, sine_atoms
     atoms = sine_atoms()
-    band = _strongest_band(atoms)
+    band = _strongest_band()
     base = R.fnum_to_hz(voices.fnum.astype(np.float64), voices.block.astype(np.float64), 1.0)
     grids = [_grid_index(base * _MULT_VALUES[getattr(voices, m).astype(np.int64)])
              for m in ("mult2", "mult1")]
@@ -434,15 +436,11 @@ def match_band_power(voices: VoiceFrames, power: np.ndarray) -> np.ndarray:
     return played
 
 
-_BAND_CACHE: dict = {}
-
-
-def _strongest_band(atoms: np.ndarray) -> np.ndarray:
-    key = id(atoms)
-    if key not in _BAND_CACHE:
-        _BAND_CACHE.clear()
-        _BAND_CACHE[key] = np.argmax(atoms, axis=1)
-    return _BAND_CACHE[key]
+@lru_cache(maxsize=1)
+def _strongest_band() -> np.ndarray:
+    """The mel band each sine atom is loudest in (by sine grid index)."""
+    from .pursuit import sine_atoms
+    return np.argmax(sine_atoms(), axis=1)
 
 
 def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
