@@ -154,28 +154,35 @@ def update_times(centres: np.ndarray, frame_rate_hz: float, steps: int) -> np.nd
 
 # the input's energy around each register update is read through this window (samples at
 # 44.1 kHz, Hann squared): long enough to hold a few periods of a low voice, so it does not
-# follow the waveform (512: speech_gb 3.78 -> 5.5 dB), short enough to place an onset
+# follow the waveform (512, in a first version that lowered every update below the
+# level the frames interpolate: speech_gb 3.78 -> 5.5 dB; here 768 and 1536 scored worse
+# than 1024 on the 9 clips it changes), short enough to place an onset
 ONSET_WINDOW = 1024
 
 
-def energy_weights(frame_rate_hz: float, steps: int) -> np.ndarray:
+def update_offsets(frame_rate_hz: float, steps: int) -> np.ndarray:
+    """(steps,) where the middle of each of a frame's updates lies (:func:`update_times`),
+    in samples from the frame's centre."""
+    hop = ANALYSIS_RATE_HZ / frame_rate_hz
+    return (-0.5 + (np.arange(steps) + 0.5) / steps) * hop
+
+
+def energy_weights(offsets: np.ndarray) -> np.ndarray:
     """(WINDOW, 1 + steps) weights that turn a frame's squared samples into energies.
 
     Column 0: the analysis window squared, normalised -- the mean power the
     frame's spectrum reports.  Column 1 + j: the power around the middle of
-    update j (:func:`update_times`), through a Hann window of ONSET_WINDOW
-    samples squared, cut to the frame and normalised; NaN where less than
-    half of that window lies in the frame (frame rates under 43 Hz).
+    update j (``offsets``: :func:`update_offsets`), through a Hann window of
+    ONSET_WINDOW samples squared, cut to the frame and normalised; NaN where
+    less than half of that window lies in the frame (frame rates under 43 Hz).
     """
-    hop = ANALYSIS_RATE_HZ / frame_rate_hz
-    w = np.zeros((WINDOW, 1 + steps), np.float64)
+    w = np.zeros((WINDOW, 1 + len(offsets)), np.float64)
     w[:, 0] = analysis_window().astype(np.float64) ** 2
     w[:, 0] /= w[:, 0].sum()
     short = np.hanning(ONSET_WINDOW + 2)[1:-1] ** 2
     t = np.arange(WINDOW)
-    for j in range(steps):
-        mid = WINDOW // 2 + (-0.5 + (j + 0.5) / steps) * hop       # in the frame's samples
-        k = np.rint(t - mid + ONSET_WINDOW / 2).astype(np.int64)    # index into the short window
+    for j, off in enumerate(offsets):
+        k = np.rint(t - (WINDOW // 2 + off) + ONSET_WINDOW / 2).astype(np.int64)   # short window
         inside = (k >= 0) & (k < ONSET_WINDOW)
         w[inside, 1 + j] = short[k[inside]]
         total = w[:, 1 + j].sum()
@@ -186,19 +193,17 @@ def energy_weights(frame_rate_hz: float, steps: int) -> np.ndarray:
 class FrameAnalyser:
     """Cuts a stream of audio blocks into centred frames and their magnitude spectra.
 
-    With ``energy``, the weights of :func:`energy_weights`, each block's
-    frames also leave their energies (n_frames, 1 + steps) in
-    :attr:`energies`, for :func:`~.methods.base.onset_gains`.
+    With ``update_offsets`` (:func:`update_offsets`), each block's frames
+    also leave their energies (n_frames, 1 + steps) in :attr:`energies`
+    (:func:`energy_weights`), for :func:`~.methods.base.onset_gains`.
     """
 
     def __init__(self, centres: np.ndarray, *, n_samples: int | None = None,
-                 energy: np.ndarray | None = None):
+                 update_offsets: np.ndarray | None = None):
         self.centres = centres
-        self.energy = energy
+        self.update_offsets = update_offsets
+        self.energy = None if update_offsets is None else energy_weights(update_offsets)
         self.energies: list[np.ndarray] = []
-        if energy is not None:                  # the middle of each update, in frame samples
-            used = energy[:, 1:] > 0
-            self.update_mid = (np.argmax(used, axis=0) + WINDOW - np.argmax(used[::-1], axis=0)) // 2
         self.next_frame = 0
         self.buffer = np.zeros(WINDOW // 2, np.float32)   # left zero padding
         self.buffer_start = -WINDOW // 2                  # sample index of buffer[0]
@@ -233,7 +238,7 @@ class FrameAnalyser:
             if self.n_samples is not None:
                 # an update centred outside the input has nothing to compare (the samples
                 # beyond its ends, zero in the frame, count as silence for the others)
-                mid = first_abs[:, None] + self.update_mid[None, :]
+                mid = (first_abs + WINDOW // 2)[:, None] + self.update_offsets[None, :]
                 energy[:, 1:][(mid < 0) | (mid >= self.n_samples)] = np.nan
             self.energies.append(energy)
         if self.n_samples is not None:
@@ -295,7 +300,7 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     method = make_method(options)
     steps = update_steps(options.frame_rate_hz, options.substeps)
     analyser = FrameAnalyser(centres, n_samples=stream.n_samples,
-                             energy=energy_weights(options.frame_rate_hz, steps))
+                             update_offsets=update_offsets(options.frame_rate_hz, steps))
     stereo = bool(options.stereo) and stream.n_channels == 2
     sides = [FrameAnalyser(centres, n_samples=stream.n_samples) for _ in range(2)] if stereo else []
     parts: list[VoiceFrames] = []

@@ -163,8 +163,8 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
 # `sines` 3.484 -> 3.474 (doofus 5.10 -> 4.91); with the attacks 2.388 and 3.463 (doofus
 # 2.96 -> 2.89, speech_es 3.63 -> 3.59, speech_a 3.70 -> 3.66; none 0.02 dB worse).  Drop
 # thresholds of 4 / 9 dB or a 30 dB floor: within 0.005 dB on the 9 clips they change;
-# attacks raised only 3 dB above what plays, about none of the gain; 10-18 updates
-# (at 90 frames/s) and caps of 10-20 dB about the same.  Raising updates wherever the
+# attacks raised only 3 dB above what plays, about none of the gain; 9-18 updates
+# (at 90 frames/s) and caps of 14-20 dB about the same.  Raising updates wherever the
 # input is louder, not only after a drop: speech 0.1-0.2 dB worse.
 ONSET_DROP_DB = 6.0
 ONSET_FLOOR_DB = 15.0
@@ -205,10 +205,9 @@ def onset_gains(update_energy: np.ndarray, played: np.ndarray, *, loudest: float
     gain = np.where(drop, np.maximum(ratio, 10 ** (-ONSET_FLOOR_DB / 20)), 1.0)
     if attack_updates > 0:
         # the updates within attack_updates after a drop (in time order, across frames)
-        flat = drop.ravel()
-        since = np.zeros(flat.size, bool)
-        for k in range(1, int(attack_updates) + 1):
-            since[k:] |= flat[:-k]
+        count = np.concatenate([[0], np.cumsum(drop.ravel())])     # drops before each update
+        i = np.arange(drop.size)
+        since = count[i] > count[np.maximum(i - int(attack_updates), 0)]
         attack = since.reshape(drop.shape) & rise
         # never above the loudest frame's power, which the loudness gain fitted to the chip
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -270,8 +269,9 @@ def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarr
     ``amp_out``; none, a quarter, half or all of it), in EG units of
     0.19 dB.  TL alone steps 0.75 dB; the quarter and half shares are
     whole EG units that are not always multiples of 4, so with them the
-    level lands between TL steps (at most pitches, 1-3 of the 3 levels
-    between two steps).  Of the four codes the one whose level is nearest
+    level lands between TL steps (for 55% of the F-number and block
+    settings, 1 or 2 of the 3 levels between two steps; none at low pitches
+    and where the term is a multiple of 16 units).  Of the four codes the one whose level is nearest
     the amplitude is taken (ties to less key scaling).  (Where a held note's
     pitch moves, the player applies the TL/KSL write a few samples before
     the F-number write, so those samples hear the old pitch's key scaling:

@@ -139,6 +139,19 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
     return unit2, unit1
 
 
+def voice_power(voices: VoiceFrames, units: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> np.ndarray:
+    """(n_frames, N_MELS) mel power the voices make, from the atoms (static, per frame).
+
+    ``units``: their :func:`operator_atoms`, if already looked up.
+    """
+    unit2, unit1 = operator_atoms(voices) if units is None else units
+    a1 = np.where(voices.cnt == 0, 0.0, voices.amp1).astype(np.float32)
+    p = np.einsum("nc,ncb->nb", voices.amp2.astype(np.float32) ** 2, unit2)
+    p += np.einsum("nc,ncb->nb", a1 ** 2, unit1)
+    return p
+
+
 def played_amplitude(amp: np.ndarray, gains: np.ndarray, ksl_term_eg) -> np.ndarray:
     """(..., G) the amplitude (input units) operators asked for ``amp`` play at, per gain.
 

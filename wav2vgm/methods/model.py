@@ -40,6 +40,7 @@ from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
 from . import codebook, features
 from .base import VoiceFrames, greedy_pairs
+from .loudness import voice_power
 
 MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
@@ -518,12 +519,3 @@ class _Channels:
         self.prev_class = np.full(self.n, -1)
         self.prev_f = np.zeros(self.n)
 
-
-def voice_power(voices: VoiceFrames) -> np.ndarray:
-    """(n_frames, N_MELS) mel power the voices make, from the atoms (static, per frame)."""
-    from .loudness import operator_atoms
-    unit2, unit1 = operator_atoms(voices)
-    a1 = np.where(voices.cnt == 0, 0.0, voices.amp1).astype(np.float32)
-    p = np.einsum("nc,ncb->nb", voices.amp2.astype(np.float32) ** 2, unit2)
-    p += np.einsum("nc,ncb->nb", a1 ** 2, unit1)
-    return p

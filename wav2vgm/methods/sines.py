@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from ..opl3 import registers as R
@@ -393,16 +391,17 @@ class SinesMethod:
 # each played partial moves towards its mel band's power by at most this much (dB).
 # adplay, 23 clips, `model`: 2.388 -> 2.321 dB (speech_gb 3.74 -> 3.48, smkerem 1.93 ->
 # 1.76, galway 1.76 -> 1.59, flute 1.96 -> 1.78, guitar 1.82 -> 1.68; opl_random_13
-# 2.46 -> 2.73, opl_random_21/22 +0.05); at most 4 / 10 dB, or raising only (6 dB):
-# worse on the 10 clips tried (speech, doofus, organ, flute, melody, chord); matched in
-# the sines-only option alone (the mix's tracker as it was): 2.395
+# 2.46 -> 2.73, opl_random_21/22 +0.05); raising only (at most 6 / 10 dB) or a 4 dB cap
+# (3 dB down): worse on the 10 clips tried (the 5 speech clips, doofus, organ, flute,
+# melody, chord: 2.700 / 2.710 / 2.696 against 2.684); matched in the sines-only option
+# alone (the mix's tracker as it was): 2.395 over the 23
 BAND_MATCH_DB = 6.0
 
 
 def match_band_power(voices: VoiceFrames, power: np.ndarray) -> np.ndarray:
     """Scale the tracked partials so each mel band plays the input's power (in place);
-    returns the (n_frames, N_MELS) mel power they then play (as
-    :func:`~.model.voice_power` gives it).
+    returns the (n_frames, N_MELS) mel power they then play
+    (:func:`~.loudness.voice_power`).
 
     A peak's height is what a partial alone would show; the band around it
     also holds the partials and noise the channels do not play, the
@@ -413,34 +412,17 @@ def match_band_power(voices: VoiceFrames, power: np.ndarray) -> np.ndarray:
     input's ``power`` (n_frames, N_MELS), and every partial moves by its
     band's ratio (the band its atom is loudest in), at most BAND_MATCH_DB.
     """
-    from .pursuit import _grid_index, sine_atoms
-    atoms = sine_atoms()
-    band = _strongest_band()
-    base = R.fnum_to_hz(voices.fnum.astype(np.float64), voices.block.astype(np.float64), 1.0)
-    grids = [_grid_index(base * _MULT_VALUES[getattr(voices, m).astype(np.int64)])
-             for m in ("mult2", "mult1")]
-    amps = [voices.amp2, voices.amp1]
-    units = [atoms[g] for g in grids]                                   # (n, ch, N_MELS)
-    played = np.zeros(power.shape, np.float32)
-    for a, u in zip(amps, units):
-        played += np.einsum("nc,ncb->nb", np.square(a, dtype=np.float32), u)
+    from .loudness import operator_atoms, voice_power
+    units = operator_atoms(voices)                          # (n, ch, N_MELS) per operator
     lim = np.float32(10 ** (BAND_MATCH_DB / 20))
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.sqrt(power.astype(np.float32) / played)
+        ratio = np.sqrt(power.astype(np.float32) / voice_power(voices, units))
     ratio = np.clip(np.nan_to_num(ratio, nan=1.0, posinf=lim), 1 / lim, lim)
     rows = np.arange(power.shape[0])[:, None]
-    played[:] = 0.0
-    for a, g, u in zip(amps, grids, units):
-        a *= np.where(a > 0, ratio[rows, band[g]], 1.0).astype(a.dtype)
-        played += np.einsum("nc,ncb->nb", np.square(a, dtype=np.float32), u)
-    return played
-
-
-@lru_cache(maxsize=1)
-def _strongest_band() -> np.ndarray:
-    """The mel band each sine atom is loudest in (by sine grid index)."""
-    from .pursuit import sine_atoms
-    return np.argmax(sine_atoms(), axis=1)
+    for a, u in zip((voices.amp2, voices.amp1), units):
+        band = np.argmax(u, axis=2)                         # the band each partial is loudest in
+        a *= np.where(a > 0, ratio[rows, band], 1.0).astype(a.dtype)
+    return voice_power(voices, units)
 
 
 def partner_table(pf: np.ndarray, pa: np.ndarray, *, n_main: int):
