@@ -840,6 +840,13 @@ def test_version_and_help(tmp_path):
         assert result.exit_code == 0 and "Usage" in result.stdout
 
 
+def test_python_dash_m_runs_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "wav2vgm", "convert", "--help"],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().startswith("Usage: wav2vgm convert"), proc.stdout.decode()[:200]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs the resource module")
 def test_wav_with_an_absurd_sample_rate_exits_3(tmp_path):
     import resource
