@@ -169,6 +169,27 @@ def test_pursuit_finds_the_voices_a_spectrum_was_made_of():
     assert amp[0, 4] == 0
 
 
+def test_pursuit_plays_noise_where_its_strongest_bands_are_silent():
+    # a 22 kHz recording's hiss stops at 11 kHz; the feedback noise is loudest above 12 kHz,
+    # so a level fitted at its strongest band alone would be nil
+    from wav2vgm import spectrum
+    cls = np.array([[codebook.NOISE_CLASS]])
+    f0 = np.array([[6000.0]])
+    atom = pursuit.candidate_atoms(cls, f0)[0, 0]
+    centres = spectrum.mel_to_hz(np.linspace(spectrum.hz_to_mel(spectrum.MEL_F_MIN_HZ),
+                                             spectrum.hz_to_mel(spectrum.MEL_F_MAX_HZ),
+                                             spectrum.N_MELS + 2))[1:-1]
+    assert centres[np.argmax(atom)] > 11000
+    power = np.where(centres < 11000, 0.3 * atom, 0.0)[None, :]
+    floor = np.array([power.max() * 1e-4])
+    zeros = np.zeros_like(f0)
+    _, amp = pursuit.pursue(power, cls, f0, n_voices=1, floor_power=floor, main_hz=f0,
+                            hint_power=zeros, partner_hz=zeros, partner_power=zeros, starts=[0])
+    assert 0.05 < amp[0, 0] ** 2 < 0.6
+    err = pursuit.log_error(amp[0, 0] ** 2 * atom[None], power, floor)[0]
+    assert err < pursuit.log_error(np.zeros_like(power), power, floor)[0] / 2
+
+
 def test_steady_segments_split_at_changes_and_cap_their_length():
     a = np.full(80, 1e-4)
     a[:40:4] = 1.0                   # a note's partials ...
