@@ -170,7 +170,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 3. a greedy pursuit on the log-mel error fills the other 2 channels: the
    network's voices, the frame's peaks as sines and as sine pairs (one
    channel's two operators) and feedback noise (for breath and the faint
-   air above the partials the tracker plays) are candidates, each candidate's spectrum comes
+   air above the partials the tracker plays; it has no measured level, so it
+   is also tried at levels fitted to the residual's power over all bands)
+   are candidates, each candidate's spectrum comes
    from the emulator-rendered atoms, and the voice that most reduces the
    error against the input (given what the tracker already plays) is added
    until none helps (each candidate judged on four evenly spaced frames of
