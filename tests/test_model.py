@@ -14,7 +14,7 @@ from wav2vgm.audio import write_wav
 from wav2vgm.batch import convert_file
 from wav2vgm.convert import ConvertOptions, analyse, loudness_gain
 from wav2vgm.audio import open_audio
-from wav2vgm.methods import codebook, pursuit
+from wav2vgm.methods import codebook, model, pursuit
 from wav2vgm.methods.base import quantise
 from wav2vgm.methods.model import default_model_path
 from wav2vgm.methods.sines import partner_table
@@ -162,8 +162,8 @@ def test_pursuit_finds_the_voices_a_spectrum_was_made_of():
                             partner_hz=zeros, partner_power=zeros, starts=[0])
     assert amp[0, 0] ** 2 == pytest.approx(0.5, rel=0.3)
     assert amp[0, 1] ** 2 == pytest.approx(0.05, rel=0.3)
-    model = (amp[0, :, None] ** 2 * atoms).sum(axis=0)
-    err = pursuit.log_error(model[None], power, floor)[0]
+    played = (amp[0, :, None] ** 2 * atoms).sum(axis=0)
+    err = pursuit.log_error(played[None], power, floor)[0]
     assert err < 0.5
     # a candidate that would only add energy where there is none stays out
     assert amp[0, 4] == 0
@@ -188,6 +188,25 @@ def test_pursuit_plays_noise_where_its_strongest_bands_are_silent():
     assert 0.05 < amp[0, 0] ** 2 < 0.6
     err = pursuit.log_error(amp[0, 0] ** 2 * atom[None], power, floor)[0]
     assert err < pursuit.log_error(np.zeros_like(power), power, floor)[0] / 2
+
+
+def test_the_first_stretch_takes_the_option_predicted_closer():
+    # no option plays before the first stretch, so none is favoured there: a mix predicted
+    # 0.2 dB closer than the sines wins at once (it used to need the 0.5 dB hysteresis)
+    from wav2vgm.methods.base import VoiceFrames
+    m = model.ModelMethod()
+    assert m.options == [0, 1]                             # sines, mix
+    n = 120
+    power = np.ones((n, 80), np.float32)
+    floor = np.full(n, 1e-6, np.float32)
+    sines, mix = VoiceFrames.empty(n, 18), VoiceFrames.empty(n, 18)
+    sines.amp2[:] = 1.0
+    mix.amp2[:] = 2.0
+    out = m._choose([(sines, power * 10 ** 0.03), (mix, power * 10 ** 0.01)], power, floor)
+    assert np.all(out.amp2 == 2.0) and m.stats["mix"] == n
+    # from then on the option playing is favoured: the sines, 0.2 dB closer, do not win
+    out = m._choose([(sines, power * 10 ** 0.01), (mix, power * 10 ** 0.03)], power, floor)
+    assert np.all(out.amp2 == 2.0)
 
 
 def test_steady_segments_split_at_changes_and_cap_their_length():

@@ -92,7 +92,13 @@ SWITCH_S = 0.5                # the options are compared per stretch of this len
 # +0.10, speech_a/gb +0.07); a third option (2 and 4, or 2 and 1) 2.607 / 2.598
 MIX_VOICES = (0, 2)
 OPTIONS = ("sines", "mix")
-SWITCH_HYST_DB = 0.5          # the option playing now is favoured by this much (mean dB per band)
+# the option playing now is favoured by this much (mean dB per band); none is before the
+# first stretch.  (When the sines were taken as playing from the start, short clips kept
+# them wherever the mix was predicted closer by less than this: adplay, 23 clips, 2.314
+# -> 2.298 dB without (organ 1.83 -> 1.71, opl_random_12 2.28 -> 2.15, speech_a 3.57 ->
+# 3.47; trumpet 2.15 -> 2.22, opl_random_11 1.81 -> 1.87); 0.25 / 1.0 dB scored 2.299 /
+# 2.298, none at all 2.316 (flute 1.78 -> 2.00: the options flap)
+SWITCH_HYST_DB = 0.5
 FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
 SILENT_POWER = 1e-20          # the floor of digital silence (-200 dB), so logs stay finite
 _TRACK_CENTS = 100.0
@@ -210,7 +216,7 @@ class ModelMethod:
         self.sines = [SinesMethod(n_voices=self.n_voices - k) for k in self.mixes]
         self.tracks = [_Channels(k) for k in self.mixes]
         self.peak_power = 0.0
-        self.current = 0                                   # index into self.options
+        self.current = None                # index into self.options of the one playing now
         self._last = None                                  # last frame's timbre fields and key
         self.stats = {name: 0 for name in OPTIONS}
 
@@ -447,7 +453,8 @@ class ModelMethod:
         for lo in range(0, n, self.switch_frames):
             s = slice(lo, min(lo + self.switch_frames, n))
             cost = errors[:, s].mean(axis=1)
-            cost[self.current] -= SWITCH_HYST_DB
+            if self.current is not None:
+                cost[self.current] -= SWITCH_HYST_DB
             self.current = int(np.argmin(cost))
             use[s] = self.current
         for k, option in enumerate(self.options):
