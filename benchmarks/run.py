@@ -187,7 +187,8 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    F-number and TL change); a new timbre only takes a silent channel;
 5. per half second, this mix is compared (log-mel error) with the sine
    tracker alone on 18 channels, and the closer one plays, with 0.5 dB
-   hysteresis; a channel whose timbre changes at a switch
+   hysteresis (none before the first half second); a channel whose
+   timbre changes at a switch
    rests one frame instead of changing patch under a held key;
 6. (for every method) one global gain sets the levels -- where a lower
    gain is predicted to sound closer (a note decaying over more than the
@@ -215,8 +216,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.297 dB,
-`fast` 2.389 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.272 dB,
+`fast` 2.381 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
 1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
 `best` 1.7-1.9x and 1.7x (`python benchmarks/run.py speed`, three runs on
