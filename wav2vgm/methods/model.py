@@ -89,7 +89,9 @@ SWITCH_S = 0.5                # the options are compared per stretch of this len
 # 2 channels: with their levels steadied (LEVEL_MEDIAN_S), adplay, 23 clips, 1 / 2 / 3 / 4
 # channels 2.669 / 2.596 / 2.629 / 2.620 dB (`fast` 2.779 -> 2.670, `best` 2.574 -> 2.540
 # for 4 -> 2; chord -0.15, opl_patches -0.10, opl_random_21/22 -0.11/-0.09, opl_random_12
-# +0.10, speech_a/gb +0.07); a third option (2 and 4, or 2 and 1) 2.607 / 2.598
+# +0.10, speech_a/gb +0.07); a third option (2 and 4, or 2 and 1) 2.607 / 2.598; with
+# no option favoured before the first stretch (below), a third of 1 / 4 channels 2.294 /
+# 2.313 against 2.298, for a third tracker run
 MIX_VOICES = (0, 2)
 OPTIONS = ("sines", "mix")
 # the option playing now is favoured by this much (mean dB per band); none is before the
