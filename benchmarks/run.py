@@ -310,11 +310,13 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
-  music) the model method plays the sine tracker and scores about as
-  `sines` does: wormintr the same, trumpet 1%, guitar 4%, flute 5% and
-  melody 10% below it, only for their 90 frames per second.
-- On random-patch clips it reaches 1.81-2.73 dB (under 2 dB on 2 of 6,
-  opl_random_11 and _23; opl_random_21 at 2.05).  Exact reproduction is
+  music) the model method mostly plays the sine tracker and scores about
+  as `sines` does: wormintr 1%, guitar and flute 5% and melody 10% below
+  it, for their 90 frames per second; on trumpet the mix, predicted closer
+  in the first half second, plays throughout and scores 3% worse than
+  `sines`.
+- On random-patch clips it reaches 1.87-2.73 dB (under 2 dB on 3 of 6,
+  opl_random_11, _22 and _23; opl_random_21 at 2.05).  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),

@@ -176,9 +176,7 @@ def test_pursuit_plays_noise_where_its_strongest_bands_are_silent():
     cls = np.array([[codebook.NOISE_CLASS]])
     f0 = np.array([[6000.0]])
     atom = pursuit.candidate_atoms(cls, f0)[0, 0]
-    centres = spectrum.mel_to_hz(np.linspace(spectrum.hz_to_mel(spectrum.MEL_F_MIN_HZ),
-                                             spectrum.hz_to_mel(spectrum.MEL_F_MAX_HZ),
-                                             spectrum.N_MELS + 2))[1:-1]
+    centres = spectrum.mel_edges_hz()[1:-1]
     assert centres[np.argmax(atom)] > 11000
     power = np.where(centres < 11000, 0.3 * atom, 0.0)[None, :]
     floor = np.array([power.max() * 1e-4])

@@ -293,6 +293,13 @@ def mel_to_hz(mel) -> np.ndarray:
     return np.where(m >= 15.0, log, lin)
 
 
+def mel_edges_hz(*, n_mels: int = N_MELS, f_min_hz: float = MEL_F_MIN_HZ,
+                 f_max_hz: float = MEL_F_MAX_HZ) -> np.ndarray:
+    """(n_mels + 2,) the mel bands' edges in Hz, equally spaced in mel: band k rises from
+    edge k, peaks at edge k + 1 (its centre) and falls to edge k + 2."""
+    return mel_to_hz(np.linspace(hz_to_mel(f_min_hz), hz_to_mel(f_max_hz), n_mels + 2))
+
+
 @lru_cache(maxsize=16)
 def mel_filterbank(*, rate_hz: int = ANALYSIS_RATE_HZ, n_fft: int = N_FFT, n_mels: int = N_MELS,
                    f_min_hz: float = MEL_F_MIN_HZ, f_max_hz: float = MEL_F_MAX_HZ) -> np.ndarray:
@@ -305,7 +312,7 @@ def mel_filterbank(*, rate_hz: int = ANALYSIS_RATE_HZ, n_fft: int = N_FFT, n_mel
     """
     rate, n, lo, hi = _check_band(rate_hz, n_fft, f_min_hz, f_max_hz)
     n_mels = _check_positive_int("n_mels", n_mels)
-    edges = mel_to_hz(np.linspace(hz_to_mel(lo), hz_to_mel(hi), n_mels + 2))
+    edges = mel_edges_hz(n_mels=n_mels, f_min_hz=lo, f_max_hz=hi)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     lower = (f[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
     upper = (edges[2:, None] - f[None, :]) / (edges[2:] - edges[1:-1])[:, None]

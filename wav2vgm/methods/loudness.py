@@ -156,9 +156,9 @@ def played_amplitude(amp: np.ndarray, gains: np.ndarray, ksl_term_eg) -> np.ndar
     """(..., G) the amplitude (input units) operators asked for ``amp`` play at, per gain.
 
     Quantised as :func:`~.base.quantise` does (:func:`~.base.level_fields`):
-    TL steps, at most TL 0, key scaling below TL 63 (``ksl_term_eg``, shaped
+    TL steps and key-scaling shares, at most TL 0 (``ksl_term_eg``, shaped
     like ``amp``: :func:`~wav2vgm.opl3.registers.ksl_term` of each operator's
-    channel), silent below that.
+    channel), silent where even full key scaling leaves it under TL 63.
     """
     a = np.asarray(amp, np.float64)[..., None] * gains
     term = np.broadcast_to(np.asarray(ksl_term_eg, np.int64)[..., None], a.shape)
