@@ -123,10 +123,11 @@ def card(player: str) -> None:
     rows = quality([str(d) for d in DEFAULT_DIRS], player)
     last = log["history"][-1]
     cfg = log["config"]
-    from wav2vgm.methods.codebook import N_TIMBRES
+    from wav2vgm.methods.codebook import BAND_TLS, N_NETWORK_TIMBRES
     from wav2vgm.methods.pursuit import ATOMS_FILE
     atoms_kb = (ROOT / "models" / ATOMS_FILE).stat().st_size / 1024
-    text = CARD.format(n_timbres=N_TIMBRES,
+    text = CARD.format(n_timbres=N_NETWORK_TIMBRES, n_bands=len(BAND_TLS),
+        band_tls="/".join(str(t) for t in BAND_TLS),
         n_params=log["n_params"], onnx_kb=log["onnx_bytes"] / 1024, atoms_kb=atoms_kb,
         total_min=log["total_seconds"] / 60, data_s=log["data_seconds"],
         hardware=log["hardware"], n_train=cfg["n_train"], n_val=cfg["n_val"],
@@ -144,8 +145,8 @@ CARD = """# Model card: the wav2vgm inverse model (`models/inverse.onnx`)
 The default conversion method (`wav2vgm convert`, `--method model`).  Two
 shipped files: `inverse.onnx`, a network that looks at one analysis frame's
 spectrum and proposes OPL3 voices, and `atoms.npz`, the mel spectra of the
-{n_timbres} codebook timbres as the emulator renders them, which the
-converter uses to judge every proposal by how it sounds.
+{n_timbres} codebook timbres and {n_bands} band timbres as the emulator renders them,
+which the converter uses to judge every proposal by how it sounds.
 
 ## What the network predicts
 For every semitone bin of a frame: whether a voice's loudest partial is
@@ -169,9 +170,15 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    shows one partial, the band also holds what no channel plays);
 3. a greedy pursuit on the log-mel error fills the other 2 channels: the
    network's voices, the frame's peaks as sines and as sine pairs (one
-   channel's two operators) and feedback noise (for breath and the faint
+   channel's two operators), feedback noise (for breath and the faint
    air above the partials the tracker plays; it has no measured level, so it
    is also tried at levels fitted to the residual's power over all bands)
+   and the {n_bands} band timbres at 6 centres from 1.5 to 8.5 kHz (half an
+   octave apart; the carrier at MULT 15, the modulator at MULT 0.5 with TL
+   {band_tls}: a comb of partials 0.5x the base pitch apart, which in the mel
+   bands is noise limited to a band whose width the modulator's TL sets --
+   what fricatives and cymbals need and white feedback noise cannot give; the
+   network does not predict them)
    are candidates, each candidate's spectrum comes
    from the emulator-rendered atoms, and the voice that most reduces the
    error against the input (given what the tracker already plays) is added

@@ -5,7 +5,9 @@ is fully described by (timbre, base frequency, level).  The codebook spans
 what the chip offers beyond sines: FM spectra of several brightnesses and
 ratios (including the sub-octave MULT=0.5), the eight waveforms, feedback
 timbres, and feedback-7 noise for unpitched sound (a fully fed-back modulator
-driving the carrier, so the noise keeps its spectrum at every level).
+driving the carrier, so the noise keeps its spectrum at every level).  The
+network predicts these (NETWORK_TIMBRES); after them come the band timbres,
+noise limited to a band, which the pursuit alone offers.
 
 Templates -- the steady-state magnitude of every harmonic of every timbre,
 relative to its carrier's full level -- come from the emulator
@@ -25,7 +27,12 @@ from ..opl3 import registers as R
 
 @dataclass(frozen=True)
 class Timbre:
-    """A 2-op patch; ``cnt=1`` with ``tl1=63`` and ``mult1=1`` is a plain waveform voice."""
+    """A 2-op patch; ``cnt=1`` with ``tl1=63`` and ``mult1=1`` is a plain waveform voice.
+
+    ``mult2`` is the carrier's MULT register value: 1 for every timbre the
+    network knows, 15 for the band timbres (their partials crowd around
+    15 times the base pitch).
+    """
 
     name: str
     cnt: int
@@ -35,6 +42,7 @@ class Timbre:
     ws2: int
     tl1: int        # modulator TL (FM) -- fixed: it sets the timbre
     noise: bool = False
+    mult2: int = 1
 
 
 def _build() -> tuple[Timbre, ...]:
@@ -57,8 +65,23 @@ def _build() -> tuple[Timbre, ...]:
     return tuple(out)
 
 
-TIMBRES: tuple[Timbre, ...] = _build()
+def _band_timbres() -> tuple[Timbre, ...]:
+    """Band timbres: the carrier at 15x the base pitch, the modulator at 0.5x and loud, so
+    the carrier's partials stand 0.5x apart in a band around 15x whose width the
+    modulator's TL sets (mel bands within 10 dB of the loudest: TL 0 about 0.2-1.9x the
+    carrier's pitch, TL 8 0.55-1.5x, TL 16 0.75-1.2x).  In
+    the yardstick's mel bands such a dense comb is band-limited noise: what a fricative
+    or a cymbal needs and feedback noise (white) cannot give.  Not among the network's
+    classes: the pursuit offers them at fixed centres."""
+    return tuple(Timbre(f"band-tl{tl}", 0, 0, 0, 0, 0, tl, mult2=15) for tl in BAND_TLS)
+
+
+BAND_TLS = (0, 4, 8, 12, 16)
+NETWORK_TIMBRES: tuple[Timbre, ...] = _build()
+N_NETWORK_TIMBRES = len(NETWORK_TIMBRES)       # the network's timbre classes: the first ones
+TIMBRES: tuple[Timbre, ...] = NETWORK_TIMBRES + _band_timbres()
 N_TIMBRES = len(TIMBRES)
+BAND_CLASSES = np.arange(N_NETWORK_TIMBRES, N_TIMBRES)
 N_HARMONICS = 48
 NOISE_CLASS = next(i for i, t in enumerate(TIMBRES) if t.noise)
 
@@ -73,7 +96,7 @@ def voice_fields(timbre: int, f_hz) -> dict:
     """Register fields of a codebook voice at base frequency ``f_hz`` (arrays ok)."""
     t = TIMBRES[int(timbre)]
     fnum, block = R.hz_to_fnum(f_hz, mult=1)
-    return dict(fnum=fnum, block=block, cnt=t.cnt, fb=t.fb, mult1=t.mult1, mult2=1,
+    return dict(fnum=fnum, block=block, cnt=t.cnt, fb=t.fb, mult1=t.mult1, mult2=t.mult2,
                 ws1=t.ws1, ws2=t.ws2, tl1=t.tl1)
 
 
@@ -116,7 +139,7 @@ def render_harmonic_templates() -> np.ndarray:
     batch = VoiceBatch(
         fnum=np.full(k, fnum), block=np.full(k, block),
         fb=np.array([t.fb for t in TIMBRES]), alg=np.array([t.cnt for t in TIMBRES]),
-        mult=np.array([[t.mult1, 1] for t in TIMBRES]),
+        mult=np.array([[t.mult1, t.mult2] for t in TIMBRES]),
         tl=np.array([[t.tl1, 0] for t in TIMBRES]),
         ws=np.array([[t.ws1, t.ws2] for t in TIMBRES]))
     y = render_voices(batch, n_samples=n + 4096)[:, 4096:].astype(np.float64)
@@ -137,4 +160,6 @@ def strongest_partial() -> np.ndarray:
     most clearly, whatever the timbre.
     """
     t = harmonic_templates()[:, :16]
-    return (np.argmax(t, axis=1) + 1) / 2.0
+    carrier = np.array([R.MULT_FACTORS[t.mult2] for t in TIMBRES], float)
+    # the band timbres' partials are alike across their band: located by the carrier's
+    return np.where(carrier == 1, (np.argmax(t, axis=1) + 1) / 2.0, carrier)

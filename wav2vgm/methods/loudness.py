@@ -108,7 +108,8 @@ def stride_for(n_frames: int) -> int:
 
 @lru_cache(maxsize=1)
 def _timbre_of_fields() -> dict:
-    return {(t.cnt, t.fb, t.mult1, t.ws1, t.ws2, t.tl1): k for k, t in enumerate(codebook.TIMBRES)}
+    return {(t.cnt, t.fb, t.mult1, t.mult2, t.ws1, t.ws2, t.tl1): k
+            for k, t in enumerate(codebook.TIMBRES)}
 
 
 def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +126,7 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
     fm = voices.cnt == 0
     fm_cls = np.zeros(voices.fnum.shape, np.int64)
     if fm.any():
-        keys = np.stack([voices.cnt, voices.fb, voices.mult1, voices.ws1, voices.ws2,
+        keys = np.stack([voices.cnt, voices.fb, voices.mult1, voices.mult2, voices.ws1, voices.ws2,
                          voices.mod_tl1], axis=-1).astype(np.int64)[fm]
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
         known = _timbre_of_fields()

@@ -9,8 +9,9 @@ Per block of frames:
 2. the sine tracker (:mod:`.sines`) plays the strongest partials on 16 of
    the 18 channels, at their mel bands' power;
 3. the model's voices, the frame's spectral peaks as sines and as sine
-   pairs (two partials one channel plays on its two operators) are
-   candidates for :func:`~wav2vgm.methods.pursuit.pursue`, which fills the
+   pairs (two partials one channel plays on its two operators), feedback
+   noise and the band timbres (:data:`~.codebook.BAND_TLS`: noise limited
+   to a band, at BAND_CENTRES_HZ) are candidates for :func:`~wav2vgm.methods.pursuit.pursue`, which fills the
    other 2 channels with the voices and levels that most reduce the log-mel
    error left by the tracker (spectra from emulator-rendered atoms), one
    voice set per stretch of steady sound (a held note or chord, split at
@@ -72,6 +73,22 @@ ONNX_BATCH = 32
 # adplay, 23 clips, 4 kHz 2.495 dB, 6 kHz 2.495, both 2 and 6 kHz 2.495, none 2.512;
 # opl_song_doofus 3.21 -> 3.11, opl_random_23 2.13 -> 2.03, organ 1.98 -> 1.92)
 NOISE_BASE_HZ = 6000.0
+# the centres (the carrier's pitch) the band timbres are offered at, half an octave apart.
+# adplay, 23 clips, band timbres with TL 0/4/8: none 2.298 dB, these 2.192 (speech 3.23 ->
+# 2.91, speech_a 3.47 -> 3.05, speech_b 3.69 -> 3.12, speech_es 3.39 -> 3.10, speech_gb
+# 3.48 -> 3.08, opl_patches 2.57 -> 2.46; worst melody 1.86 -> 1.91); a quarter octave apart
+# (11 centres) 2.200, 1-12 kHz (8 centres) 2.193.  With TL 0/4/8/12 2.187, 0/4/8/12/16
+# 2.182, 0/8 2.221
+BAND_CENTRES_HZ = (1500.0, 2121.0, 3000.0, 4243.0, 6000.0, 8485.0)
+
+
+def band_candidates() -> tuple[np.ndarray, np.ndarray]:
+    """(timbre, base pitch in Hz) of every band timbre at every centre, flat."""
+    cls = np.repeat(codebook.BAND_CLASSES, len(BAND_CENTRES_HZ))
+    f0 = np.tile(np.asarray(BAND_CENTRES_HZ), codebook.BAND_CLASSES.size) / 15.0
+    return cls, f0
+
+
 SEGMENT_MAX_S = 0.5           # a voice set lasts at most this long, however steady the sound
 # the levels the pursuit fits frame by frame jump between its trial gains as the partials
 # in the judged band beat: their running median over this long (within a segment) plays.
@@ -155,7 +172,7 @@ def feature_settings() -> dict:
     return {"rate_hz": features.ANALYSIS_RATE_HZ, "n_fft": features.N_FFT,
             "window": features.WINDOW, "bins_per_octave": features.BINS_PER_OCTAVE,
             "f_min_hz": features.F_MIN_HZ, "n_bins": features.N_BINS,
-            "floor_db": features.FLOOR_DB, "n_timbres": codebook.N_TIMBRES}
+            "floor_db": features.FLOOR_DB, "n_timbres": codebook.N_NETWORK_TIMBRES}
 
 
 def default_model_path() -> Path:
@@ -271,10 +288,14 @@ class ModelMethod:
         ratio = np.where(m1 >= 0, q_a / np.maximum(pa, 1e-12), 0.0)
         # feedback noise is always a candidate too (no level hint): it fills what no partial
         # does, such as breath and the faint air above the partials the tracker plays
+        # and so are the band timbres at fixed centres (fricatives, cymbals)
+        b_cls, b_f0 = band_candidates()
         cls = np.concatenate([np.where(amp > 0, cls, 0),
-                              np.full((n, 1), codebook.NOISE_CLASS, cls.dtype)], axis=1)
-        f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.full((n, 1), NOISE_BASE_HZ)], axis=1)
-        amp = np.concatenate([amp, np.zeros((n, 1))], axis=1)
+                              np.full((n, 1), codebook.NOISE_CLASS, cls.dtype),
+                              np.broadcast_to(b_cls.astype(cls.dtype), (n, b_cls.size))], axis=1)
+        f0 = np.concatenate([np.where(amp > 0, f0, 0.0), np.full((n, 1), NOISE_BASE_HZ),
+                             np.broadcast_to(b_f0, (n, b_f0.size))], axis=1)
+        amp = np.concatenate([amp, np.zeros((n, 1 + b_cls.size))], axis=1)
         zi, zf = np.zeros_like(pf, dtype=cls.dtype), np.zeros_like(pf)
         c_cls = np.concatenate([cls, zi, zi], axis=1)
         c_f0 = np.concatenate([f0, np.where(pa > 0, pf, 0.0), np.where(m1 >= 0, pf, 0.0)], axis=1)
@@ -509,7 +530,7 @@ def fill_voices(out: VoiceFrames, ch_cls, ch_f, ch_a, ch_m1, ch_r) -> None:
     out.block[:] = block
     pair = (k == 0) & (ch_m1 >= 0)
     out.mult1[:] = np.where(pair, ch_m1, np.where(k == 0, m2, np.array([t.mult1 for t in tab])[k]))
-    out.mult2[:] = m2
+    out.mult2[:] = np.where(k == 0, m2, np.array([t.mult2 for t in tab])[k])
     out.ws1[:] = np.array([t.ws1 for t in tab])[k]
     out.ws2[:] = np.array([t.ws2 for t in tab])[k]
     out.fb[:] = np.array([t.fb for t in tab])[k]

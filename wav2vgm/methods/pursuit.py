@@ -146,7 +146,7 @@ def render_timbre_atoms(timbres=None) -> np.ndarray:
         t = codebook.TIMBRES[k]
         tl1, tl2 = (int(v) for v in codebook.operator_tls(k, 0))
         batch = VoiceBatch(fnum=fnum, block=block, fb=np.full(f.size, t.fb),
-                           alg=np.full(f.size, t.cnt), mult=np.tile([t.mult1, 1], (f.size, 1)),
+                           alg=np.full(f.size, t.cnt), mult=np.tile([t.mult1, t.mult2], (f.size, 1)),
                            tl=np.tile([tl1, tl2], (f.size, 1)), ws=np.tile([t.ws1, t.ws2], (f.size, 1)))
         y = render_voices(batch, n_samples=settle + win_len)[:, settle:]
         y = y.astype(np.float32) / float(R.FULL_SCALE_OPERATOR)

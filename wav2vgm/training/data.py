@@ -43,7 +43,7 @@ class Prior:
 
 
 def timbre_probabilities(prior: Prior) -> np.ndarray:
-    w = np.ones(codebook.N_TIMBRES)
+    w = np.ones(codebook.N_NETWORK_TIMBRES)
     w[0] = prior.sine_weight
     w[codebook.NOISE_CLASS] = prior.noise_weight
     return w / w.sum()
@@ -54,7 +54,7 @@ def draw_voices(rng: np.random.Generator, n_examples: int, prior: Prior):
     n_vox = rng.integers(1, prior.max_voices + 1, n_examples)
     example = np.repeat(np.arange(n_examples), n_vox)
     n = example.size
-    timbre = rng.choice(codebook.N_TIMBRES, size=n, p=timbre_probabilities(prior))
+    timbre = rng.choice(codebook.N_NETWORK_TIMBRES, size=n, p=timbre_probabilities(prior))
     f_hz = np.exp(rng.uniform(np.log(prior.f_min_hz), np.log(prior.f_max_hz), n))
     level = -rng.uniform(0, prior.level_range_db, n)
     level -= np.maximum.reduceat(level, np.r_[0, np.cumsum(n_vox)[:-1]])[example]  # loudest = 0 dB
@@ -70,7 +70,7 @@ def render_examples(example, timbre, f_hz, level_db, n_examples: int, rng) -> np
     tl1, tl2 = codebook.operator_tls(timbre, tl)
     batch = VoiceBatch(fnum=fnum, block=block, fb=np.array([x.fb for x in t]),
                        alg=np.array([x.cnt for x in t]),
-                       mult=np.stack([[x.mult1 for x in t], np.ones(len(t), int)], axis=1),
+                       mult=np.array([[x.mult1, x.mult2] for x in t]),
                        tl=np.stack([tl1, tl2], axis=1),
                        ws=np.stack([[x.ws1 for x in t], [x.ws2 for x in t]], axis=1))
     y = render_voices(batch, n_samples=_RENDER).astype(np.float32)

@@ -71,7 +71,7 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
     tens = [torch.from_numpy(a) for a in (x, p, c, l)]
     train_set = [a[:cfg.n_train] for a in tens]
     val_set = [a[cfg.n_train:] for a in tens]
-    cfg.model.n_classes = codebook.N_TIMBRES
+    cfg.model.n_classes = codebook.N_NETWORK_TIMBRES
     cfg.model.n_bins = features.N_BINS
     model = InverseNet(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
@@ -149,7 +149,7 @@ def export_onnx(model: InverseNet, path: Path) -> None:
                       opset_version=17, dynamo=False)
     m = onnx.load(str(tmp))
     meta = {"wav2vgm_schema": MODEL_SCHEMA, "features": json.dumps(feature_settings()),
-            "timbres": json.dumps([t.name for t in codebook.TIMBRES]),
+            "timbres": json.dumps([t.name for t in codebook.NETWORK_TIMBRES]),
             "version": "1"}
     for k, v in meta.items():
         entry = m.metadata_props.add()
