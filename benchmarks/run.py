@@ -223,8 +223,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.272 dB,
-`fast` 2.381 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.167 dB,
+`fast` 2.282 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
 1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
 `best` 1.7-1.9x and 1.7x (`python benchmarks/run.py speed`, three runs on
@@ -318,12 +318,15 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method mostly plays the sine tracker and scores about
-  as `sines` does: wormintr 1%, guitar and flute 5% and melody 10% below
+  as `sines` does: wormintr 1%, flute 5%, guitar 6% and melody 9% below
   it, for their 90 frames per second; on trumpet the mix, predicted closer
-  in the first half second, plays throughout and scores 3% worse than
+  in the first half second, plays throughout and scores the same as
   `sines`.
-- On random-patch clips it reaches 1.87-2.73 dB (under 2 dB on 3 of 6,
-  opl_random_11, _22 and _23; opl_random_21 at 2.05).  Exact reproduction is
+- Speech is 23-29% below `sines` (2.93-3.11 dB), short of 30%; the band
+  timbres (fricatives) took the five speech clips 0.3-0.6 dB closer, and
+  the voiced frames are most of what is left.
+- On random-patch clips it reaches 1.84-2.59 dB (under 2 dB on 4 of 6,
+  opl_random_11, _21, _22 and _23; opl_random_12 at 2.19).  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),
