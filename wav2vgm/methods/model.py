@@ -74,12 +74,18 @@ ONNX_BATCH = 32
 # opl_song_doofus 3.21 -> 3.11, opl_random_23 2.13 -> 2.03, organ 1.98 -> 1.92)
 NOISE_BASE_HZ = 6000.0
 # the centres (the carrier's pitch) the band timbres are offered at, half an octave apart.
-# adplay, 23 clips, band timbres with TL 0/4/8: none 2.298 dB, these 2.192 (speech 3.23 ->
-# 2.91, speech_a 3.47 -> 3.05, speech_b 3.69 -> 3.12, speech_es 3.39 -> 3.10, speech_gb
-# 3.48 -> 3.08, opl_patches 2.57 -> 2.46; worst melody 1.86 -> 1.91); a quarter octave apart
-# (11 centres) 2.200, 1-12 kHz (8 centres) 2.193.  With TL 0/4/8/12 2.187, 0/4/8/12/16
-# 2.182, 0/8 2.221
-BAND_CENTRES_HZ = (1500.0, 2121.0, 3000.0, 4243.0, 6000.0, 8485.0)
+# adplay, 23 clips, band timbres with TL 0/4/8 at 1.5-8.5 kHz: none 2.298 dB, these 2.192
+# (speech 3.23 -> 2.91, speech_a 3.47 -> 3.05, speech_b 3.69 -> 3.12, speech_es 3.39 ->
+# 3.10, speech_gb 3.48 -> 3.08, opl_patches 2.57 -> 2.46; worst melody 1.86 -> 1.91); a
+# quarter octave apart (11 centres) 2.200, 1-12 kHz (8 centres) 2.193.  With TL 0/4/8/12
+# 2.187, 0/4/8/12/16 2.185 (2.182 rendered afresh: the shipped atoms are float16 dB), 0/8
+# 2.221; then 1.5-12 kHz 2.185 and these, 2.1-12 kHz, 2.182.  A 12 kHz centre is for
+# cymbals, which the clips lack: hi-hat-like hits (noise at 9-14 kHz, 8 a second, 18 ms
+# decay) 4.27 dB without it, 3.90 with (4.31 with no band timbres; one draw of the noise).
+# `python benchmarks/run.py bands --player adplay`: band-limited noise with / without them
+# (steady 3-7 kHz 5.87 / 6.68 dB, hits at 9-14 kHz 4.18 / 4.75; below 3 kHz no better:
+# steady 1-2.5 kHz 5.10 / 5.02)
+BAND_CENTRES_HZ = (2121.0, 3000.0, 4243.0, 6000.0, 8485.0, 12000.0)
 
 
 def band_candidates() -> tuple[np.ndarray, np.ndarray]:
