@@ -172,14 +172,14 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
 3. a greedy pursuit on the log-mel error fills the other 2 channels: the
    network's voices, the frame's peaks as sines and as sine pairs (one
    channel's two operators), feedback noise (for breath and the faint
-   air above the partials the tracker plays; it has no measured level, so it
-   is also tried at levels fitted to the residual's power over all bands)
-   and the {n_bands} band timbres at 6 centres from 2.1 to 12 kHz (half an
-   octave apart; the carrier at MULT 15, the modulator at MULT 0.5 with TL
-   {band_tls}: a comb of partials 0.5x the base pitch apart, which in the mel
-   bands is noise limited to a band whose width the modulator's TL sets --
-   what fricatives and cymbals need and white feedback noise cannot give; the
-   network does not predict them)
+   air above the partials the tracker plays) and the {n_bands} band timbres at
+   6 centres from 2.1 to 12 kHz (half an octave apart; the carrier at MULT
+   15, the modulator at MULT 0.5 with TL {band_tls}: a comb of partials 0.5x
+   the base pitch apart, which in the mel bands is noise limited to a band
+   whose width the modulator's TL sets -- what fricatives and cymbals need
+   and white feedback noise cannot give; the network does not predict them;
+   with no measured level, these are also tried at levels fitted to the
+   residual's power in their own bands, those within 5 dB of their loudest)
    are candidates, each candidate's spectrum comes
    from the emulator-rendered atoms, and the voice that most reduces the
    error against the input (given what the tracker already plays) is added
@@ -224,8 +224,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.165 dB,
-`fast` 2.280 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.152 dB,
+`fast` 2.269 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
 1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
 `best` 1.7-1.9x and 1.7x (`python benchmarks/run.py speed`, three runs on
@@ -319,17 +319,18 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method mostly plays the sine tracker and scores about
-  as `sines` does: wormintr 2%, flute 5%, guitar 6% and melody 9% below
+  as `sines` does: wormintr 3%, flute 5%, guitar 7% and melody 11% below
   it, for their 90 frames per second; on trumpet the mix, predicted closer
-  in the first half second, plays throughout and scores 1% below
+  in the first half second, plays throughout and scores 3% below
   `sines`.
-- Speech is 23-29% below `sines` (2.90-3.14 dB), short of 30%; the band
-  timbres (fricatives) took the five speech clips 0.3-0.5 dB closer, and
-  the voiced frames are most of what is left.
-- On random-patch clips it reaches 1.83-2.54 dB (under 2 dB on 2 of 6,
-  opl_random_11 and _23; _21 and _22 at 2.03 and 2.01, which scored 1.99
+- Speech is 23-30% below `sines` (2.89-3.10 dB; speech_a 29.6%, speech_gb
+  29.8%); the band timbres (fricatives) took the five speech clips 0.3-0.6
+  dB closer, and the voiced frames are most of what is left.
+- On random-patch clips it reaches 1.83-2.55 dB (under 2 dB on 2 of 6,
+  opl_random_11 and _23; _21 and _22 at 2.02 and 2.01, which scored 1.99
   and 1.93 with the band timbres' centres at 1.5-8.5 kHz instead of 2.1-12,
-  chosen on the clips tuned on).  Exact reproduction is
+  chosen on the clips tuned on).
+  Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
   so overlapping partials and the leakage between them add differently),

@@ -202,6 +202,22 @@ def test_band_timbres_are_band_limited_and_narrow_with_the_modulator_tl():
     assert not codebook.BAND_CLASSES.size or codebook.BAND_CLASSES.min() == codebook.N_NETWORK_TIMBRES
 
 
+def test_unmeasured_candidates_are_levelled_on_their_own_bands():
+    # a band timbre over a residual that also holds a loud low tone elsewhere: its level
+    # comes from the residual in its own bands, not from the power of all of them
+    k = int(codebook.BAND_CLASSES[2])
+    cls, f0 = np.array([[k]]), np.array([[4500.0 / 15]])
+    atom = pursuit.candidate_atoms(cls, f0)[0, 0]
+    power = 0.2 * atom
+    power[np.argmax(atom)] = 0.0                 # silent where it is loudest: no fit there
+    power[3] += 100 * atom.max()                         # a loud low band the timbre cannot fill
+    floor = np.array([power.max() * 1e-7])
+    zeros = np.zeros_like(f0)
+    _, amp = pursuit.pursue(power[None], cls, f0, n_voices=1, floor_power=floor, main_hz=f0 * 15,
+                            hint_power=zeros, partner_hz=zeros, partner_power=zeros, starts=[0])
+    assert 0.1 < amp[0, 0] ** 2 < 0.4, amp
+
+
 @needs_model
 def test_band_limited_hiss_is_played_with_band_timbres(tmp_path, monkeypatch):
     # a fricative: noise between 3 and 7 kHz.  Feedback noise is white; the band timbres

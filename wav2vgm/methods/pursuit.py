@@ -40,16 +40,20 @@ _N_ATOM = int(np.floor(12 * ATOM_STEPS_PER_SEMITONE * np.log2(ATOM_F_MAX_HZ / F_
 # candidate's strongest band, and relative to the level its source measured
 _FIT_GAINS = np.array([2.0, 1.0, 0.5], np.float32)
 _HINT_GAINS = np.array([1.0, 0.5, 0.25], np.float32)
-# a candidate with no measured level (the feedback noise) takes, instead of the hint, the
-# level at which its power over all bands is this share of the residual's.  Its strongest
-# band (12-16 kHz for the noise) is where inputs are faintest -- nothing at all above 11
-# kHz in a 22 kHz recording -- so the fit there alone left it too faint to choose.
-# adplay, 23 clips: 2.321 -> 2.314 dB (opl_random_22 2.086 -> 2.001, opl_song_doofus
-# 2.908 -> 2.868, no clip worse by more than 0.004); a share of 1 / 0.25 scored 0.007 /
-# 0.006 dB worse on the 8 clips that change; also using this level in the search's first
-# estimate (the noise then chosen far more often: speech_a 3.57 -> 3.46, but speech_es
-# 3.39 -> 3.44, doofus 2.87 -> 2.97) did not pay
-_UNHINTED_SHARE = np.float32(0.5)
+# a candidate with no measured level (feedback noise, the band timbres) takes, instead of
+# the hint, the level at which its power in its own bands (those within _IN_BAND of its
+# strongest) is this share of the residual's there.  Its strongest band alone (12-16 kHz
+# for the noise) is where inputs are faintest -- nothing at all above 11 kHz in a 22 kHz
+# recording -- so the fit there left it too faint to choose.  adplay, 23 clips: with its
+# power over all bands at half the residual's, 2.321 -> 2.314 dB (opl_random_22 2.086 ->
+# 2.001, opl_song_doofus 2.908 -> 2.868); then, with the band timbres, in its own bands
+# (within 5.2 dB) at 1.5x: 2.182 -> 2.170 (15 clips tuned on 2.203 -> 2.187; speech_a
+# 3.07 -> 3.02, strings 2.03 -> 1.97, melody 1.88 -> 1.85; chord 1.10 -> 1.12); 1x 2.172,
+# 2x 2.174; within 7 / 3 dB (1.5x) 2.173 / 2.178 (1x).  Also using this level in the
+# search's first estimate (the noise then chosen far more often: speech_a 3.57 -> 3.46,
+# but speech_es 3.39 -> 3.44, doofus 2.87 -> 2.97) did not pay
+_UNHINTED_SHARE = np.float32(1.5)
+_IN_BAND = np.float32(0.3)
 
 
 def _grid_index(f_hz):
@@ -331,7 +335,8 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
     c = atoms.shape[1]
     top = np.argmax(atoms, axis=2)
     a_top = np.take_along_axis(atoms, top[..., None], axis=2)[..., 0]     # (S, C)
-    a_sum = atoms.sum(axis=2)                                             # (S, C)
+    in_band = (atoms >= a_top[..., None] * _IN_BAND).astype(np.float32)    # (S, C, B)
+    a_in = np.maximum((atoms * in_band).sum(axis=2), 1e-30)                # (S, C)
     # errors in dB summed over bands; logs taken as ln (faster) and scaled once after the sum
     target = np.log(np.maximum(P, FL))                                    # (S, K, B)
     model = base.copy()
@@ -362,9 +367,9 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
         m_top = np.take_along_axis(Mf, tp, axis=2)
         fit = np.maximum(p_top - m_top, 0.0) / np.maximum(a_top[idx[:, None], cand][:, None, :], 1e-30)
         h = np.take_along_axis(Hf, np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
-        if hint_gains.size:         # no hint: a share of the residual's power over all bands
-            spread = (_UNHINTED_SHARE * np.maximum(Pf - Mf, 0.0).sum(axis=2)[..., None]
-                      / np.maximum(a_sum[idx[:, None], cand][:, None, :], 1e-30))
+        if hint_gains.size:         # no hint: a share of the residual's power in its bands
+            spread = np.einsum("kfb,klb->kfl", np.maximum(Pf - Mf, 0.0), in_band[idx[:, None], cand])
+            spread *= _UNHINTED_SHARE / a_in[idx[:, None], cand][:, None, :]
             h = np.where(h > 0, h, spread)
         g = np.concatenate([fit[..., None] * fit_gains, h[..., None] * hint_gains], axis=3)
         trial = Mf[:, :, None, None, :] + g[..., None] * av[:, None, :, None, :]
