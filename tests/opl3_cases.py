@@ -86,6 +86,9 @@ def all_cases() -> list[Case]:
                        channel=17, exact=True))
     # a partial above 6.2 kHz through the multiplier
     cases.append(_tone("high-partial", f_hz=8000.0, car_mult=14, exact=True))
+    # a band timbre: carrier at 15x the base pitch, a loud modulator at 0.5x (a dense comb)
+    cases.append(_tone("band-comb", cnt=0, mod=R.Operator(mult=0, tl=4, **SUSTAIN), f_hz=300.0,
+                       car_mult=15, exact=True))
     # the four 4-op algorithms (pair channel 1 + 4)
     for alg in range(4):
         case = _init(Case(f"four-op-alg-{alg}"), four_op=0b000010)
