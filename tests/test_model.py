@@ -193,7 +193,7 @@ def test_band_timbres_are_band_limited_and_narrow_with_the_modulator_tl():
     centres = spectrum.mel_edges_hz()[1:-1]
     widths = []
     for k in codebook.BAND_CLASSES:
-        atom = pursuit.candidate_atoms(np.array([k]), np.array([4500.0 / 15]))[0]
+        atom = pursuit.candidate_atoms(np.array([k]), np.array([300.0]))[0]   # carrier 4.5 kHz
         near = centres[atom > atom.max() * 0.1]                # within 10 dB of the loudest band
         assert 0.15 * 4500 < near.min() and near.max() < 1.9 * 4500, codebook.TIMBRES[k].name
         widths.append(near.max() / near.min())
@@ -230,7 +230,7 @@ def test_band_limited_hiss_is_played_with_band_timbres(tmp_path, monkeypatch):
     write_wav(str(src), (0.5 * x / np.abs(x).max()).astype(np.float32), 44100)
     options = ConvertOptions(method="model")
     voices = analyse(open_audio(str(src), target_rate_hz=44100), options).voices
-    band = (voices.cnt == 0) & (voices.mult2 == 15) & (voices.amp2 > 0)
+    band = (voices.cnt == 0) & (voices.mult2 == codebook.BAND_CARRIER_MULT) & (voices.amp2 > 0)
     assert band.any(axis=1).mean() > 0.5
     scores = {}
     for name, centres in (("bands", model.BAND_CENTRES_HZ), ("none", ())):

@@ -73,10 +73,12 @@ def _band_timbres() -> tuple[Timbre, ...]:
     the yardstick's mel bands such a dense comb is band-limited noise: what a fricative
     or a cymbal needs and feedback noise (white) cannot give.  Not among the network's
     classes: the pursuit offers them at fixed centres."""
-    return tuple(Timbre(f"band-tl{tl}", 0, 0, 0, 0, 0, tl, mult2=15) for tl in BAND_TLS)
+    return tuple(Timbre(f"band-tl{tl}", 0, 0, 0, 0, 0, tl, mult2=BAND_CARRIER_MULT)
+                 for tl in BAND_TLS)
 
 
-BAND_TLS = (0, 4, 8, 12, 16)
+BAND_TLS = (0, 4, 8, 12, 16)      # the modulator's TL of each band timbre
+BAND_CARRIER_MULT = 15            # their carrier's MULT register value (x15)
 NETWORK_TIMBRES: tuple[Timbre, ...] = _build()
 N_NETWORK_TIMBRES = len(NETWORK_TIMBRES)       # the network's timbre classes: the first ones
 TIMBRES: tuple[Timbre, ...] = NETWORK_TIMBRES + _band_timbres()

@@ -126,8 +126,8 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
     fm = voices.cnt == 0
     fm_cls = np.zeros(voices.fnum.shape, np.int64)
     if fm.any():
-        keys = np.stack([voices.cnt, voices.fb, voices.mult1, voices.mult2, voices.ws1, voices.ws2,
-                         voices.mod_tl1], axis=-1).astype(np.int64)[fm]
+        keys = np.stack([voices.cnt, voices.fb, voices.mult1, voices.mult2, voices.ws1,
+                         voices.ws2, voices.mod_tl1], axis=-1).astype(np.int64)[fm]
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
         known = _timbre_of_fields()
         fm_cls[fm] = np.array([known.get(tuple(u), 0) for u in uniq.tolist()])[inv.ravel()]

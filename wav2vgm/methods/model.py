@@ -11,8 +11,8 @@ Per block of frames:
 3. the model's voices, the frame's spectral peaks as sines and as sine
    pairs (two partials one channel plays on its two operators), feedback
    noise and the band timbres (:data:`~.codebook.BAND_TLS`: noise limited
-   to a band, at BAND_CENTRES_HZ) are candidates for :func:`~wav2vgm.methods.pursuit.pursue`, which fills the
-   other 2 channels with the voices and levels that most reduce the log-mel
+   to a band, at BAND_CENTRES_HZ) are candidates for
+   :func:`~wav2vgm.methods.pursuit.pursue`, which fills the other 2 channels with the voices and levels that most reduce the log-mel
    error left by the tracker (spectra from emulator-rendered atoms), one
    voice set per stretch of steady sound (a held note or chord, split at
    onsets and spectral changes, at most half a second), their levels fitted
@@ -91,8 +91,8 @@ BAND_CENTRES_HZ = (2121.0, 3000.0, 4243.0, 6000.0, 8485.0, 12000.0)
 def band_candidates() -> tuple[np.ndarray, np.ndarray]:
     """(timbre, base pitch in Hz) of every band timbre at every centre, flat."""
     cls = np.repeat(codebook.BAND_CLASSES, len(BAND_CENTRES_HZ))
-    f0 = np.tile(np.asarray(BAND_CENTRES_HZ), codebook.BAND_CLASSES.size) / 15.0
-    return cls, f0
+    f0 = np.tile(np.asarray(BAND_CENTRES_HZ), codebook.BAND_CLASSES.size)
+    return cls, f0 / R.MULT_FACTORS[codebook.BAND_CARRIER_MULT]
 
 
 SEGMENT_MAX_S = 0.5           # a voice set lasts at most this long, however steady the sound
