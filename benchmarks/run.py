@@ -184,7 +184,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    from the emulator-rendered atoms, and the voice that most reduces the
    error against the input (given what the tracker already plays) is added
    until none helps (each candidate judged on four evenly spaced frames of
-   its stretch, the chosen one's level fitted on every frame); one voice set
+   its stretch, first at the level fitted at its strongest band, then the
+   10 most promising at all their trial levels, the chosen one's level
+   fitted on every frame); one voice set
    per stretch of steady sound (split where
    the log-mel spectrum moves more than 2.25 dB per band from the stretch's
    mean -- an onset, a chord change, a new vowel -- and at most 0.5 s
@@ -214,8 +216,8 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    silence) so key-offs do not click.
 
 `--quality fast|balanced|best` trades the pursuit's effort (how much
-change starts a new voice set: 2.5, 2.25 or 2 dB, candidates re-checked
-per step: 4, 6, 6) and the frame rate for speed.  `balanced` and `best`
+change starts a new voice set: 2.5, 2.25 or 2 dB) and the frame rate for
+speed.  `balanced` and `best`
 look at the input's first 10 s (for inputs over a minute, three 4 s
 stretches spread over it): where the sound changes more than 10 times
 a second (steady stretches as the pursuit cuts them) they analyse 90 and
@@ -224,8 +226,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.152 dB,
-`fast` 2.269 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.138 dB,
+`fast` 2.240 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
 1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
 `best` 1.7-1.9x and 1.7x (`python benchmarks/run.py speed`, three runs on
@@ -319,17 +321,16 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method mostly plays the sine tracker and scores about
-  as `sines` does: wormintr 3%, flute 5%, guitar 7% and melody 11% below
+  as `sines` does: wormintr 3%, flute 5%, guitar 8% and melody 11% below
   it, for their 90 frames per second; on trumpet the mix, predicted closer
-  in the first half second, plays throughout and scores 3% below
+  in the first half second, plays throughout and scores 2% below
   `sines`.
-- Speech is 23-30% below `sines` (2.89-3.10 dB; speech_a 29.6%, speech_gb
-  29.8%); the band timbres (fricatives) took the five speech clips 0.3-0.6
-  dB closer, and the voiced frames are most of what is left.
-- On random-patch clips it reaches 1.83-2.55 dB (under 2 dB on 2 of 6,
-  opl_random_11 and _23; _21 and _22 at 2.02 and 2.01, which scored 1.99
-  and 1.93 with the band timbres' centres at 1.5-8.5 kHz instead of 2.1-12,
-  chosen on the clips tuned on).
+- Speech is 22-30% below `sines` (2.90-3.11 dB; speech_a 30.2%, speech_gb
+  29.9%, speech_b 28.8%); the band timbres (fricatives) took the five
+  speech clips 0.3-0.6 dB closer, and the voiced frames are most of what
+  is left.
+- On random-patch clips it reaches 1.84-2.55 dB (under 2 dB on 4 of 6:
+  opl_random_11, _21, _22 and _23; _12 at 2.13, _13 at 2.55).
   Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
