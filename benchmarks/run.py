@@ -230,8 +230,8 @@ adplay --quality best` (and `fast`) give the others: `best` 2.138 dB,
 `fast` 2.240 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
 1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
-`best` 1.7-1.9x and 1.7x (`python benchmarks/run.py speed`, three runs on
-2026-12-03).  An older, wider search
+`best` 1.6x and 1.7x (`python benchmarks/run.py speed`, two runs on
+2026-12-03 at 14:05-14:08 UTC).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
 levels jitter by about 2 dB from frame to frame, so `balanced` starts a
@@ -368,7 +368,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   spectrum takes voices whose extra partials the tracker would have done
   without, and the atoms predict even the true voices' sound 1-2.4 dB per
   band off (the pitch grid and the phases of overlapping partials).
-- About 1.8x slower than `sines` on the steady speed clip and 3.5-4.7x on
+- About 1.6-1.8x slower than `sines` on the steady speed clip and 3.5-4.1x on
   busy sound (`python benchmarks/run.py speed`, 2026-12-03); the network runs only on each
   segment's reference frame and is a small part of that.
 """
