@@ -88,7 +88,7 @@ def patch_chords(seed: int) -> list[list[tuple[int, float, int]]]:
     from wav2vgm.methods import codebook
 
     rng = np.random.default_rng(seed)
-    return [[(int(rng.integers(0, codebook.N_TIMBRES)),
+    return [[(int(rng.integers(0, codebook.N_NETWORK_TIMBRES)),
               float(np.exp(rng.uniform(np.log(110), np.log(880)))), int(rng.integers(0, 12)))
              for _ in range(3)] for _ in range(8)]
 

@@ -202,6 +202,18 @@ def test_band_timbres_are_band_limited_and_narrow_with_the_modulator_tl():
     assert not codebook.BAND_CLASSES.size or codebook.BAND_CLASSES.min() == codebook.N_NETWORK_TIMBRES
 
 
+def test_random_patch_clips_draw_only_the_networks_timbres():
+    # the benchmark's random-patch clips (samples/make_samples.py) are codebook patches the
+    # network knows; timbres added for the pursuit alone must not change them
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
+    import make_samples
+    drawn = {k for seed in range(40) for chord in make_samples.patch_chords(seed)
+             for k, _, _ in chord}
+    assert max(drawn) == codebook.N_NETWORK_TIMBRES - 1 and min(drawn) == 0
+
+
 def test_unmeasured_candidates_are_levelled_on_their_own_bands():
     # a band timbre over a residual that also holds a loud low tone elsewhere: its level
     # comes from the residual in its own bands, not from the power of all of them

@@ -22,7 +22,7 @@ def test_dataset_is_deterministic_and_labels_are_consistent():
     assert np.isfinite(x).all()
     # a labelled bin has a timbre and only a labelled bin has one
     assert np.array_equal(present == 1, cls >= 0)
-    assert cls.max() < codebook.N_TIMBRES
+    assert cls.max() < codebook.N_NETWORK_TIMBRES
     # every frame has a voice labelled, and none below the audible floor (levels are in
     # dB re the frame's loudest feature bin / 20; a noise voice spreads its power, so its
     # level may lie above that bin's)
@@ -55,7 +55,7 @@ def test_prior_draws_plausible_voices():
     assert (loudest <= 0).all() and (loudest >= -12).all()
     assert level.min() >= -(prior.level_range_db + 12)
     # sines are drawn more often than any other timbre
-    freq = np.bincount(timbre, minlength=codebook.N_TIMBRES)
+    freq = np.bincount(timbre, minlength=codebook.N_NETWORK_TIMBRES)
     assert freq[0] == freq.max()
 
 
