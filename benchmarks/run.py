@@ -326,9 +326,9 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   in the first half second, plays throughout and scores 2% below
   `sines`.
 - Speech is 22-30% below `sines` (2.90-3.11 dB; speech_a 30.2%, speech_gb
-  29.9%, speech_b 28.8%); the band timbres (fricatives) took the five
-  speech clips 0.3-0.6 dB closer, and the voiced frames are most of what
-  is left.
+  29.9%, speech_b 28.8%); the band timbres for fricatives and the changes
+  that came with them took the five speech clips 0.3-0.6 dB closer, and the
+  voiced frames are most of what is left.
 - On random-patch clips it reaches 1.84-2.55 dB (under 2 dB on 4 of 6:
   opl_random_11, _21, _22 and _23; _12 at 2.13, _13 at 2.55).
   Exact reproduction is

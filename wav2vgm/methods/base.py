@@ -263,20 +263,20 @@ def _nearest_level(want: np.ndarray, term: np.ndarray, *, depths):
 def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Operator amplitudes (int16 output units, 4084 = TL 0) -> (TL, KSL code, sounding).
 
-    The chip attenuates an operator by ``4 * TL`` plus its KSL code's share
-    of the key-scale term of the channel's pitch (``ksl_term_eg``:
-    :func:`~wav2vgm.opl3.registers.ksl_term`, broadcast against
-    ``amp_out``; none, a quarter, half or all of it), in EG units of
-    0.19 dB.  TL alone steps 0.75 dB; the quarter and half shares are
-    whole EG units that are not always multiples of 4, so with them the
-    level lands between TL steps (for 55% of the F-number and block
-    settings, 1 or 2 of the 3 levels between two steps; none at low pitches
-    and where the term is a multiple of 16 units).  Of the four codes the one whose level is nearest
-    the amplitude is taken (ties to less key scaling).  (Where a held note's
-    pitch moves, the player applies the TL/KSL write a few samples before
-    the F-number write, so those samples hear the old pitch's key scaling:
-    keeping the codes whose share moved less than 1 or 4 EG units scored
-    the same, 2.406 / 2.407 dB against 2.403 over the 23 clips.)
+    The chip attenuates an operator by ``4 * TL`` plus its KSL code's share of
+    the key-scale term of the channel's pitch (``ksl_term_eg``:
+    :func:`~wav2vgm.opl3.registers.ksl_term`, broadcast against ``amp_out``;
+    none, a quarter, half or all of it), in EG units of 0.19 dB.  TL alone steps
+    0.75 dB; the quarter and half shares are whole EG units that are not always
+    multiples of 4, so with them the level lands between TL steps (for 55% of
+    the F-number and block settings, 1 or 2 of the 3 levels between two steps;
+    none at low pitches and where the term is a multiple of 16 units).  Of the
+    four codes the one whose level is nearest the amplitude is taken (ties to
+    less key scaling).  (Where a held note's pitch moves, the player applies the
+    TL/KSL write a few samples before the F-number write, so those samples hear
+    the old pitch's key scaling: keeping the codes whose share moved less than 1
+    or 4 EG units scored the same, 2.406 / 2.407 dB against 2.403 over the 23
+    clips.)
 
     TL spans 47 dB; the key scaling adds up to 20 dB at 440 Hz, 32 dB at
     2 kHz and 36-42 dB above 3 kHz (none at 50 Hz), so quiet operators take

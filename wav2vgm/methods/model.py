@@ -12,7 +12,8 @@ Per block of frames:
    pairs (two partials one channel plays on its two operators), feedback
    noise and the band timbres (:data:`~.codebook.BAND_TLS`: noise limited
    to a band, at BAND_CENTRES_HZ) are candidates for
-   :func:`~wav2vgm.methods.pursuit.pursue`, which fills the other 2 channels with the voices and levels that most reduce the log-mel
+   :func:`~wav2vgm.methods.pursuit.pursue`, which fills the other 2
+   channels with the voices and levels that most reduce the log-mel
    error left by the tracker (spectra from emulator-rendered atoms), one
    voice set per stretch of steady sound (a held note or chord, split at
    onsets and spectral changes, at most half a second), their levels fitted
@@ -87,12 +88,11 @@ NOISE_BASE_HZ = 6000.0
 # 3.10, speech_gb 3.48 -> 3.08, opl_patches 2.57 -> 2.46; worst melody 1.86 -> 1.91); a
 # quarter octave apart (11 centres) 2.200, 1-12 kHz (8 centres) 2.193.  With TL 0/4/8/12
 # 2.187, 0/4/8/12/16 2.185 (2.182 rendered afresh: the shipped atoms are float16 dB), 0/8
-# 2.221; then 1.5-12 kHz 2.185 and these, 2.1-12 kHz, 2.182.  A 12 kHz centre is for
-# cymbals, which the clips lack: hi-hat-like hits (noise at 9-14 kHz, 8 a second, 18 ms
-# decay) 4.27 dB without it, 3.90 with (4.31 with no band timbres; one draw of the noise).
-# `python benchmarks/run.py bands --player adplay`: band-limited noise with / without them
-# (steady 3-7 kHz 5.87 / 6.68 dB, hits at 9-14 kHz 4.18 / 4.75; below 3 kHz no better:
-# steady 1-2.5 kHz 5.10 / 5.02)
+# 2.221; then 1.5-12 kHz 2.185 and these, 2.1-12 kHz, 2.182 (chosen on the 15 clips
+# tuned on: 2.203 against 2.214).  The 12 kHz centre is for cymbals, which the clips
+# lack.  `python benchmarks/run.py bands --player adplay`: band-limited noise without /
+# with them (steady 3-7 kHz 6.68 / 5.87 dB, hits at 9-14 kHz 4.75 / 4.18; below 3 kHz no
+# better: steady 1-2.5 kHz 5.02 / 5.10)
 BAND_CENTRES_HZ = (2121.0, 3000.0, 4243.0, 6000.0, 8485.0, 12000.0)
 
 

@@ -150,7 +150,8 @@ def render_timbre_atoms(timbres=None) -> np.ndarray:
         t = codebook.TIMBRES[k]
         tl1, tl2 = (int(v) for v in codebook.operator_tls(k, 0))
         batch = VoiceBatch(fnum=fnum, block=block, fb=np.full(f.size, t.fb),
-                           alg=np.full(f.size, t.cnt), mult=np.tile([t.mult1, t.mult2], (f.size, 1)),
+                           alg=np.full(f.size, t.cnt),
+                           mult=np.tile([t.mult1, t.mult2], (f.size, 1)),
                            tl=np.tile([tl1, tl2], (f.size, 1)), ws=np.tile([t.ws1, t.ws2], (f.size, 1)))
         y = render_voices(batch, n_samples=settle + win_len)[:, settle:]
         y = y.astype(np.float32) / float(R.FULL_SCALE_OPERATOR)
@@ -368,7 +369,8 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
         fit = np.maximum(p_top - m_top, 0.0) / np.maximum(a_top[idx[:, None], cand][:, None, :], 1e-30)
         h = np.take_along_axis(Hf, np.broadcast_to(cand[:, None, :], tp.shape), axis=2)
         if hint_gains.size:         # no hint: a share of the residual's power in its bands
-            spread = np.einsum("kfb,klb->kfl", np.maximum(Pf - Mf, 0.0), in_band[idx[:, None], cand])
+            spread = np.einsum("kfb,klb->kfl", np.maximum(Pf - Mf, 0.0),
+                               in_band[idx[:, None], cand])
             spread *= _UNHINTED_SHARE / a_in[idx[:, None], cand][:, None, :]
             h = np.where(h > 0, h, spread)
         g = np.concatenate([fit[..., None] * fit_gains, h[..., None] * hint_gains], axis=3)
