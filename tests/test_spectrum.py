@@ -293,3 +293,18 @@ def test_aligned_distance_is_the_yardstick_without_the_lag_search():
         S.aligned_distance(np.full((3, 80), -150.0), np.zeros((3, 80)))
     with pytest.raises(ParameterError, match="shape"):
         S.aligned_distance(np.zeros((3, 80)), np.zeros((2, 80)))
+
+
+def test_analysis_spectra_drop_a_constant_offset_exactly():
+    from wav2vgm.methods import features
+    n = features.WINDOW
+    t = np.arange(n) / 44100.0
+    x = np.stack([0.3 * np.sin(2 * np.pi * f * t + 0.7) for f in (60.0, 440.0, 5000.0)])
+    x = x.astype(np.float32)
+    clean = features.analysis_spectra(x)
+    shifted = features.analysis_spectra(x + np.float32(0.5))
+    np.testing.assert_allclose(shifted, clean, atol=2e-5)
+    # the plain spectrum shows the offset: its DC bin and side lobes far above the tone's floor
+    plain = S.magnitude_spectra(x + np.float32(0.5), window=features.analysis_window(),
+                                       n_fft=features.N_FFT)
+    assert plain[1, 0] > 0.9 and plain[1, 5] > 100 * clean[1, 5]

@@ -28,6 +28,26 @@ def analysis_window(n: int = WINDOW) -> np.ndarray:
     return np.hanning(n + 2)[1:-1].astype(np.float32)
 
 
+def analysis_spectra(frames: np.ndarray, *, window: np.ndarray | None = None,
+                     n_fft: int = N_FFT) -> np.ndarray:
+    """(n_frames, n_fft//2+1) linear magnitude spectra of analysis ``frames``
+    (n_frames, frame_length), each frame's DC removed first.
+
+    ``window``: default :func:`analysis_window` of the frames' length.  The
+    window-weighted mean of each frame is subtracted before windowing, which
+    removes a constant offset from the windowed frame exactly.  An offset is
+    inaudible and the yardstick's bands start at 30 Hz, but its main lobe
+    makes it a frame's loudest bin and its side lobes (the first at 2.5
+    window bins, 54 Hz, 31 dB down) pass as partials.  Recordings of OPL
+    chips carry large offsets: several of its waveforms (half, absolute and
+    pulse sines) are one-sided.
+    """
+    frames = np.asarray(frames, np.float32)
+    w = analysis_window(frames.shape[1]) if window is None else np.asarray(window, np.float32)
+    mean = (frames @ w) / np.float32(w.sum())
+    return spectrum.magnitude_spectra(frames - mean[:, None], window=w, n_fft=n_fft)
+
+
 def bin_frequencies_hz() -> np.ndarray:
     """Centre frequency of each log bin (semitone steps from A0)."""
     return spectrum.log_bin_frequencies_hz(n_bins=N_BINS, f_min_hz=F_MIN_HZ, f_max_hz=F_MAX_HZ)

@@ -186,7 +186,10 @@ def feature_settings() -> dict:
     return {"rate_hz": features.ANALYSIS_RATE_HZ, "n_fft": features.N_FFT,
             "window": features.WINDOW, "bins_per_octave": features.BINS_PER_OCTAVE,
             "f_min_hz": features.F_MIN_HZ, "n_bins": features.N_BINS,
-            "floor_db": features.FLOOR_DB, "n_timbres": codebook.N_NETWORK_TIMBRES}
+            "floor_db": features.FLOOR_DB, "n_timbres": codebook.N_NETWORK_TIMBRES,
+            # frames lose their DC before the spectrum (features.analysis_spectra); models
+            # trained before that lack the key and are refused
+            "frame_dc": "removed"}
 
 
 def default_model_path() -> Path:

@@ -92,8 +92,7 @@ def render_sine_atoms() -> np.ndarray:
     out = np.empty((_N_GRID, spectrum.N_MELS), np.float32)
     for lo in range(0, _N_GRID, 256):
         frames = np.sin(2 * np.pi * f[lo:lo + 256, None] * t[None, :]).astype(np.float32)
-        out[lo:lo + 256] = mel_power(spectrum.magnitude_spectra(frames, window=window,
-                                                                n_fft=features.N_FFT))
+        out[lo:lo + 256] = mel_power(features.analysis_spectra(frames, window=window))
     return out
 
 
@@ -105,7 +104,7 @@ def atoms_key() -> str:
     import hashlib
     text = repr((codebook.TIMBRES, F_LO_HZ, ATOM_STEPS_PER_SEMITONE, _N_ATOM, features.WINDOW,
                  features.ANALYSIS_RATE_HZ, spectrum.N_MELS, spectrum.MEL_F_MIN_HZ,
-                 spectrum.MEL_F_MAX_HZ, "emulator-1",
+                 spectrum.MEL_F_MAX_HZ, "emulator-1", "dc-free",
                  # the sine atoms and the codebook's harmonic templates
                  STEPS_PER_SEMITONE, _N_GRID, features.N_FFT, codebook.N_HARMONICS,
                  codebook.TEMPLATE_SETTINGS))
@@ -155,7 +154,7 @@ def render_timbre_atoms(timbres=None) -> np.ndarray:
                            tl=np.tile([tl1, tl2], (f.size, 1)), ws=np.tile([t.ws1, t.ws2], (f.size, 1)))
         y = render_voices(batch, n_samples=settle + win_len)[:, settle:]
         y = y.astype(np.float32) / float(R.FULL_SCALE_OPERATOR)
-        out.append(spectrum.magnitude_spectra(y, window=window, n_fft=n_fft) ** 2 @ mel)
+        out.append(features.analysis_spectra(y, window=window, n_fft=n_fft) ** 2 @ mel)
     return np.stack(out).astype(np.float32)
 
 

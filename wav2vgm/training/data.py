@@ -21,7 +21,6 @@ import numpy as np
 # so training keeps it and its data stay the shipped model's (start-up time does not matter here)
 from scipy.signal import resample_poly
 
-from .. import spectrum
 from ..methods import codebook, features
 from ..opl3 import registers as R
 from ..opl3.voices import VoiceBatch, render_voices
@@ -94,8 +93,7 @@ def make_batch(rng: np.random.Generator, n_examples: int, prior: Prior):
     """
     example, timbre, f_hz, level_db = draw_voices(rng, n_examples, prior)
     audio = render_examples(example, timbre, f_hz, level_db, n_examples, rng)
-    window = features.analysis_window()
-    mag = spectrum.magnitude_spectra(audio, window=window, n_fft=features.N_FFT)
+    mag = features.analysis_spectra(audio)
     x, peak_db = features.model_features(mag)
     tl = np.clip(np.rint(-level_db / R.TL_STEP_DB), 0, 63)
     amp_db = -tl * R.TL_STEP_DB                       # the level the chip actually played
