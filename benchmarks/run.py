@@ -226,8 +226,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.138 dB,
-`fast` 2.240 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.126 dB,
+`fast` 2.217 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
 1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
 `best` 1.6x and 1.7x (`python benchmarks/run.py speed`, two runs on
@@ -252,7 +252,8 @@ prior of plausible settings, every run from seed {seed}:
 voices: codebook timbres (sine weighted x4), base pitches log-uniform over
 40 Hz-4 kHz, levels within 36 dB of the loudest voice, random start phases,
 mixed, resampled to 44.1 kHz and analysed by the converter's own spectrum
-code (`wav2vgm/spectrum.py`, `methods/features.py`).  Prior: `{prior}`.
+code (`wav2vgm/spectrum.py`, `methods/features.py`; each frame's DC removed
+first, as for the input).  Prior: `{prior}`.
 
 ## Architecture and loss
 1-D convolutional network over 112 semitone bins (27.5 Hz-16.7 kHz): a
@@ -321,16 +322,20 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method mostly plays the sine tracker and scores about
-  as `sines` does: wormintr 3%, flute 5%, guitar 8% and melody 11% below
+  as `sines` does: wormintr 1%, flute 4%, guitar 6% and melody 10% below
   it, for their 90 frames per second; on trumpet the mix, predicted closer
   in the first half second, plays throughout and scores 2% below
   `sines`.
-- Speech is 22-30% below `sines` (2.90-3.11 dB; speech_a 30.2%, speech_gb
-  29.9%, speech_b 28.8%); the band timbres for fricatives and the changes
+- Speech is 22-30% below `sines` (2.90-3.11 dB; speech_a 29.7%, speech_gb
+  28.4%, speech_b 27.7%); the band timbres for fricatives and the changes
   that came with them took the five speech clips 0.3-0.6 dB closer, and the
   voiced frames are most of what is left.
-- On random-patch clips it reaches 1.84-2.55 dB (under 2 dB on 4 of 6:
-  opl_random_11, _21, _22 and _23; _12 at 2.13, _13 at 2.55).
+- On random-patch clips it reaches 1.84-2.22 dB (under 2 dB on 4 of 6:
+  opl_random_11, _21, _22 and _23; _12 at 2.11, _13 at 2.22).  Their chip
+  output carries a large DC offset (one-sided waveforms), whose spectral
+  side lobes the analysis took for a 54 Hz partial until frames lost their
+  DC before the spectrum (opl_random_13 2.55 -> 2.22 dB, opl_patches 2.41
+  -> 2.29).
   Exact reproduction is
   possible only with the clip's own phases: the clip's exact patches, pitches
   and levels, keyed on 20-400 samples off their times (other relative phases,
