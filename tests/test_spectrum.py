@@ -306,5 +306,5 @@ def test_analysis_spectra_drop_a_constant_offset_exactly():
     np.testing.assert_allclose(shifted, clean, atol=2e-5)
     # the plain spectrum shows the offset: its DC bin and side lobes far above the tone's floor
     plain = S.magnitude_spectra(x + np.float32(0.5), window=features.analysis_window(),
-                                       n_fft=features.N_FFT)
+                                n_fft=features.N_FFT)
     assert plain[1, 0] > 0.9 and plain[1, 5] > 100 * clean[1, 5]
