@@ -142,8 +142,10 @@ def _window(window, n: int) -> np.ndarray:
     return w
 
 
-def _scaled_rfft(frames, window, n_fft):
-    """(rfft of windowed ``frames``, scale): ``|spectrum|**2 * scale`` is the normalised power."""
+def _scaled_rfft(frames, window, n_fft, remove_dc=False):
+    """(rfft of windowed ``frames``, scale): ``|spectrum|**2 * scale`` is the normalised power.
+
+    ``remove_dc``: subtract each frame's window-weighted mean before windowing."""
     f = np.asarray(frames)
     if f.ndim != 2:
         raise ParameterError(f"frames must be 2-D (n_frames, frame_length), got shape {f.shape}")
@@ -156,8 +158,14 @@ def _scaled_rfft(frames, window, n_fft):
         raise ParameterError(f"n_fft ({n}) is shorter than the frames ({length})")
     w = _window(window, length)
     scale = dtype(1.0 / (np.sum(w) / 2.0) ** 2)
-    spec = scipy.fft.rfft(f.astype(dtype, copy=False) * w.astype(dtype), n=n, axis=1,
-                          workers=-1)
+    w = w.astype(dtype)
+    if remove_dc:
+        x = f.astype(dtype, copy=True)                  # one array, changed in place
+        x -= ((x @ w) / w.sum())[:, None]
+        x *= w
+    else:
+        x = f.astype(dtype, copy=False) * w
+    spec = scipy.fft.rfft(x, n=n, axis=1, workers=-1)
     return spec, scale, dtype
 
 
@@ -175,14 +183,18 @@ def power_spectrum(frames, *, window="hann", n_fft: int | None = None) -> np.nda
     return power.astype(dtype, copy=False)
 
 
-def magnitude_spectra(frames, *, window="hann", n_fft: int | None = None) -> np.ndarray:
+def magnitude_spectra(frames, *, window="hann", n_fft: int | None = None,
+                      remove_dc: bool = False) -> np.ndarray:
     """(n_frames, n_fft//2+1) float32 linear amplitudes (full-scale bin-centred sine = 1.0).
 
     The square root of :func:`power_spectrum` (taken as the complex modulus,
     a quarter of the time); ``frames`` (n_frames, frame_length), ``window`` a
     name or an array of frame_length, ``n_fft`` >= frame_length zero-pads.
+    ``remove_dc``: each frame's window-weighted mean is subtracted first, which
+    removes a constant offset from the windowed frame exactly.
     """
-    spec, scale, _ = _scaled_rfft(np.asarray(frames, dtype=np.float32), window, n_fft)
+    spec, scale, _ = _scaled_rfft(np.asarray(frames, dtype=np.float32), window, n_fft,
+                                  remove_dc=remove_dc)
     mag = np.abs(spec)
     mag *= np.float32(np.sqrt(scale))
     return mag

@@ -34,8 +34,8 @@ def analysis_spectra(frames: np.ndarray, *, window: np.ndarray | None = None,
     (n_frames, frame_length), each frame's DC removed first.
 
     ``window``: default :func:`analysis_window` of the frames' length.  The
-    window-weighted mean of each frame is subtracted before windowing, which
-    removes a constant offset from the windowed frame exactly.  An offset is
+    window-weighted mean of each frame is subtracted before windowing
+    (``spectrum.magnitude_spectra(..., remove_dc=True)``).  An offset is
     inaudible and the yardstick's bands start at 30 Hz, but its main lobe
     makes it a frame's loudest bin and its side lobes (the first at 2.5
     window bins, 54 Hz, 31 dB down) pass as partials.  Recordings of OPL
@@ -43,9 +43,8 @@ def analysis_spectra(frames: np.ndarray, *, window: np.ndarray | None = None,
     pulse sines) are one-sided.
     """
     frames = np.asarray(frames, np.float32)
-    w = analysis_window(frames.shape[1]) if window is None else np.asarray(window, np.float32)
-    mean = (frames @ w) / np.float32(w.sum())
-    return spectrum.magnitude_spectra(frames - mean[:, None], window=w, n_fft=n_fft)
+    w = analysis_window(frames.shape[1]) if window is None else window
+    return spectrum.magnitude_spectra(frames, window=w, n_fft=n_fft, remove_dc=True)
 
 
 def bin_frequencies_hz() -> np.ndarray:
