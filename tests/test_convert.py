@@ -688,3 +688,33 @@ def test_a_dc_offset_is_not_played(tmp_path, method):
         scores[name] = score_vgm(str(src), str(_convert(src, tmp_path, method))).distance_db
     # measured: sines 0.89 / 1.15 dB; 4.12 with the offset when frames kept their DC
     assert scores["offset"] < scores["plain"] + 0.5, scores
+
+
+@pytest.mark.parametrize("method", ["sines", "model"])
+def test_conversion_does_not_depend_on_the_input_level(tmp_path, method):
+    """The analysis hears every input with its peak at full scale: the same music 40 dB
+    quieter gives the same voices (its partials were cut by the peak picker's floor)."""
+    if method == "model" and not HAVE_MODEL:
+        pytest.skip("no shipped model")
+    x, rate = sf.read(SAMPLES / "speech.wav", dtype="float32")
+    x = x[:2 * rate]
+    scores = []
+    for gain_db in (0.0, -40.0):
+        src = tmp_path / f"speech{int(gain_db)}.wav"
+        sf.write(src, x * np.float32(10 ** (gain_db / 20)), rate, subtype="FLOAT")
+        scores.append(score_vgm(str(src), str(_convert(src, tmp_path, method))).distance_db)
+    assert abs(scores[1] - scores[0]) < 0.05, scores
+
+
+def test_the_analysis_gain_brings_the_peak_to_full_scale(tmp_path):
+    from wav2vgm.audio import open_audio
+    from wav2vgm.convert import ANALYSIS_PEAK, MAX_ANALYSIS_BOOST_DB, analysis_gain
+    t = np.arange(44100) / 44100
+    cases = ((0.25, ANALYSIS_PEAK / 0.25), (1e-6, 10 ** (MAX_ANALYSIS_BOOST_DB / 20)), (0.0, 1.0))
+    for peak, gain in cases:
+        src = tmp_path / "x.wav"
+        left = peak * np.sin(2 * np.pi * 440 * t)
+        sf.write(src, np.column_stack([0.5 * left, left]), 44100, subtype="FLOAT")
+        with open_audio(str(src)) as stream:
+            assert stream.peak() == pytest.approx(peak, rel=1e-6, abs=1e-12)
+            assert analysis_gain(stream) == pytest.approx(gain, rel=1e-5)

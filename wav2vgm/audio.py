@@ -133,6 +133,7 @@ class AudioStream:
         self.n_samples = -(-self.n_source_frames * self._up // self._down)
         self.duration_s = self.n_source_frames / self.source_rate_hz
         self._filter: np.ndarray | None = None
+        self._peak: float | None = None
         self._closed = False
 
     # -- context manager -------------------------------------------------
@@ -241,6 +242,35 @@ class AudioStream:
                 yield self._read_frames(count, a, sides=sides).astype(np.float32)
             return
         yield from self._resampled_blocks(n, block, sides)
+
+    def peak(self) -> float:
+        """The largest absolute sample of the input, over all its channels (0.0 if empty).
+
+        One pass over the input at its own rate (nothing is resampled); the
+        result is kept, so asking again costs nothing.
+
+        Raises:
+            AudioError: as :meth:`blocks`.
+        """
+        if self._peak is not None:
+            return self._peak
+        if self._closed:
+            raise AudioError(f"audio stream {self.name} is closed")
+        n = self.n_source_frames
+        if n <= 0:
+            return 0.0
+        try:
+            self._sf.seek(0)
+        except _READ_ERRORS as exc:
+            raise AudioError(f"cannot read audio from {self.name}: "
+                             f"{_reason(exc)}") from None
+        block = self._block_frames()
+        peak = 0.0
+        for a in range(0, n, block):
+            x = self._read_frames(min(block, n - a), a, sides=self.n_channels > 1)
+            peak = max(peak, float(np.abs(x).max(initial=0.0)))
+        self._peak = peak
+        return peak
 
     def window(self, start: int, count: int) -> np.ndarray:
         """``count`` mono float32 samples at ``target_rate_hz`` from sample ``start`` on.
