@@ -226,8 +226,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.126 dB,
-`fast` 2.217 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.108 dB,
+`fast` 2.208 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
 1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
 `best` 1.6x and 1.7x (`python benchmarks/run.py speed`, two runs on
@@ -322,16 +322,17 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method mostly plays the sine tracker and scores about
-  as `sines` does: wormintr 1%, flute 4%, guitar 6% and melody 10% below
-  it, for their 90 frames per second; on trumpet the mix, predicted closer
-  in the first half second, plays throughout and scores 2% below
-  `sines`.
-- Speech is 22-30% below `sines` (2.90-3.11 dB; speech_a 29.7%, speech_gb
-  28.4%, speech_b 27.7%); the band timbres for fricatives and the changes
+  as `sines` does: flute 3%, guitar 7% and melody 10% below it, wormintr
+  1% above it (1.56 against 1.55 dB), for their 90 frames per second; on
+  trumpet the mix, predicted closer in the first half second, plays
+  throughout and scores 4% below `sines`.
+- Speech is 23-29% below `sines` (2.86-3.08 dB; speech_a 29.3%, speech_b
+  28.8%, speech_gb 27.9%); the band timbres for fricatives and the changes
   that came with them took the five speech clips 0.3-0.6 dB closer, and the
   voiced frames are most of what is left.
-- On random-patch clips it reaches 1.84-2.22 dB (under 2 dB on 4 of 6:
-  opl_random_11, _21, _22 and _23; _12 at 2.11, _13 at 2.22).  Their chip
+- On random-patch clips it reaches 1.83-2.19 dB (under 2 dB on 4 of 6:
+  opl_random_11 1.92, _21 1.997, _22 1.83 and _23 1.91; _12 at 2.12, _13 at
+  2.19).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
   DC before the spectrum (opl_random_13 2.55 -> 2.22 dB, opl_patches 2.41
