@@ -204,6 +204,22 @@ class AudioStream:
             return np.column_stack([mono, data[:, 0], data[:, 1]])
         return np.column_stack([mono, mono, mono])
 
+    def _rewind(self) -> int:
+        """Seek to the input's first frame; returns how many frames it has.
+
+        Raises AudioError when the stream is closed or cannot seek.
+        """
+        if self._closed:
+            raise AudioError(f"audio stream {self.name} is closed")
+        n = self.n_source_frames
+        if n > 0:
+            try:
+                self._sf.seek(0)
+            except _READ_ERRORS as exc:
+                raise AudioError(f"cannot read audio from {self.name}: "
+                                 f"{_reason(exc)}") from None
+        return n
+
     def _block_frames(self) -> int:
         """Input frames per block: a positive multiple of ``down``."""
         per_block = self.block_seconds * self.source_rate_hz
@@ -225,16 +241,9 @@ class AudioStream:
             AudioError: the data cannot be decoded, ends early, or holds a
                 NaN or infinite sample (the message gives its time in s).
         """
-        if self._closed:
-            raise AudioError(f"audio stream {self.name} is closed")
-        n = self.n_source_frames
+        n = self._rewind()
         if n <= 0:
             return
-        try:
-            self._sf.seek(0)
-        except _READ_ERRORS as exc:
-            raise AudioError(f"cannot read audio from {self.name}: "
-                             f"{_reason(exc)}") from None
         block = self._block_frames()
         if self._up == self._down:
             for a in range(0, n, block):
@@ -254,16 +263,7 @@ class AudioStream:
         """
         if self._peak is not None:
             return self._peak
-        if self._closed:
-            raise AudioError(f"audio stream {self.name} is closed")
-        n = self.n_source_frames
-        if n <= 0:
-            return 0.0
-        try:
-            self._sf.seek(0)
-        except _READ_ERRORS as exc:
-            raise AudioError(f"cannot read audio from {self.name}: "
-                             f"{_reason(exc)}") from None
+        n = self._rewind()
         block = self._block_frames()
         peak = 0.0
         for a in range(0, n, block):
