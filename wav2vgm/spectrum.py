@@ -475,6 +475,23 @@ def _test_db(t: np.ndarray) -> np.ndarray:
     return np.where(t <= TINY_DB + 1e-3, _SILENT, t).astype(np.float32)
 
 
+# where the loudest cells differ by more than this, the gain search is centred on their
+# difference instead of 0 dB (a reference recorded 60 dB under its conversion would
+# otherwise find no gain within the search and score as if the test were silent)
+CENTRE_ABOVE_DB = 20.0
+
+
+def _centred(top_db: float, t: np.ndarray) -> tuple[np.ndarray, float]:
+    """(test dB moved by the centre, the centre in dB): see CENTRE_ABOVE_DB."""
+    audible = t > _SILENT / 2
+    if not audible.any():
+        return t, 0.0
+    centre = top_db - float(t[audible].max())
+    if abs(centre) <= CENTRE_ABOVE_DB:
+        return t, 0.0
+    return np.where(audible, t + np.float32(centre), t).astype(np.float32), centre
+
+
 def aligned_distance(reference_db, test_db, *, floor_db: float = 60.0) -> float:
     """The yardstick on log-mel arrays already aligned frame for frame (no lag search).
 
@@ -490,7 +507,8 @@ def aligned_distance(reference_db, test_db, *, floor_db: float = 60.0) -> float:
     if r.size == 0 or float(r.max()) <= TINY_DB + 1e-3:
         raise ParameterError("reference is silent")
     floor, active, a = _reference_cells(r, floor_db)
-    return _Cells(a, _test_db(t[active]).ravel(), floor).best_gain()[1]
+    t, _ = _centred(float(r.max()), _test_db(t))
+    return _Cells(a, t[active].ravel(), floor).best_gain()[1]
 
 
 def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag_s: float = 0.1,
@@ -500,7 +518,8 @@ def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag
     Both signals (at ``rate_hz``, resampled to 44.1 kHz) are analysed by
     :func:`logmel_db`.  The test is shifted by the integer frame lag within
     ``±max_lag_s`` (hops of 512 samples) and scaled by the one global gain
-    (searched in ±40 dB) that minimise the distance; it is padded with silence
+    (searched in ±40 dB, around the difference of the two sides' loudest cells
+    where that exceeds 20 dB) that minimise the distance; it is padded with silence
     or truncated to the reference's frame count.  Both sides are clipped
     below at ``F = max(reference dB) - floor_db`` (never below -120 dB).
     Counted: in reference frames whose peak is within 60 dB of the loudest
@@ -530,7 +549,7 @@ def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag
         raise ParameterError("reference is silent")
     floor, active, a = _reference_cells(r, floor_db)
 
-    t = _test_db(logmel_db(tst))                              # (n_test_frames, 80)
+    t, centre = _centred(float(r.max()), _test_db(logmel_db(tst)))   # (n_test_frames, 80)
     max_lag = int(np.floor(max_lag_s * ANALYSIS_RATE_HZ / HOP + 1e-9))
     n = r.shape[0]
     padded = np.full((max_lag + max(n, t.shape[0]) + max_lag, N_MELS), _SILENT, np.float32)
@@ -554,8 +573,8 @@ def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag
         if best is None or d < best[2] - 1e-9:
             best = (lags[i], g, d)
     lag, g, d = best
-    return Score(distance_db=float(d), lag_s=lag * HOP / ANALYSIS_RATE_HZ, gain_db=float(g),
-                 n_frames=int(active.size))
+    return Score(distance_db=float(d), lag_s=lag * HOP / ANALYSIS_RATE_HZ,
+                 gain_db=float(g) + centre, n_frames=int(active.size))
 
 
 # ---------------------------------------------------------------------------
