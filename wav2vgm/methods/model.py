@@ -91,8 +91,8 @@ NOISE_BASE_HZ = 6000.0
 # 2.221; then 1.5-12 kHz 2.185 and these, 2.1-12 kHz, 2.182 (chosen on the 15 clips
 # tuned on: 2.203 against 2.214).  The 12 kHz centre is for cymbals, which the clips
 # lack.  `python benchmarks/run.py bands --player adplay`: band-limited noise without /
-# with them (steady 3-7 kHz 6.68 / 5.87 dB, hits at 9-14 kHz 4.75 / 4.18; below 3 kHz no
-# better: steady 1-2.5 kHz 5.02 / 5.10)
+# with them (steady 3-7 kHz 6.61 / 5.80 dB, hits at 9-14 kHz 4.83 / 3.87; below 3 kHz
+# barely better: steady 1-2.5 kHz 4.88 / 4.83)
 BAND_CENTRES_HZ = (2121.0, 3000.0, 4243.0, 6000.0, 8485.0, 12000.0)
 
 
