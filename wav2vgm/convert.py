@@ -308,7 +308,9 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
 
     The voices are chosen on the mono mix.  With ``options.stereo`` and a
     two-channel input, the left and right channels are analysed alongside
-    and each note is panned (:mod:`.methods.pan`).
+    and each note is panned (:mod:`.methods.pan`).  Everything is analysed
+    scaled by :func:`analysis_gain` (the input's peak at full scale), so the
+    voices' amplitudes and the level reference are in those units.
     """
     from .methods import pan
     from .methods.pursuit import mel_power
