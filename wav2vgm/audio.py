@@ -253,7 +253,8 @@ class AudioStream:
         yield from self._resampled_blocks(n, block, sides)
 
     def peak(self) -> float:
-        """The largest absolute sample of the input, over all its channels (0.0 if empty).
+        """The largest absolute sample of what :meth:`blocks` reads (0.0 if empty): the
+        mono mix and, of a two-channel input, each side (``blocks(sides=True)``).
 
         One pass over the input at its own rate (nothing is resampled); the
         result is kept, so asking again costs nothing.

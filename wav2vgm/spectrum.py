@@ -475,20 +475,16 @@ def _test_db(t: np.ndarray) -> np.ndarray:
     return np.where(t <= TINY_DB + 1e-3, _SILENT, t).astype(np.float32)
 
 
-# where the loudest cells differ by more than this, the gain search is centred on their
-# difference instead of 0 dB (a reference recorded 60 dB under its conversion would
-# otherwise find no gain within the search and score as if the test were silent)
-CENTRE_ABOVE_DB = 20.0
-
-
 def _centred(top_db: float, t: np.ndarray) -> tuple[np.ndarray, float]:
-    """(test dB moved by the centre, the centre in dB): see CENTRE_ABOVE_DB."""
+    """(test dB moved so its loudest cell meets the reference's ``top_db``, that move in dB).
+
+    The gain search spans +-MAX_GAIN_DB around this move rather than around 0 dB: a
+    reference recorded 45 dB or more under its conversion found no gain in reach before.
+    """
     audible = t > _SILENT / 2
     if not audible.any():
         return t, 0.0
     centre = top_db - float(t[audible].max())
-    if abs(centre) <= CENTRE_ABOVE_DB:
-        return t, 0.0
     return np.where(audible, t + np.float32(centre), t).astype(np.float32), centre
 
 
@@ -518,8 +514,8 @@ def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag
     Both signals (at ``rate_hz``, resampled to 44.1 kHz) are analysed by
     :func:`logmel_db`.  The test is shifted by the integer frame lag within
     ``±max_lag_s`` (hops of 512 samples) and scaled by the one global gain
-    (searched in ±40 dB, around the difference of the two sides' loudest cells
-    where that exceeds 20 dB) that minimise the distance; it is padded with silence
+    (searched in ±40 dB around the difference of the two sides' loudest cells)
+    that minimise the distance; it is padded with silence
     or truncated to the reference's frame count.  Both sides are clipped
     below at ``F = max(reference dB) - floor_db`` (never below -120 dB).
     Counted: in reference frames whose peak is within 60 dB of the loudest

@@ -42,8 +42,7 @@ def analysis_spectra(frames: np.ndarray, *, window: np.ndarray | None = None,
     chips carry large offsets: several of its waveforms (half, absolute and
     pulse sines) are one-sided.
     """
-    frames = np.asarray(frames, np.float32)
-    w = analysis_window(frames.shape[1]) if window is None else window
+    w = analysis_window(np.shape(frames)[1]) if window is None else window
     return spectrum.magnitude_spectra(frames, window=w, n_fft=n_fft, remove_dc=True)
 
 
