@@ -15,11 +15,11 @@ from wav2vgm.batch import convert_file
 from wav2vgm.convert import ConvertOptions, frame_times
 from wav2vgm.errors import ParameterError
 from wav2vgm.methods.loudness import HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, loudness_gain
-from wav2vgm.convert import update_steps, update_times
+from wav2vgm.convert import MIN_UPDATE_SAMPLES, update_steps, update_times
 from wav2vgm.methods.base import FULL_SCALE, VoiceFrames, subdivide
 from wav2vgm.methods.model import default_model_path
 from wav2vgm.quality import score_vgm
-from wav2vgm.vgm import check_strict, read_vgm
+from wav2vgm.vgm import MIN_WAIT_SAMPLES, check_strict, read_vgm
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 HAVE_MODEL = default_model_path().is_file()
@@ -172,9 +172,16 @@ def test_subdivide_keeps_a_timbre_change_at_the_frame():
     assert np.array_equal(s.ws2[:, 0], np.repeat(v.ws2[:, 0], 4))
 
 
-def test_updates_keep_waits_of_at_least_40_samples():
-    assert update_steps(60.0, 4) == 4 and update_steps(300.0, 4) == 3
+def test_updates_keep_waits_of_at_least_60_samples():
+    assert update_steps(60.0, 4) == 4 and update_steps(300.0, 4) == 2
     assert update_steps(1000.0, 8) == 1 and update_steps(60.0, 1) == 1
+    # `best` analyses busy sound at 120 frames/s: 8 updates a frame would be 46 samples apart,
+    # more writes than a buffered Nuked core applies (one per 2 native samples)
+    assert update_steps(120.0, 8) == 6 and update_steps(90.0, 8) == 8
+    for rate in (50.0, 60.0, 90.0, 120.0, 200.0):
+        c = np.rint(np.arange(1, 40) * 44100 / rate).astype(np.int64)
+        gaps = np.diff(update_times(c, rate, update_steps(rate, 8)))
+        assert gaps.min() >= MIN_UPDATE_SAMPLES > MIN_WAIT_SAMPLES
     t = update_times(np.array([0, 735, 1470]), 60.0, 4)
     assert t.tolist() == [0, 0, 0, 184, 368, 551, 735, 919, 1102, 1286, 1470, 1654]   # none before 0
 

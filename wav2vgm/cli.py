@@ -73,7 +73,8 @@ def main():
                    "or best takes 90 or 120 for sound that changes often, such as speech]")
 @click.option("--substeps", type=int, default=6, show_default=True,
               help="Register updates per frame (1-8): levels and pitches of held notes glide "
-                   "between frames (waits stay >= 40 samples).")
+                   "between frames (updates stay >= 60 samples apart, which emulators that queue "
+                   "writes keep up with).")
 @click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")
 @click.option("--gain", "gain_db", type=float, default=0.0, show_default=True,
               help="Extra gain in dB on top of the loudness normalisation.")

@@ -158,10 +158,22 @@ def frame_times(n_samples: int, frame_rate_hz: float) -> np.ndarray:
     return np.rint(np.arange(n_frames) * hop).astype(np.int64)
 
 
+# Register updates stay at least this many VGM samples apart.  Players on the Nuked core
+# (adplay, libvgm) queue writes and apply one every 2 native samples (24,858 a second);
+# busy sound writes 22-30 registers per update, so closer updates overflow the queue and
+# every later write comes late.  adplay, the five speech clips and doofus at `best` (120
+# frames/s): 6 updates per frame (61 samples apart) 2.94 dB, 8 (46 apart) 3.46; at 90
+# frames/s they score best with 8 (61 apart), worse with 9 / 10 (54 / 49 apart), and
+# with 12 (41 apart) speech_es 3.08 -> 3.45 dB (2.97 had writes cost no time).  Also
+# keeps each wait above AdPlug's minimum (MIN_WAIT_SAMPLES, 40).
+MIN_UPDATE_SAMPLES = 60
+
+
 def update_steps(frame_rate_hz: float, substeps: int) -> int:
-    """Register updates per frame: ``substeps``, as far as each wait stays >= 40 VGM samples."""
+    """Register updates per frame: ``substeps``, as far as updates stay
+    >= MIN_UPDATE_SAMPLES VGM samples apart (at least one per frame)."""
     hop = ANALYSIS_RATE_HZ / frame_rate_hz
-    return max(1, min(int(substeps), int(hop // (MIN_WAIT_SAMPLES + 1))))
+    return max(1, min(int(substeps), int(hop // MIN_UPDATE_SAMPLES)))
 
 
 def update_times(centres: np.ndarray, frame_rate_hz: float, steps: int) -> np.ndarray:
