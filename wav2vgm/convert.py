@@ -22,7 +22,7 @@ from .methods.base import ONSET_ATTACK_S, VoiceFrames, onset_gains, quantise, su
 from .methods.loudness import loudness_gain, stride_for
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_spectra, analysis_window
 from .opl3 import registers as R
-from .vgm import MIN_WAIT_SAMPLES, Gd3, VgmWriter
+from .vgm import Gd3, VgmWriter
 
 METHODS = ("model", "sines")
 # analysis frames per second when none is given; None: chosen per input
@@ -165,7 +165,7 @@ def frame_times(n_samples: int, frame_rate_hz: float) -> np.ndarray:
 # frames/s): 6 updates per frame (61 samples apart) 2.94 dB, 8 (46 apart) 3.46; at 90
 # frames/s they score best with 8 (61 apart), worse with 9 / 10 (54 / 49 apart), and
 # with 12 (41 apart) speech_es 3.08 -> 3.45 dB (2.97 had writes cost no time).  Also
-# keeps each wait above AdPlug's minimum (MIN_WAIT_SAMPLES, 40).
+# keeps each wait above AdPlug's minimum (vgm.MIN_WAIT_SAMPLES, 40; a test checks it stays above).
 MIN_UPDATE_SAMPLES = 60
 
 
