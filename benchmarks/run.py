@@ -1,7 +1,7 @@
 """Benchmarks: quality and speed per method and clip, emulator speed, memory.
 
-    python benchmarks/run.py quality [--player emulator|adplay] [--clips DIR ...] [--model PATH]
-    python benchmarks/run.py speed [--model PATH]   # x real time of each method on a 60 s clip
+    python benchmarks/run.py quality [--player emulator|adplay] [--clips DIR ...] [--model PATH] [--substeps N]
+    python benchmarks/run.py speed [--model PATH] [--substeps N]   # x real time of each method on a 60 s clip
     python benchmarks/run.py voices          # batch voice renders per second (one core)
     python benchmarks/run.py render          # x real time of `wav2vgm render` (the chip emulator)
     python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes
@@ -9,6 +9,7 @@
     python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono vs --stereo
     python benchmarks/run.py startup         # whole-process wall time of convert/score/render on 3 s inputs
     python benchmarks/run.py bands --player adplay   # band-limited noise with and without the band timbres
+    python benchmarks/run.py queue --player adplay   # the write governor on speech: on and off, updates 60 and 40 samples apart
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -53,10 +54,12 @@ def clips(dirs) -> list[Path]:
 
 def convert_timed(src: Path, dst: Path, method: str, *, repeats: int = 1,
                   quality: str = "balanced", model_path: str | None = None,
-                  frame_rate_hz: float | None = None) -> float:
-    """Median seconds of ``repeats`` conversions; ``model_path``: another ONNX model."""
+                  frame_rate_hz: float | None = None, substeps: int | None = None) -> float:
+    """Median seconds of ``repeats`` conversions; ``model_path``: another ONNX model;
+    ``substeps``: another --substeps than the default."""
+    more = {} if substeps is None else {"substeps": substeps}
     options = ConvertOptions(method=method, quality=quality, frame_rate_hz=frame_rate_hz,
-                             model_path=model_path if method == "model" else None)
+                             model_path=model_path if method == "model" else None, **more)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -70,7 +73,7 @@ GROUPS = {"samples": "samples", "corpus": "corpus (real OPL music)",
 
 
 def quality(dirs, player: str, model_path: str | None = None,
-            quality_name: str = "balanced") -> list[list[str]]:
+            quality_name: str = "balanced", substeps: int | None = None) -> list[list[str]]:
     """Per clip, both methods' distance and speed (the model method at ``quality_name``),
     and the means: over all clips and over the clips the settings were tuned on."""
     rows = []
@@ -83,7 +86,7 @@ def quality(dirs, player: str, model_path: str | None = None,
             for method in METHODS:
                 out = Path(tmp) / f"{clip.stem}.{method}.vgm"
                 t = convert_timed(clip, out, method, repeats=3, model_path=model_path,
-                                  quality=quality_name)
+                                  quality=quality_name, substeps=substeps)
                 d = score_vgm(str(clip), str(out), player=player).distance_db
                 dist[method] = d
                 row += [f"{d:.2f}", f"{seconds / t:.0f}x"]
@@ -91,7 +94,8 @@ def quality(dirs, player: str, model_path: str | None = None,
             print(" | ".join(row), file=sys.stderr, flush=True)
             rows.append(row + [dist])                 # the unrounded distances, for the means
     print(f"\nlog-mel distance (dB, lower is better; rendered by {player}; model method "
-          f"at --quality {quality_name}) and conversion speed\n")
+          f"at --quality {quality_name}"
+          f"{'' if substeps is None else f'; --substeps {substeps}'}) and conversion speed\n")
     print(quality_table(rows))
     print("\n" + quality_means(rows))
     return rows
@@ -206,11 +210,15 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    judged on the atoms, it is taken; below TL 63 key scaling (KSL) takes
    quiet operators up to 42 dB further down, and its quarter and half
    depths place levels between TL steps -- and each frame's registers are
-   written 6 times (`--substeps`), held notes gliding in level and pitch
-   towards the neighbouring frames, channel by channel (players apply
-   writes about 2 samples apart, so a channel's MULT and F-number writes
-   must be adjacent); the updates before an onset, which the frame's
-   window heard ahead of time, are quietened to the input's power there
+   written up to 12 times (`--substeps`; updates at least 60 VGM samples
+   apart: 12 a frame at 60 frames/s, 8 at 90, 6 at 120), held notes gliding
+   in level and pitch towards the neighbouring frames, channel by channel
+   (players apply writes about 2 samples apart, so a channel's MULT and
+   F-number writes must be adjacent), within what the player's write
+   queue drains between updates (where they would not fit, the least
+   important level changes go one update later or not at all); the
+   updates before an onset, which the frame's window heard ahead of
+   time, are quietened to the input's power there
    (at most 15 dB) and those of the attack after them raised to it (at
    most 14 dB, for 20 ms); notes end with release rate 11 (about 40 ms to
    silence) so key-offs do not click.
@@ -226,12 +234,12 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.108 dB,
-`fast` 2.208 (always 60 frames per second; it also skips step 5 and always
+adplay --quality best` (and `fast`) give the others: `best` 2.098 dB,
+`fast` 2.174 (always 60 frames per second; it also skips step 5 and always
 plays the mix).  On 60 s of speech and OPL music `balanced` takes
-1.3-1.4x the time and 1.4x the file size it would at 60 frames per second,
-`best` 1.6x and 1.7x (`python benchmarks/run.py speed`, two runs on
-2026-12-03 at 14:05-14:08 UTC).  An older, wider search
+1.1-1.2x the time and 1.1x the file size it would at 60 frames per second,
+`best` 1.4-1.6x and 1.2x (`python benchmarks/run.py speed`, two runs on
+2026-12-03 at 18:32-18:41 UTC).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
 levels jitter by about 2 dB from frame to frame, so `balanced` starts a
@@ -374,7 +382,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   spectrum takes voices whose extra partials the tracker would have done
   without, and the atoms predict even the true voices' sound 1-2.4 dB per
   band off (the pitch grid and the phases of overlapping partials).
-- About 1.6-1.8x slower than `sines` on the steady speed clip and 3.5-4.1x on
+- About 1.4-1.5x slower than `sines` on the steady speed clip and 2.6-3.2x on
   busy sound (`python benchmarks/run.py speed`, 2026-12-03); the network runs only on each
   segment's reference frame and is a small part of that.
 """
@@ -413,15 +421,15 @@ def _one_core():
         os.sched_setaffinity(0, cpus)
 
 
-def speed(model_path: str | None = None) -> None:
+def speed(model_path: str | None = None, substeps: int | None = None) -> None:
     with _speed_clip() as (tmp, src), _one_core() as cores:
-        print(f"pinned to {cores}")
+        print(f"pinned to {cores}" + ("" if substeps is None else f"; --substeps {substeps}"))
         _header("method", "60 s clip, median of 5", "x real time")
         for method, quality in (("sines", "balanced"), ("model", "fast"), ("model", "balanced"),
                                 ("model", "best")):
             convert_timed(src, tmp / "warm.vgm", method, model_path=model_path)   # warm-up
             sec = convert_timed(src, tmp / "out.vgm", method, repeats=5, quality=quality,
-                                model_path=model_path)
+                                model_path=model_path, substeps=substeps)
             name = method if method == "sines" else f"{method} --quality {quality}"
             print(f"| {name} | {sec:.2f} s | {60 / sec:.0f}x |", flush=True)
         # busier sound: the samples' speech and the corpus's OPL music end to end (more
@@ -434,7 +442,7 @@ def speed(model_path: str | None = None) -> None:
         for method, quality, rate in (("sines", "balanced", None), ("model", "fast", None),
                                       ("model", "balanced", 60.0), ("model", "balanced", None),
                                       ("model", "best", None)):
-            kw = dict(quality=quality, model_path=model_path, frame_rate_hz=rate)
+            kw = dict(quality=quality, model_path=model_path, frame_rate_hz=rate, substeps=substeps)
             convert_timed(busy, tmp / "warm.vgm", method, **kw)
             sec = convert_timed(busy, tmp / "out.vgm", method, repeats=3, **kw)
             name = method if method == "sines" else f"{method} --quality {quality}"
@@ -726,6 +734,45 @@ def bands(player: str) -> None:
             print(f"| {kind} | {lo / 1000:g}-{hi / 1000:g} kHz | " + " | ".join(row) + " |", flush=True)
 
 
+def queue(player: str) -> None:
+    """What the write governor does (wav2vgm/opl3/queue.py), on speech and the busy speed clip.
+
+    Each clip converted with updates at least 60 VGM samples apart (the
+    default) and 40 apart (what AdPlug allows; 12 updates a frame at 90
+    frames/s), with the governor and without it (the player's queue left to
+    run late): writes, the level changes the governor dropped or moved, and
+    the distance as ``player`` renders the VGM.
+    """
+    import math
+    from wav2vgm import convert
+    from wav2vgm.opl3.queue import WriteGovernor
+    names = [ROOT / "samples" / "speech.wav"] + [
+        ROOT / "benchmarks" / g / f"{n}.wav" for g, n in (("dev", "speech_a"), ("dev", "speech_b"),
+                                                          ("heldout", "speech_es"),
+                                                          ("heldout", "speech_gb"))]
+    _header("clip", "updates apart (samples)", "writes", "level changes thinned",
+            "dB governed", "dB without the governor")
+    saved = convert.MIN_UPDATE_SAMPLES, convert.WriteGovernor
+    with tempfile.TemporaryDirectory() as tmp:
+        busy = _busy_clip(Path(tmp))
+        for clip in [c for c in names if c.exists()] + ([busy] if busy else []):
+            for spacing in (60, 40):
+                row = []
+                for governed in (True, False):
+                    convert.MIN_UPDATE_SAMPLES = spacing
+                    convert.WriteGovernor = WriteGovernor if governed else (
+                        lambda: WriteGovernor(allowance=math.inf))
+                    try:
+                        out = Path(tmp) / "q.vgm"
+                        stats = convert_file(str(clip), str(out), ConvertOptions())
+                    finally:
+                        convert.MIN_UPDATE_SAMPLES, convert.WriteGovernor = saved
+                    if governed:
+                        row += [str(stats["n_writes"]), str(stats["n_dropped"] + stats["n_delayed"])]
+                    row.append(f"{score_vgm(str(clip), str(out), player=player).distance_db:.3f}")
+                print(f"| {clip.stem} | {spacing} | " + " | ".join(row) + " |", flush=True)
+
+
 def _long_clip(path: Path, minutes: int) -> None:
     import soundfile as sf
     rng = np.random.default_rng(minutes)
@@ -740,22 +787,24 @@ def _long_clip(path: Path, minutes: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
-                                    "floor", "stereo", "startup", "bands", "all"])
+                                    "floor", "stereo", "startup", "bands", "queue", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
                    help="quality: the model method's --quality")
     p.add_argument("--model", default=None, metavar="PATH",
                    help="quality and speed: another exported ONNX model for the model method")
+    p.add_argument("--substeps", type=int, default=None,
+                   help="quality and speed: another --substeps than the default, for every method")
     a = p.parse_args(argv)
     if a.what in ("voices", "all"):
         voices()
     if a.what in ("speed", "all"):
-        speed(a.model)
+        speed(a.model, a.substeps)
     if a.what in ("render", "all"):
         render()
     if a.what in ("quality", "all"):
-        quality(a.clips, a.player, a.model, a.quality)
+        quality(a.clips, a.player, a.model, a.quality, a.substeps)
     if a.what in ("memory", "all"):
         memory()
     if a.what in ("batch", "all"):
@@ -768,6 +817,8 @@ def main(argv=None) -> int:
         stereo(a.player)
     if a.what == "bands":
         bands(a.player)
+    if a.what == "queue":
+        queue(a.player)
     if a.what == "card":
         card(a.player)
     return 0

@@ -521,7 +521,7 @@ def test_output_with_a_wrong_suffix_exits_2(tmp_path, song):
     ["--frame-rate", "nan"],
     ["--frame-rate", "5000"],
     ["--substeps", "0"],
-    ["--substeps", "9"],
+    ["--substeps", "17"],
     ["--substeps", "1.5"],
     ["--voices", "40"],
     ["--voices", "0"],

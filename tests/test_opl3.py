@@ -84,7 +84,7 @@ def test_channel_images_and_vectorised_writes_agree_with_register_frames():
         # globals, key-offs, then channel by channel operators/C0, A0, B0
         key_off = lambda r, v: (r & 0xF0) == 0xB0 and before[r] & 0x20 and not v & 0x20  # noqa: E731
         ranks = [7 if key_off(r, v) else R._write_rank(r) for r, v in got]
-        keys = [(0, k, 0) if k < 10 else (1, int(R._CHANNEL_OF_REG[r]), k)
+        keys = [(0, k, 0) if k < 10 else (1, int(R.REGISTER_CHANNEL[r]), k)
                 for k, (r, _) in zip(ranks, got)]
         assert keys == sorted(keys)
     assert any((r & 0xF0) == 0xB0 and not v & 0x20 and fr == 2          # the key-off is there
@@ -150,7 +150,7 @@ def test_a_channels_writes_are_adjacent_with_its_key_on_last():
     imgs = R.channel_images(f)
     frame, reg, val = R.image_writes(imgs)
     regs = reg[frame == 1].tolist()
-    channels = [int(R._CHANNEL_OF_REG[r]) for r in regs]
+    channels = [int(R.REGISTER_CHANNEL[r]) for r in regs]
     assert channels == sorted(channels)                          # channel by channel
     for c in range(R.N_CHANNELS):
         mine = [r for r, ch in zip(regs, channels) if ch == c]

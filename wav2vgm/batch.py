@@ -178,8 +178,11 @@ def run_convert(inputs: list[str], output: str | None, options: ConvertOptions, 
             with progress_bars(desc=Path(src).name, rate_hz=44100, quiet=quiet) as make_bar:
                 stats = convert_file(src, dst, options, progress=make_bar)
             if dst != "-":
+                thinned = stats["n_dropped"] + stats["n_delayed"]
                 _echo(f"wrote {dst} ({stats['n_samples'] / 44100:.2f} s, "
-                      f"{stats['frame_rate_hz']:g} frames/s, {stats['n_writes']} writes)", quiet=quiet)
+                      f"{stats['frame_rate_hz']:g} frames/s, {stats['n_writes']} writes"
+                      + (f"; {thinned} level changes thinned for players' write queues"
+                         if thinned else "") + ")", quiet=quiet)
             return EXIT_OK
     # folders (and loose files alongside them)
     if output is None or output == "-":

@@ -71,10 +71,10 @@ def main():
 @click.option("--frame-rate", "frame_rate", type=float, default=None,
               help="Analysis frames per second (1-1000).  [default: 60; the model at balanced "
                    "or best takes 90 or 120 for sound that changes often, such as speech]")
-@click.option("--substeps", type=int, default=6, show_default=True,
-              help="Register updates per frame (1-8): levels and pitches of held notes glide "
-                   "between frames (updates stay >= 60 samples apart, which emulators that queue "
-                   "writes keep up with).")
+@click.option("--substeps", type=int, default=12, show_default=True,
+              help="Register updates per frame, at most (1-16): levels and pitches of held notes "
+                   "glide between frames; updates stay >= 60 samples apart (12 a frame at 60 "
+                   "frames/s, 8 at 90, 6 at 120), which emulators that queue writes keep up with.")
 @click.option("--voices", type=int, default=18, show_default=True, help="Channels to use (1-18).")
 @click.option("--gain", "gain_db", type=float, default=0.0, show_default=True,
               help="Extra gain in dB on top of the loudness normalisation.")

@@ -22,6 +22,7 @@ from .methods.base import ONSET_ATTACK_S, VoiceFrames, onset_gains, quantise, su
 from .methods.loudness import loudness_gain, stride_for
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_spectra, analysis_window
 from .opl3 import registers as R
+from .opl3.queue import WriteGovernor
 from .vgm import Gd3, VgmWriter
 
 METHODS = ("model", "sines")
@@ -39,7 +40,7 @@ class ConvertOptions:
     # None: 60 Hz; for the model at quality "balanced" or "best" chosen per input when it
     # is opened (:func:`with_frame_rate`)
     frame_rate_hz: float | None = None
-    substeps: int = 6           # register updates per frame (held notes interpolated)
+    substeps: int = 12          # register updates per frame, at most (:func:`update_steps`)
     voices: int = 18
     gain_db: float = 0.0
     quality: str = "balanced"
@@ -64,8 +65,8 @@ class ConvertOptions:
         if rate is not None and not (isinstance(rate, (int, float)) and math.isfinite(rate)
                                      and 1.0 <= rate <= 1000.0):
             raise ParameterError(f"frame rate must be 1-1000 Hz, got {self.frame_rate_hz!r}")
-        if not isinstance(self.substeps, int) or not 1 <= self.substeps <= 8:
-            raise ParameterError(f"substeps must be 1-8, got {self.substeps!r}")
+        if not isinstance(self.substeps, int) or not 1 <= self.substeps <= 16:
+            raise ParameterError(f"substeps must be 1-16, got {self.substeps!r}")
         if not 1 <= int(self.voices) <= 18 or int(self.voices) != self.voices:
             raise ParameterError(f"voices must be 1-18, got {self.voices!r}")
         if not math.isfinite(self.gain_db) or abs(self.gain_db) > 60:
@@ -158,14 +159,14 @@ def frame_times(n_samples: int, frame_rate_hz: float) -> np.ndarray:
     return np.rint(np.arange(n_frames) * hop).astype(np.int64)
 
 
-# Register updates stay at least this many VGM samples apart.  Players on the Nuked core
-# (adplay, libvgm) queue writes and apply one every 2 native samples (24,858 a second);
-# busy sound writes 22-30 registers per update, so closer updates overflow the queue and
-# every later write comes late.  adplay, the five speech clips and doofus at `best` (120
-# frames/s): 6 updates per frame (61 samples apart) 2.94 dB, 8 (46 apart) 3.46; at 90
-# frames/s they score best with 8 (61 apart), worse with 9 / 10 (54 / 49 apart), and
-# with 12 (41 apart) speech_es 3.08 -> 3.45 dB (2.97 had writes cost no time).  Also
-# keeps each wait above AdPlug's minimum (vgm.MIN_WAIT_SAMPLES, 40; a test checks it stays above).
+# Register updates stay at least this many VGM samples apart: 12 updates a frame at 60
+# frames/s, 8 at 90, 6 at 120.  Players on the Nuked core (adplay, libvgm) queue writes and
+# apply one every 2 native samples (24,858 a second; :mod:`.opl3.queue`); busy sound writes
+# 22-30 registers per update, so closer updates overflow the queue and the write governor
+# has to thin their level changes.  `python benchmarks/run.py queue --player adplay`: 40
+# samples apart (12 updates a frame at 90 frames/s), governed, the speech clips score about
+# what they do at 60 (2.84-3.05 dB; ungoverned 3.30-3.92), for 13% more writes.  Also keeps
+# each wait above AdPlug's minimum (vgm.MIN_WAIT_SAMPLES, 40; a test checks it stays above).
 MIN_UPDATE_SAMPLES = 60
 
 
@@ -372,7 +373,8 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
                     chunk: int = 4096, reference: tuple[np.ndarray, int] | None = None,
-                    update_energy: np.ndarray | None = None):
+                    update_energy: np.ndarray | None = None,
+                    governor: WriteGovernor | None = None):
     """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes.
 
     Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
@@ -384,6 +386,8 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     it), not only those it changes.  ``update_energy`` (:attr:`Analysis.update_energy`,
     for these frames and this many updates per frame) quietens the updates
     before an onset and raises its attack (:func:`~.methods.base.onset_gains`).
+    ``governor`` (default: a new one) fits the writes to the player's write
+    queue (:class:`~.opl3.queue.WriteGovernor`).
     """
     gain = loudness_gain(voices, gain_db=options.gain_db, reference=reference)
     steps = update_steps(options.frame_rate_hz, options.substeps)
@@ -396,6 +400,7 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     times = update_times(centres, options.frame_rate_hz, steps)
     previous_frames = None
     previous_image = None
+    governor = governor or WriteGovernor()
     used = np.zeros(R.N_CHANNELS, bool)
     loop_update = -1 if not options.loop else loop_update_index(times, options.loop_start_s)
     n = voices.n_frames
@@ -425,19 +430,25 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
         images = R.channel_images(full, lazy=not options.loop, used_before=used)
         used |= full.key.any(axis=0)
         t = times[lo * steps:hi * steps]
+        after = times[hi * steps] if hi < n else None  # the next chunk's first update
         k = loop_update - lo * steps                    # the loop's first update, in this chunk
         if 0 <= k < len(t):
             if k:
-                f, reg, val = R.image_writes(images[:k], previous=previous_image)
+                f, reg, val = governor.writes(images[:k], t[:k], previous=previous_image,
+                                              next_time_vgm=t[k])
                 yield t[f], reg, val
             yield None
             # the loop's first update from an unknown state, the rest from it as usual
-            f, reg, val = R.image_writes(images[k:k + 1], previous=R.unknown_state(images[k]))
+            f, reg, val = governor.writes(images[k:k + 1], t[k:k + 1], write_all=True,
+                                          previous=R.unknown_state(images[k]),
+                                          next_time_vgm=t[k + 1] if k + 1 < len(t) else after)
             yield t[k + f], reg, val
-            f, reg, val = R.image_writes(images[k + 1:], previous=images[k])
+            f, reg, val = governor.writes(images[k + 1:], t[k + 1:], previous=images[k],
+                                          next_time_vgm=after, last=after is None)
             yield t[k + 1 + f], reg, val
         else:
-            f, reg, val = R.image_writes(images, previous=previous_image)
+            f, reg, val = governor.writes(images, t, previous=previous_image,
+                                          next_time_vgm=after, last=after is None)
             yield t[f], reg, val
         previous_frames = frames
         previous_image = images[-1]
@@ -500,9 +511,10 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
     n_writes = 0
     # a bad loop start fails here, before anything is written
     loop_at = frame_t[loop_update_index(frame_t, options.loop_start_s)] if options.loop else 0
+    governor = WriteGovernor()
     for event in register_events(voices, centres, options,
                                  reference=(found.level_power, found.level_stride),
-                                 update_energy=found.update_energy):
+                                 update_energy=found.update_energy, governor=governor):
         if event is None:                           # the loop point: before this update's writes
             if options.loop_start_s > 0:            # (0: the whole file, its lead-in too)
                 writer.advance_to(loop_at, ticks=frame_t)
@@ -514,4 +526,5 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
         n_writes += len(times)
     writer.advance_to(n_samples, ticks=frame_t)                  # the updates after the last write
     return {"n_frames": voices.n_frames, "n_updates": int(frame_t.size), "n_writes": n_writes,
-            "n_samples": n_samples, "frame_rate_hz": float(options.frame_rate_hz)}
+            "n_samples": n_samples, "frame_rate_hz": float(options.frame_rate_hz),
+            "n_dropped": governor.n_dropped, "n_delayed": governor.n_delayed}

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from . import registers as R
+from .queue import WRITE_SPACING
 from .tables import EXP, KSL_SHIFT, KSL_TOP, MULT_X2, EG_INCSTEP, WAVE_LEVEL, WAVE_NEG
 
 __all__ = ["Chip", "render_writes", "operator_output", "phase_increment",
@@ -851,14 +852,14 @@ class Chip:
         return reset_at
 
 
-def render_writes(times, regs, values, *, n_samples: int, write_spacing: int = 2,
+def render_writes(times, regs, values, *, n_samples: int, write_spacing: int = WRITE_SPACING,
                   chip: Chip | None = None, progress=None) -> np.ndarray:
     """Render timed register writes to (n_samples, 2) int16 at the native rate.
 
-    ``times`` are native-sample times (sorted).  ``write_spacing=2`` models
-    Nuked's buffered writes (``OPL3_WriteRegBuffered``, used by AdPlug and
-    libvgm): each write lands at least 2 samples after the previous one and
-    takes effect one sample later; ``0`` applies each write at its time.
+    ``times`` are native-sample times (sorted).  ``write_spacing=2``
+    (:data:`.queue.WRITE_SPACING`) models Nuked's buffered writes
+    (``OPL3_WriteRegBuffered``, used by AdPlug and libvgm): each write lands
+    at least 2 samples after the previous one and takes effect one sample later; ``0`` applies each write at its time.
     ``progress``: called with the number of samples rendered since the last call.
     """
     chip = chip or Chip()

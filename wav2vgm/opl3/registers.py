@@ -531,16 +531,18 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
 _RANK = np.array([_write_rank(r) for r in range(N_REGISTERS)])
 
 
-# each channel register's channel, and which registers channel_images sets (the globals
-# and every channel's operator and channel registers)
-_CHANNEL_OF_REG = np.zeros(N_REGISTERS, np.int64)
+# each channel register's channel (REGISTER_CHANNEL, 0 elsewhere; CHANNEL_REGISTER marks
+# them), and which registers channel_images sets (the globals and every channel's
+# operator and channel registers)
+CHANNEL_REGISTER = _RANK >= _CHANNEL_RANK
+REGISTER_CHANNEL = np.zeros(N_REGISTERS, np.int64)
 _SET_BY_IMAGES = np.zeros(N_REGISTERS, bool)
 _SET_BY_IMAGES[list(_ORDER_GLOBAL)] = True
 for _c in range(N_CHANNELS):
     _regs = [_base + _OP1_OFFSETS[_c] for _base in OPERATOR_BASES]
     _regs += [_base + _OP2_OFFSETS[_c] for _base in OPERATOR_BASES]
     _regs += [_base + _CH_OFFSETS[_c] for _base in (CH_FNUM_LO, CH_KEY_BLOCK_FNUM_HI, CH_OUT_FB_CNT)]
-    _CHANNEL_OF_REG[_regs] = _c
+    REGISTER_CHANNEL[_regs] = _c
     _SET_BY_IMAGES[_regs] = True
 _KEY_OFF_RANK = 7                      # after the globals, before operator registers
 _IS_B0 = np.zeros(N_REGISTERS, bool)
@@ -562,7 +564,7 @@ def unknown_state(image: np.ndarray) -> np.ndarray:
     return np.asarray(image, np.uint8) ^ flip
 
 
-def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
+def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None, with_keys: bool = False):
     """All register writes between consecutive images: the one diff of the project.
 
     ``images``: (n_frames, 512) uint8; ``previous`` the image before the first
@@ -571,6 +573,8 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
     accepts: 0x105, 0x104, 0x08, 0xBD; key-offs of channels that stop (with
     their old pitch, so a release never glides); then channel by channel its
     operator registers and 0xC0, 0xA0, and 0xB0 (with its key-on) last.
+    ``with_keys``: also return each write's sort key (:func:`write_keys`),
+    increasing along the writes.
 
     Channel by channel, not all operator registers, then all A0s, then all
     B0s: players apply a frame's writes about 2 samples apart (Nuked's write
@@ -617,12 +621,24 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None):
     reg = np.concatenate([reg[keep], reg[off]])
     value = np.concatenate([new[keep], off_value])
     rank = np.concatenate([rank[keep], np.full(int(off.sum()), _KEY_OFF_RANK)])
-    # globals and key-offs first, then channel by channel (a channel's MULT, A0 and B0
-    # writes adjacent: see the docstring)
-    per_channel = rank >= _CHANNEL_RANK
-    channel = np.where(per_channel, _CHANNEL_OF_REG[reg], 0)
-    # one sort key (frame, per_channel, channel < 32, rank < 32, reg < 512): one argsort
-    # instead of a five-key lexsort; the keys are unique, so any sort gives the same order
-    key = (((((frame.astype(np.int64) << 1) | per_channel) << 5 | channel) << 5 | rank) << 9) | reg
+    key = write_keys(frame, reg, rank=rank)
     order = np.argsort(key)
+    if with_keys:
+        return frame[order], reg[order], value[order], key[order]
     return frame[order], reg[order], value[order]
+
+
+def write_keys(frame: np.ndarray, reg: np.ndarray, *, rank: np.ndarray | None = None) -> np.ndarray:
+    """The order :func:`image_writes` puts writes in, as one int64 key per write.
+
+    By frame; within a frame the globals and key-offs (``rank`` below
+    _CHANNEL_RANK; default: each register's own rank, so no key-off) first,
+    then channel by channel (a channel's MULT, A0 and B0 writes adjacent: see
+    :func:`image_writes`).  One key (frame, per_channel, channel < 32,
+    rank < 32, reg < 512) instead of a five-key lexsort; keys are unique.
+    """
+    reg = np.asarray(reg, np.int64)
+    rank = _RANK[reg] if rank is None else np.asarray(rank, np.int64)
+    per_channel = rank >= _CHANNEL_RANK
+    channel = np.where(per_channel, REGISTER_CHANNEL[reg], 0)
+    return (((((np.asarray(frame, np.int64) << 1) | per_channel) << 5 | channel) << 5 | rank) << 9) | reg
