@@ -53,9 +53,14 @@ def arrival_lags(n_writes: np.ndarray, drain: np.ndarray, *, lag: float = 0.0) -
     drain[k])``, computed in closed form: the running sum of the increments
     minus its running minimum.
     """
-    step = np.concatenate([[float(lag)], WRITE_SPACING * np.asarray(n_writes[:-1], np.float64)])
-    s = np.cumsum(step - np.asarray(drain, np.float64))
+    s = _lag_sums(n_writes, drain, lag)
     return s - np.minimum(np.minimum.accumulate(s), 0.0)
+
+
+def _lag_sums(n_writes: np.ndarray, drain: np.ndarray, lag: float) -> np.ndarray:
+    """S[k] = lag + sum over updates i <= k of (WRITE_SPACING n[i-1] - drain[i])."""
+    step = np.concatenate([[float(lag)], WRITE_SPACING * np.asarray(n_writes[:-1], np.float64)])
+    return np.cumsum(step - np.asarray(drain, np.float64))
 
 
 # an operator's amplitude (full scale 1) by its KSL/TL register byte
@@ -125,7 +130,8 @@ class WriteGovernor:
             c_reg, c_val = c_reg[:0], c_val[:0]
         counts = np.bincount(f, minlength=n)
         counts[0] += c_reg.size
-        lags = arrival_lags(counts, drain, lag=self.lag)
+        sums = _lag_sums(counts, drain, self.lag)
+        lags = sums - np.minimum(np.minimum.accumulate(sums), 0.0)     # arrival_lags
         over = lags + WRITE_SPACING * counts > budget
         add_f, add_r, add_v = np.zeros(c_reg.size, np.int64), c_reg, c_val
         keep = None
@@ -133,7 +139,7 @@ class WriteGovernor:
             self.lag = float(lags[-1] + WRITE_SPACING * counts[-1])
         else:
             keep, a_f, a_r, a_v = self._drop(images, previous, f, reg, value, counts, drain,
-                                             budget, lags, int(np.argmax(over)), last)
+                                             budget, sums, lags, over, last)
             add_f = np.concatenate([add_f, a_f])
             add_r = np.concatenate([add_r, a_r])
             add_v = np.concatenate([add_v, a_v])
@@ -151,14 +157,19 @@ class WriteGovernor:
             value = np.insert(value[keep], at, add_v[order].astype(value.dtype))
         return f, reg, value
 
-    def _drop(self, images, previous, f, reg, value, counts, drain, budget, lags, start, last):
+    def _drop(self, images, previous, f, reg, value, counts, drain, budget, sums, lags, over, last):
         """Which writes to drop; the dropped ones to write one update later (update, reg, value).
 
-        Exact from update ``start`` (the first over budget; before it nothing is
-        dropped and ``lags`` holds), so the writes do not depend on how the
-        updates are cut into chunks.
+        ``sums``, ``lags`` and ``over``: the queue as if nothing were dropped
+        (:func:`_lag_sums`, :func:`arrival_lags`, over budget).  The backlog
+        is followed exactly, so the writes do not depend on how the updates
+        are cut into chunks: update by update after a drop, and otherwise
+        in one step to the next update over budget -- once nothing is moved
+        and the backlog is no larger than undropped, it stays so, and no
+        update between can go over.
         """
         n = len(counts)
+        start = int(np.argmax(over))
         images = np.asarray(images, np.uint8)
         prev = np.zeros(R.N_REGISTERS, np.uint8) if previous is None else np.asarray(previous, np.uint8)
         # the candidates: TL writes from update ``start`` on, on the updates of their
@@ -186,14 +197,15 @@ class WriteGovernor:
         carry_sum = np.concatenate([[0], np.cumsum(carries)]).tolist()
         lo_l = lo.tolist()
         counts_l, drain_l, budget_l = counts.tolist(), drain.tolist(), budget.tolist()
+        carried = 0
         drops = [0] * n
         spacing = WRITE_SPACING
-        lag = float(lags[start]) + drain_l[start]       # undone by the first step
-        carried = 0
-        for k in range(start, n):
-            lag -= drain_l[k]
-            if lag < 0.0:
-                lag = 0.0
+        sums_l, lags_l = sums.tolist(), lags.tolist()
+        over_at = np.flatnonzero(over).tolist() + [n]
+        j = 0                                           # the next update over budget: over_at[j]
+        k = start
+        lag = lags_l[k]                                 # backlog as update k arrives
+        while True:
             total = counts_l[k] + carried
             excess = total - (budget_l[k] - lag) // spacing        # a float
             carried = 0
@@ -202,8 +214,25 @@ class WriteGovernor:
                 drops[k] = d
                 carried = carry_sum[lo_l[k] + d] - carry_sum[lo_l[k]]
                 total -= d
-            lag += spacing * total
-        self.lag = lag
+            after = lag + spacing * total               # backlog after update k's writes
+            while over_at[j] <= k:
+                j += 1
+            if carried or after > lags_l[k] + spacing * counts_l[k]:
+                nxt = k + 1                             # step by step
+            else:
+                nxt = over_at[j]                        # no update before it goes over
+            if nxt >= n:
+                if k < n - 1:                           # the backlog after the chunk's last update
+                    after = max(after - spacing * counts_l[k] + sums_l[n - 1] - sums_l[k],
+                                sums_l[n - 1] - float(sums[k + 1:].min())) + spacing * counts_l[n - 1]
+                break
+            if nxt == k + 1:
+                lag = max(0.0, after - drain_l[nxt])
+            else:
+                lag = max(after - spacing * counts_l[k] + sums_l[nxt] - sums_l[k],
+                          sums_l[nxt] - float(sums[k + 1:nxt + 1].min()))
+            k = nxt
+        self.lag = after
         d_arr = np.asarray(drops, np.int64)
         rank = np.arange(cand.size) - lo[fc]
         hit = rank < d_arr[fc]
