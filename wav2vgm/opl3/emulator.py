@@ -859,7 +859,8 @@ def render_writes(times, regs, values, *, n_samples: int, write_spacing: int = W
     ``times`` are native-sample times (sorted).  ``write_spacing=2``
     (:data:`.queue.WRITE_SPACING`) models Nuked's buffered writes
     (``OPL3_WriteRegBuffered``, used by AdPlug and libvgm): each write lands
-    at least 2 samples after the previous one and takes effect one sample later; ``0`` applies each write at its time.
+    at least 2 samples after the previous one and takes effect one sample
+    later; ``0`` applies each write at its time.
     ``progress``: called with the number of samples rendered since the last call.
     """
     chip = chip or Chip()

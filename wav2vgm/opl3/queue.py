@@ -37,7 +37,7 @@ WRITE_SPACING = 2
 
 _NATIVE_PER_VGM = R.NATIVE_RATE_INT / VGM_RATE_HZ
 
-# the TL registers (KSL bits included), the only ones the governor may defer
+# the TL registers (KSL bits included), the only ones the governor may drop
 _IS_TL = np.zeros(R.N_REGISTERS, bool)
 for _c in range(R.N_CHANNELS):
     for _op in (0, 1):
