@@ -120,8 +120,15 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     w = np.abs(u)[:, None].astype(np.float32)                # weight of the neighbour
     keyed = (voices.amp2 > 0) | (voices.amp1 > 0)
     base = voices.fnum.astype(np.float64) * 2.0 ** voices.block.astype(np.float64)   # ~ pitch
+    # cents to the neighbour, per pair of frames (each direction as its own ratio), then
+    # per update: own + 1 (u > 0), own - 1 (u < 0), or own itself at the ends (0 cents)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cents = np.abs(1200 * np.log2(base[own] / base[other]))
+        ahead = np.abs(1200 * np.log2(base[:-1] / base[1:]))           # frame i to i + 1
+        behind = np.abs(1200 * np.log2(base[1:] / base[:-1]))          # frame i + 1 to i
+        zero = np.abs(1200 * np.log2(base / base))
+    pair = np.concatenate([ahead, behind, zero])
+    which = np.where(other > own, own, np.where(other < own, (n - 1) + other, 2 * (n - 1) + own))
+    cents = pair[which]
     level = np.broadcast_to((other != own)[:, None], keyed[own].shape)   # a neighbour exists
     for name in _WAVE_FIELDS:
         a = getattr(voices, name)
@@ -134,14 +141,13 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     for name in ("amp1", "amp2"):
         a = getattr(voices, name)
         x, y = a[own], a[other]
-        with np.errstate(divide="ignore"):
-            v = np.exp((1 - w) * np.log(np.maximum(x, 1e-12)) + w * np.log(np.maximum(y, 1e-12)))
+        log_a = np.log(np.maximum(a, 1e-12))                     # per frame, then per update
+        v = np.exp((1 - w) * log_a[own] + w * log_a[other])
         getattr(out, name)[:] = np.where(level & (x > 0) & (y > 0), v, x)
     f_hz = (voices.fnum.astype(np.float64) * R.NATIVE_RATE_HZ
             / 2.0 ** (20 - voices.block.astype(np.float64)))
-    with np.errstate(divide="ignore"):
-        f_mid = np.exp((1 - w) * np.log(np.maximum(f_hz[own], 1e-6))
-                       + w * np.log(np.maximum(f_hz[other], 1e-6)))
+    log_f = np.log(np.maximum(f_hz, 1e-6))
+    f_mid = np.exp((1 - w) * log_f[own] + w * log_f[other])
     # the frame's own block where the F-number fits (a block change between the A0 and
     # B0 writes would be heard for a moment), else the best block
     block = voices.block.astype(np.int64)[own]
