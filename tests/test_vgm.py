@@ -645,3 +645,14 @@ def test_a_loop_of_no_length_is_left_out():
     w.close()
     data = out.getvalue()
     assert u32(data, 0x1C) == 0 and u32(data, 0x20) == 0 and check_strict(data) == []
+
+
+def test_statistics_say_how_late_a_write_queue_plays_the_busiest_writes():
+    # players on the Nuked core apply one write every 2 native samples (49,716 Hz)
+    sparse = read_vgm(vgm_bytes([(t, 0x20, t % 7) for t in range(0, 4000, 100)]))
+    assert float(vgm_statistics(sparse)["queue_delay_max_ms"]) == pytest.approx(2 / 49.716, abs=0.01)
+    # 500 writes at once (1,000 native samples, 20 ms), then one every 40 samples, which it takes
+    burst = [(0, 0x40 + i % 16, i % 60) for i in range(500)]
+    burst += [(100 + t, 0x20, t % 2) for t in range(0, 2000, 40)]
+    busy = vgm_statistics(read_vgm(vgm_bytes(burst)))
+    assert float(busy["queue_delay_max_ms"]) == pytest.approx(1000 / 49.716, rel=0.02)
