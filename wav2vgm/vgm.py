@@ -41,7 +41,7 @@ from typing import BinaryIO, Iterable, Union
 import numpy as np
 
 from .errors import InputError, OutputError, ParameterError, VgmError, Wav2VgmError
-from .opl3.registers import CLOCK_HZ, NATIVE_RATE_INT
+from .opl3.registers import CLOCK_HZ
 
 __all__ = [
     "VGM_RATE_HZ",
@@ -1133,19 +1133,13 @@ def check_strict(data: bytes, *, min_wait: int = MIN_WAIT_SAMPLES) -> list[str]:
 
 def vgm_statistics(vgm: VgmFile) -> dict:
     """What ``wav2vgm info`` prints: header, timing, GD3 fields and write statistics."""
-    from .opl3.queue import WRITE_SPACING, arrival_lags      # (queue imports this module)
+    from .opl3.queue import worst_delay_s      # (the queue module imports this one)
     duration_s = vgm.end_time / VGM_RATE_HZ
     if vgm.times.size:
-        stamps, counts = np.unique(vgm.times, return_counts=True)
+        _, counts = np.unique(vgm.times, return_counts=True)
         burst = int(counts.max())
-        # players on the Nuked core apply one write every WRITE_SPACING native samples:
-        # how late the last write of the worst group lands
-        drain = np.diff(stamps.astype(np.float64), prepend=float(stamps[0])) * (
-            NATIVE_RATE_INT / VGM_RATE_HZ)
-        late = arrival_lags(counts, drain) + WRITE_SPACING * counts
-        queue_ms = float(late.max()) / NATIVE_RATE_INT * 1000
     else:
-        burst, queue_ms = 0, 0.0
+        burst = 0
     chip = (f"YMF262 (OPL3) {vgm.ymf262_clock} Hz" if vgm.ymf262_clock
             else f"YM3812 (OPL2) {vgm.ym3812_clock} Hz" if vgm.ym3812_clock else "none")
     out = {
@@ -1158,7 +1152,8 @@ def vgm_statistics(vgm: VgmFile) -> dict:
         "writes": str(vgm.n_writes),
         "writes_per_second": f"{vgm.n_writes / duration_s:.1f}" if duration_s > 0 else "0",
         "largest_burst": str(burst),
-        "queue_delay_max_ms": f"{queue_ms:.2f}",
+        # on players that queue writes (adplay, libvgm), how late the worst-placed one lands
+        "queue_delay_max_ms": f"{worst_delay_s(vgm.times) * 1000:.2f}",
         "other_commands": str(vgm.n_other_commands),
     }
     if vgm.truncated:

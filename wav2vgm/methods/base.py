@@ -120,15 +120,12 @@ def subdivide(voices: VoiceFrames, substeps: int) -> VoiceFrames:
     w = np.abs(u)[:, None].astype(np.float32)                # weight of the neighbour
     keyed = (voices.amp2 > 0) | (voices.amp1 > 0)
     base = voices.fnum.astype(np.float64) * 2.0 ** voices.block.astype(np.float64)   # ~ pitch
-    # cents to the neighbour, per pair of frames (each direction as its own ratio), then
-    # per update: own + 1 (u > 0), own - 1 (u < 0), or own itself at the ends (0 cents)
+    # cents between neighbouring frames, once per pair (frame i and i + 1, row i); an
+    # update without a neighbour (own == other) never glides, whatever it reads here
     with np.errstate(divide="ignore", invalid="ignore"):
-        ahead = np.abs(1200 * np.log2(base[:-1] / base[1:]))           # frame i to i + 1
-        behind = np.abs(1200 * np.log2(base[1:] / base[:-1]))          # frame i + 1 to i
-        zero = np.abs(1200 * np.log2(base / base))
-    pair = np.concatenate([ahead, behind, zero])
-    which = np.where(other > own, own, np.where(other < own, (n - 1) + other, 2 * (n - 1) + own))
-    cents = pair[which]
+        jump = np.abs(1200 * np.log2(base[1:] / base[:-1]))
+    jump = np.concatenate([jump, np.zeros((1,) + base.shape[1:])])
+    cents = jump[np.minimum(own, other)]
     level = np.broadcast_to((other != own)[:, None], keyed[own].shape)   # a neighbour exists
     for name in _WAVE_FIELDS:
         a = getattr(voices, name)

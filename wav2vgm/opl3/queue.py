@@ -17,12 +17,13 @@ value of the register comes then.  Everything else (key-ons and -offs,
 pitch, timbre, and the levels of a channel whose timbre or note changes) is
 always written at once, so a channel's sound never changes half-way.
 
-Measured (adplay, `model`, 12 updates a frame at 90 frames/s, 41 VGM
-samples apart): without the governor speech_a 3.38 dB, speech_b 3.54 (the
-queue runs ever later through busy stretches); with it 2.93 and 3.04.  At
-the defaults (updates at least 60 samples apart: ``convert.MIN_UPDATE_SAMPLES``)
-the 23 benchmark clips rarely fill the queue (2.108 dB with the governor,
-2.109 without); there it guards denser sound than theirs.
+Measured (`python benchmarks/run.py queue --player adplay`, `model`, 12
+updates a frame at 90 frames/s, 41 VGM samples apart): without the governor
+speech_a 3.38 dB, speech_b 3.54 (the queue runs ever later through busy
+stretches); with it 2.94 and 3.04.  At the defaults (updates at least 60
+samples apart: ``convert.MIN_UPDATE_SAMPLES``) it thins about 4% of
+speech's writes and moves the five speech clips by at most 0.04 dB; there
+it guards denser sound than theirs.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ def _lag_sums(n_writes: np.ndarray, drain: np.ndarray, lag: float) -> np.ndarray
     """S[k] = lag + sum over updates i <= k of (WRITE_SPACING n[i-1] - drain[i])."""
     step = np.concatenate([[float(lag)], WRITE_SPACING * np.asarray(n_writes[:-1], np.float64)])
     return np.cumsum(step - np.asarray(drain, np.float64))
+
+
+def worst_delay_s(times_vgm: np.ndarray) -> float:
+    """How late (s) the worst-placed of these writes (their VGM sample times, sorted)
+    leaves the queue: its backlog as its group arrives, plus the group itself."""
+    if len(times_vgm) == 0:
+        return 0.0
+    stamps, counts = np.unique(np.asarray(times_vgm), return_counts=True)
+    drain = np.diff(stamps.astype(np.float64), prepend=float(stamps[0])) * _NATIVE_PER_VGM
+    late = arrival_lags(counts, drain) + WRITE_SPACING * counts
+    return float(late.max()) / R.NATIVE_RATE_INT
 
 
 # an operator's amplitude (full scale 1) by its KSL/TL register byte
