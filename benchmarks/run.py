@@ -330,17 +330,16 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method mostly plays the sine tracker and scores about
-  as `sines` does: flute 3%, guitar 7% and melody 10% below it, wormintr
-  1% above it (1.56 against 1.55 dB), for their 90 frames per second; on
-  trumpet the mix, predicted closer in the first half second, plays
-  throughout and scores 4% below `sines`.
-- Speech is 23-29% below `sines` (2.86-3.08 dB; speech_a 29.3%, speech_b
-  28.8%, speech_gb 27.9%); the band timbres for fricatives and the changes
+  as `sines` does: flute 1%, guitar 7% and melody 10% below it, wormintr
+  1% above it (1.55 against 1.54 dB); on trumpet the mix, predicted closer
+  in the first half second, plays throughout and scores 2% below `sines`.
+- Speech is 22-30% below `sines` (2.84-3.05 dB; speech_a 29.5%, speech_gb
+  28.9%, speech_b 28.2%); the band timbres for fricatives and the changes
   that came with them took the five speech clips 0.3-0.6 dB closer, and the
   voiced frames are most of what is left.
-- On random-patch clips it reaches 1.83-2.19 dB (under 2 dB on 4 of 6:
-  opl_random_11 1.92, _21 1.997, _22 1.83 and _23 1.91; _12 at 2.12, _13 at
-  2.19).  Their chip
+- On random-patch clips it reaches 1.84-2.21 dB (under 2 dB on 4 of 6:
+  opl_random_11 1.90, _21 1.95, _22 1.84 and _23 1.87; _12 at 2.12, _13 at
+  2.21).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
   DC before the spectrum (opl_random_13 2.55 -> 2.22 dB, opl_patches 2.41
