@@ -492,7 +492,8 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
     """
     n, n_ch = frames.fnum.shape
     # built register by register (each register's frames contiguous), returned as the
-    # transposed view: (n_frames, 512), Fortran-ordered, which image_writes reads as is
+    # transposed view: (n_frames, 512), Fortran-ordered, which image_writes reads
+    # register by register
     img = np.zeros((N_REGISTERS, n), np.uint8)
     img[REG_NEW] = 1
     img[REG_4OP] = four_op_mask
@@ -587,45 +588,50 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None, with
     """
     images = np.asarray(images, np.uint8)
     prev = np.zeros(N_REGISTERS, np.uint8) if previous is None else np.asarray(previous, np.uint8)
-    by_register = images.ndim == 2 and images.T.flags.c_contiguous and not images.flags.c_contiguous
-    if by_register:             # channel_images' layout: (512, n_frames) underneath
-        now = images.T
-        n = now.shape[1]
-        width = n + (-n % 8)                                # whole 8-byte words per register
-        padded, before = np.zeros((2, N_REGISTERS, width), np.uint8)
-        padded[:, :n] = now
-        before[:, 0] = prev
-        before[:, 1:n] = now[:, :-1]
-        now = padded
-    else:
-        now = np.ascontiguousarray(images)
-        before = np.concatenate([prev[None, :], now[:-1]], axis=0)
+    n = images.shape[0]
+    # register-major, as channel_images lays images out (each register's frames
+    # contiguous), the registers in write order and each padded to whole 8-byte words
+    width = n + (-n % 8)
+    now = np.zeros((N_REGISTERS, width), np.uint8)
+    now[:, :n] = images.T[_WRITE_ORDER]
+    before = np.empty_like(now)
+    before.ravel()[1:] = now.ravel()[:-1]           # one contiguous copy, then each
+    before[:, :1] = prev[_WRITE_ORDER, None]        # register's first frame (if any)
+    before[:, n:] = 0                               # and its padding
     # most registers repeat the last frame's value: the changed 8-byte words first,
-    # then the bytes that changed within them
-    flips = (now.view(np.uint64) ^ before.view(np.uint64)).ravel()
-    word = np.flatnonzero(flips)
-    flip_bytes = flips[word].view(np.uint8).reshape(-1, 8)
-    i, b = np.nonzero(flip_bytes)
-    cell = word[i] * 8 + b                                  # index into the flattened array
-    row, col = np.divmod(cell, now.shape[1])
-    frame, reg = (col, row) if by_register else (row, col)
+    # then the bytes that changed within them (nonzero finds a bool array's True
+    # several times faster than an integer array's nonzero elements)
+    flips = before.view(np.uint64).ravel()
+    flips ^= now.view(np.uint64).ravel()
+    word = np.flatnonzero(flips != 0)
+    flip_bytes = flips[word].view(np.uint8)
+    j = np.flatnonzero(flip_bytes != 0)
+    cell = word[j >> 3] * 8 + (j & 7)                       # index into the flattened array
+    slot, frame = np.divmod(cell, width)                    # sorted by slot, then frame
+    reg = _WRITE_ORDER[slot]
     new = now.ravel()[cell]
-    old = new ^ flip_bytes[i, b]
-    rank = _RANK[reg]
-    off = _IS_B0[reg] & ((old & 0x20) != 0) & ((new & 0x20) == 0)
+    old = new ^ flip_bytes[j]
+    off = np.flatnonzero(_IS_B0[reg] & ((old & 0x20) != 0) & ((new & 0x20) == 0))
     off_value = old[off] & 0x1F
     # a B0 write whose value the early key-off already set is not repeated
-    keep = ~off.copy()
-    keep[np.flatnonzero(off)[new[off] != off_value]] = True
-    frame = np.concatenate([frame[keep], frame[off]])
-    reg = np.concatenate([reg[keep], reg[off]])
-    value = np.concatenate([new[keep], off_value])
-    rank = np.concatenate([rank[keep], np.full(int(off.sum()), _KEY_OFF_RANK)])
-    key = write_keys(frame, reg, rank=rank)
-    order = np.argsort(key)
+    keep = np.ones(cell.size, bool)
+    keep[off[new[off] == off_value]] = False
+    # the key-offs' place in write order: after the registers that are no channel's
+    # (the first ``head`` writes), before every channel register
+    head = int(np.searchsorted(slot, _N_UNCHANNELLED))
+    rest = head + np.flatnonzero(keep[head:])
+    frame = np.concatenate([frame[:head], frame[off], frame[rest]])
+    reg = np.concatenate([reg[:head], reg[off], reg[rest]])
+    value = np.concatenate([new[:head], off_value, new[rest]])
+    # in write order within each frame: ordering by frame alone (stable) finishes the
+    # sort; small integers sort by radix
+    order = np.argsort(frame.astype(np.uint16) if n <= 1 << 16 else frame, kind="stable")
+    frame, reg, value = frame[order], reg[order], value[order]
     if with_keys:
-        return frame[order], reg[order], value[order], key[order]
-    return frame[order], reg[order], value[order]
+        rank = _RANK[reg]
+        rank[(order >= head) & (order < head + off.size)] = _KEY_OFF_RANK
+        return frame, reg, value, write_keys(frame, reg, rank=rank)
+    return frame, reg, value
 
 
 def write_keys(frame: np.ndarray, reg: np.ndarray, *, rank: np.ndarray | None = None) -> np.ndarray:
@@ -642,3 +648,9 @@ def write_keys(frame: np.ndarray, reg: np.ndarray, *, rank: np.ndarray | None = 
     per_channel = rank >= _CHANNEL_RANK
     channel = np.where(per_channel, REGISTER_CHANNEL[reg], 0)
     return (((((np.asarray(frame, np.int64) << 1) | per_channel) << 5 | channel) << 5 | rank) << 9) | reg
+
+
+# the registers in the order image_writes writes them within a frame, and how many of
+# them come before the first channel register (where a frame's key-offs go)
+_WRITE_ORDER = np.argsort(write_keys(np.zeros(N_REGISTERS, np.int64), np.arange(N_REGISTERS)))
+_N_UNCHANNELLED = int(np.count_nonzero(~CHANNEL_REGISTER))
