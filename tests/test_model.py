@@ -257,7 +257,7 @@ def test_the_first_stretch_takes_the_option_predicted_closer():
     # no option plays before the first stretch, so none is favoured there: a mix predicted
     # 0.2 dB closer than the sines wins at once (it used to need the 0.5 dB hysteresis)
     from wav2vgm.methods.base import VoiceFrames
-    m = model.ModelMethod()
+    m = model.ModelMethod(quality="best")
     assert m.options == [0, 1]                             # sines, mix
     n = 120
     power = np.ones((n, 80), np.float32)

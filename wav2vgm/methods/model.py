@@ -73,7 +73,12 @@ TIMBRES_PER_DETECTION = 3
 # 2.138 / 2.140, "fast" 4 / 6 / 10: 2.269 / 2.253 / 2.240; no difference in time that
 # shows through the run-to-run noise (one core, 60 s of speech and OPL music, the least of
 # four interleaved runs: "balanced" 3.28 / 3.12 s at 6 / 10, "fast" 1.78 / 1.88 s at 4 / 10)
-QUALITY = {"fast": (40, 2.5, 10, ("mix",)), "balanced": (40, 2.25, 10, ("sines", "mix")),
+# "balanced" plays the mix alone: compared with the sines alone (SWITCH_S) it kept the
+# sines on none of the 15 clips tuned on and on 2 of the 23 (flute all the time, 1.796 ->
+# 1.813 dB without the comparison; opl_random_21 13% of the time, 1.953 -> 1.950), for a
+# second sine tracker that cost 15-20% of its time (60 s clip, six interleaved runs:
+# 0.968 -> 0.815 s at best).  "best" still compares.
+QUALITY = {"fast": (40, 2.5, 10, ("mix",)), "balanced": (40, 2.25, 10, ("mix",)),
            "best": (40, 2.0, 10, ("sines", "mix"))}
 # frames per onnxruntime call: the network's activations for 32 frames stay in cache
 # (one core: 23.3 ms for 130 frames in calls of 32, 27.1 ms in one call; same outputs)
