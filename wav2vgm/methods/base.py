@@ -235,31 +235,25 @@ _EG_FULL_SCALE = np.float32(80.0 * np.log10(FULL_SCALE) / R.TL_STEP_DB)
 
 
 def _nearest_level(want: np.ndarray, term: np.ndarray, *, depths):
-    """Per operator, of the key-scaling depths given, the one whose TL + share lands nearest
-    ``want`` (EG units): (distance, inf where none fits under TL 63; TL; depth)."""
-    best = np.full(want.shape, np.inf, np.float32)
-    tl = np.full(want.shape, 63, np.float32)
-    depth = np.full(want.shape, 3, np.int8)
-    r, t, cost = np.empty_like(want), np.empty_like(want), np.empty_like(want)
-    mask = np.empty(want.shape, bool)
+    """Per operator, of the key-scaling depths given (increasing), the one whose TL + share
+    lands nearest ``want`` (EG units): (distance, inf where none fits under TL 63; TL;
+    depth), the TL and depth of no use where none fits."""
+    best = tl = depth = None
     for d in depths:                                          # least key scaling first
-        if d:
-            share = R.ksl_attenuation(term, R.KSL_CODES_BY_DEPTH[d]).astype(np.float32)
-            np.subtract(want, share, out=r)
-        else:
-            np.copyto(r, want)
-        np.multiply(r, np.float32(0.25), out=t)
-        np.rint(t, out=t)
+        r = want - R.ksl_attenuation(term, R.KSL_CODES_BY_DEPTH[d]).astype(np.float32) if d else want
+        t = np.rint(r * np.float32(0.25))
         np.clip(t, 0, 63, out=t)
-        np.multiply(t, np.float32(4.0), out=cost)
-        np.subtract(cost, r, out=cost)
-        np.abs(cost, out=cost)
-        np.greater(r, np.float32(4 * 63.5), out=mask)         # does not fit under TL 63
-        cost[mask] = np.inf
-        np.less(cost, best, out=mask)
-        np.copyto(best, cost, where=mask)
-        np.copyto(tl, t, where=mask)
-        np.copyto(depth, np.int8(d), where=mask)
+        cost = np.abs(t * np.float32(4.0) - r)
+        cost[r > np.float32(4 * 63.5)] = np.inf               # does not fit under TL 63
+        if best is None:
+            best, tl, depth = cost, t, np.zeros(want.shape, np.int8)
+            continue
+        # ties to the lesser depth; blended by arithmetic (where and masked copies of these
+        # unpredictable masks take several times as long); a better depth is a deeper one
+        better = cost < best
+        np.minimum(best, cost, out=best)
+        tl += better * (t - tl)
+        np.maximum(depth, better * np.int8(d), out=depth)
     return best, tl, depth
 
 
@@ -322,38 +316,36 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
     stops, its pitch and timbre are held at the last sounding frame's values
     so the key-off is the only write and the release does not glide.
     """
-    n, n_ch = voices.fnum.shape
-    a1 = voices.amp1 * gain
-    a2 = voices.amp2 * gain
+    n_ch = voices.fnum.shape[1]
     fm = voices.cnt == 0
     term = R.ksl_term(voices.fnum, voices.block)
-    tl1, ksl1, on1 = level_fields(a1, term)
-    tl2, ksl2, on2 = level_fields(a2, term)
+    tl1, ksl1, on1 = level_fields(voices.amp1 * gain, term)
+    tl2, ksl2, on2 = level_fields(voices.amp2 * gain, term)
     key = on2 | (~fm & on1)
-    tl1 = np.where(fm, voices.mod_tl1, tl1)
-    ksl1 = np.where(fm, 0, ksl1)
     i64 = lambda a: a.astype(np.int64)  # noqa: E731
     f = R.ChannelFrames(fnum=i64(voices.fnum), block=i64(voices.block), key=key,
                         fb=i64(voices.fb), cnt=i64(voices.cnt), mult1=i64(voices.mult1),
-                        mult2=i64(voices.mult2), tl1=i64(tl1), tl2=i64(tl2), ws1=i64(voices.ws1),
-                        ws2=i64(voices.ws2), rr=RELEASE_RATE,
+                        mult2=i64(voices.mult2), tl1=np.where(fm, voices.mod_tl1, tl1), tl2=tl2,
+                        ws1=i64(voices.ws1), ws2=i64(voices.ws2), rr=RELEASE_RATE,
                         outputs=None if voices.outputs is None else voices.outputs.copy(),
-                        ksl1=i64(ksl1), ksl2=i64(ksl2))
-    # hold every field of a silent channel at its last keyed frame (forward fill)
-    idx = np.where(key, np.arange(n)[:, None], -1)
-    idx = np.maximum.accumulate(idx, axis=0)
-    held = idx >= 0
-    flat = np.where(held, idx, 0) * n_ch + np.arange(n_ch)[None, :]     # into each field, raveled
-    for name in ("fnum", "block", "fb", "cnt", "mult1", "mult2", "tl1", "tl2", "ws1", "ws2",
-                 "ksl1", "ksl2"):
-        arr = getattr(f, name)
-        filled = np.take(arr, flat)
-        if previous is not None:
-            prev_row = getattr(previous, name)[-1][None, :]
-            filled = np.where(held, filled, prev_row)
-        else:
-            filled = np.where(held, filled, arr[0][None, :] * 0 + _SILENT_DEFAULT[name])
-        setattr(f, name, filled)
+                        ksl1=np.where(fm, 0, ksl1), ksl2=ksl2)
+    # hold every field of a silent channel at its last keyed frame (forward fill), before
+    # the first at ``previous``'s last frame or the silent default; the silent cells are
+    # few, so only they are looked up: channel by channel, each run of them follows the
+    # keyed frame it holds (none for a run from frame 0)
+    cols, rows = np.nonzero(~key.T)
+    if rows.size:
+        starts = np.ones(rows.size, bool)
+        starts[1:] = (rows[1:] != rows[:-1] + 1) | (cols[1:] != cols[:-1])
+        last = rows[np.maximum.accumulate(np.where(starts, np.arange(rows.size), 0))] - 1
+        held = last >= 0
+        for name in _SILENT_DEFAULT:
+            a = getattr(f, name)
+            if previous is not None:
+                before = getattr(previous, name)[-1]
+            else:
+                before = np.full(n_ch, _SILENT_DEFAULT[name])
+            a[rows, cols] = np.where(held, a[last, cols], before[cols])
     return f
 
 

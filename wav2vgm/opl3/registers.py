@@ -116,9 +116,16 @@ def ksl_term(fnum, block) -> np.ndarray:
     at 2 kHz and 36-42 dB above 3 kHz.  The chip adds it to TL and envelope
     continuously, so it follows F-number and block writes at once.
     """
-    fnum = np.asarray(fnum, np.int64)
-    block = np.asarray(block, np.int64)
-    return np.maximum((KSL_TOP[fnum >> 6].astype(np.int64) << 2) - ((8 - block) << 5), 0)
+    index = np.array(block, np.intp)                # a copy, shifted in place
+    index <<= 4
+    index |= np.asarray(fnum) >> 6
+    return _KSL_TERMS[index]
+
+
+# ksl_term by block (0-7) * 16 + the F-number's top four bits: a look-up, since the
+# formula's int64 temporaries over a whole frame table cost several times as long
+_KSL_TERMS = np.maximum((KSL_TOP.astype(np.int64) << 2)[None, :]
+                        - ((8 - np.arange(8, dtype=np.int64)) << 5)[:, None], 0).ravel()
 
 
 def ksl_attenuation(term, code) -> np.ndarray:
