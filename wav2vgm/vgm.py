@@ -212,16 +212,15 @@ def _encode_writes(regs, values) -> np.ndarray:
                              f"{regs.shape} and {values.shape}")
     if regs.size and (regs.dtype.kind not in "iu" or values.dtype.kind not in "iu"):
         raise ParameterError(f"register writes need integers, got {regs.dtype} and {values.dtype}")
-    bad = np.flatnonzero((regs < 0) | (regs > 0x1FF))
-    if bad.size:
-        a = int(regs[bad[0]])
+    if regs.size and (regs.min() < 0 or regs.max() > 0x1FF):
+        a = int(regs[np.flatnonzero((regs < 0) | (regs > 0x1FF))[0]])
         raise ParameterError(f"register address 0x{a:X} ({a}) is outside 0x000-0x1FF")
-    bad = np.flatnonzero((values < 0) | (values > 0xFF))
-    if bad.size:
+    if values.size and (values.min() < 0 or values.max() > 0xFF):
+        bad = np.flatnonzero((values < 0) | (values > 0xFF))
         raise ParameterError(f"register value {int(values[bad[0]])} for register "
                              f"0x{int(regs[bad[0]]):03X} is outside 0-255")
     cmd = np.empty((regs.size, 3), np.uint8)
-    cmd[:, 0] = np.where(regs & 0x100, 0x5F, 0x5E)
+    cmd[:, 0] = 0x5E + (regs >> 8)                              # 0x5F for bank 1
     cmd[:, 1] = regs & 0xFF
     cmd[:, 2] = values
     return cmd
@@ -415,7 +414,8 @@ class VgmWriter:
                 self._group_open or self._last_group is None
                 or self._last_group + self._min_wait <= self._intended):
             return False
-        ticks = ticks[~np.isin(ticks, group_t)]                  # a group at a tick is that update
+        at = np.minimum(np.searchsorted(group_t, ticks), group_t.size - 1)
+        ticks = ticks[group_t[at] != ticks]                      # a group at a tick is that update
         event_t = np.concatenate([ticks, group_t])
         order = np.argsort(event_t, kind="stable")
         event_t = event_t[order]
@@ -429,7 +429,8 @@ class VgmWriter:
         is_group = group_of >= 0
         n_cmd[is_group] = np.diff(np.append(starts, times.size))[group_of[is_group]]
         # each distinct gap encoded once (a gap of 0, a first group now, is no command)
-        gap_values, gap_of = np.unique(gaps, return_inverse=True)
+        gap_values = np.unique(gaps)
+        gap_of = np.searchsorted(gap_values, gaps)               # (unique's inverse is slower)
         codes = []
         for g in gap_values.tolist():
             code = bytearray()
@@ -445,11 +446,11 @@ class VgmWriter:
         out = np.empty(int(size.sum()), np.uint8)
         col = np.arange(table.shape[1])
         inside = col[None, :] < wait_len[:, None]                # (events, longest code)
-        out[(offset[:, None] + col)[inside]] = table[gap_of][inside]
-        # the writes, in order: each group's after its wait
-        dest = np.repeat(offset + wait_len, n_cmd)
-        dest += 3 * (np.arange(times.size) - np.repeat(np.cumsum(n_cmd) - n_cmd, n_cmd))
-        out[dest[:, None] + np.arange(3)] = cmd
+        is_wait = np.zeros(out.size, bool)
+        is_wait[(offset[:, None] + col)[inside]] = True
+        out[is_wait] = table[gap_of][inside]
+        # the writes, in order, in the bytes between: each group's after its wait
+        out[~is_wait] = cmd.ravel()
         self._buf += out.tobytes()
         self._n_writes += int(times.size)
         self._intended = self._emitted = int(event_t[-1])
