@@ -242,7 +242,7 @@ class WriteGovernor:
                 lag = max(0.0, after - drain_l[nxt])
             else:
                 lag = max(after - spacing * counts_l[k] + sums_l[nxt] - sums_l[k],
-                          sums_l[nxt] - float(sums[k + 1:nxt + 1].min()))
+                          sums_l[nxt] - min(sums_l[k + 1:nxt + 1]))   # (a frame's updates)
             k = nxt
         self.lag = after
         d_arr = np.asarray(drops, np.int64)

@@ -596,26 +596,34 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None, with
     images = np.asarray(images, np.uint8)
     prev = np.zeros(N_REGISTERS, np.uint8) if previous is None else np.asarray(previous, np.uint8)
     n = images.shape[0]
-    # register-major, as channel_images lays images out (each register's frames
-    # contiguous), the registers in write order and each padded to whole 8-byte words
+    by_register = images.T                          # channel_images' layout underneath
+    # most registers hold one value through a chunk of frames (all but about 110 of the
+    # 512 in the converter's): only those that change somewhere are diffed
+    if n:
+        changes = ((by_register.min(axis=1) != by_register.max(axis=1))
+                   | (by_register[:, 0] != prev))
+    else:
+        changes = np.zeros(N_REGISTERS, bool)
+    rows = _WRITE_ORDER[changes[_WRITE_ORDER]]      # those registers, in write order
+    # each register's frames contiguous, padded to whole 8-byte words
     width = n + (-n % 8)
-    now = np.zeros((N_REGISTERS, width), np.uint8)
-    now[:, :n] = images.T[_WRITE_ORDER]
+    now = np.zeros((rows.size, width), np.uint8)
+    now[:, :n] = by_register[rows]
     before = np.empty_like(now)
     before.ravel()[1:] = now.ravel()[:-1]           # one contiguous copy, then each
-    before[:, :1] = prev[_WRITE_ORDER, None]        # register's first frame (if any)
+    before[:, :1] = prev[rows, None]                # register's first frame (if any)
     before[:, n:] = 0                               # and its padding
-    # most registers repeat the last frame's value: the changed 8-byte words first,
-    # then the bytes that changed within them (nonzero finds a bool array's True
-    # several times faster than an integer array's nonzero elements)
+    # the changed 8-byte words first, then the bytes that changed within them (nonzero
+    # finds a bool array's True several times faster than an integer array's nonzero
+    # elements)
     flips = before.view(np.uint64).ravel()
     flips ^= now.view(np.uint64).ravel()
     word = np.flatnonzero(flips != 0)
     flip_bytes = flips[word].view(np.uint8)
     j = np.flatnonzero(flip_bytes != 0)
     cell = word[j >> 3] * 8 + (j & 7)                       # index into the flattened array
-    slot, frame = np.divmod(cell, width)                    # sorted by slot, then frame
-    reg = _WRITE_ORDER[slot]
+    row, frame = np.divmod(cell, width)                     # sorted by row, then frame
+    reg = rows[row]
     new = now.ravel()[cell]
     old = new ^ flip_bytes[j]
     off = np.flatnonzero(_IS_B0[reg] & ((old & 0x20) != 0) & ((new & 0x20) == 0))
@@ -625,7 +633,7 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None, with
     keep[off[new[off] == off_value]] = False
     # the key-offs' place in write order: after the registers that are no channel's
     # (the first ``head`` writes), before every channel register
-    head = int(np.searchsorted(slot, _N_UNCHANNELLED))
+    head = int(np.searchsorted(row, np.count_nonzero(~CHANNEL_REGISTER[rows])))
     rest = head + np.flatnonzero(keep[head:])
     frame = np.concatenate([frame[:head], frame[off], frame[rest]])
     reg = np.concatenate([reg[:head], reg[off], reg[rest]])
@@ -657,7 +665,6 @@ def write_keys(frame: np.ndarray, reg: np.ndarray, *, rank: np.ndarray | None = 
     return (((((np.asarray(frame, np.int64) << 1) | per_channel) << 5 | channel) << 5 | rank) << 9) | reg
 
 
-# the registers in the order image_writes writes them within a frame, and how many of
-# them come before the first channel register (where a frame's key-offs go)
+# the registers in the order image_writes writes them within a frame (those that are no
+# channel's first, then channel by channel)
 _WRITE_ORDER = np.argsort(write_keys(np.zeros(N_REGISTERS, np.int64), np.arange(N_REGISTERS)))
-_N_UNCHANNELLED = int(np.count_nonzero(~CHANNEL_REGISTER))
