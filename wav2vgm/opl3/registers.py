@@ -488,6 +488,12 @@ class ChannelFrames:
 _OP1_OFFSETS = np.array([operator_offset(c, 0) + (0x100 if c >= 9 else 0) for c in range(N_CHANNELS)])
 _OP2_OFFSETS = _OP1_OFFSETS + 3
 _CH_OFFSETS = np.array([(0x100 if c >= 9 else 0) + c % 9 for c in range(N_CHANNELS)])
+# each channel's 13 registers: its operators' and its C0, A0 and B0
+_CHANNEL_REGISTERS = np.array([[base + offs[c] for offs in (_OP1_OFFSETS, _OP2_OFFSETS)
+                                for base in OPERATOR_BASES]
+                               + [base + _CH_OFFSETS[c]
+                                  for base in (CH_OUT_FB_CNT, CH_FNUM_LO, CH_KEY_BLOCK_FNUM_HI)]
+                               for c in range(N_CHANNELS)])
 
 
 def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool = False,
@@ -518,21 +524,15 @@ def channel_images(frames: ChannelFrames, *, four_op_mask: int = 0, lazy: bool =
     img[CH_FNUM_LO + ch_off] = (frames.fnum & 0xFF).T
     img[CH_KEY_BLOCK_FNUM_HI + ch_off] = ((frames.key.astype(np.int64) << 5)
                                           | (frames.block << 2) | (frames.fnum >> 8)).T
-    if lazy:
+    if lazy and n:
         # a channel's registers stay at their reset value (0) until it is first
         # keyed, so the first frames do not spend the player's write budget on
         # channels that are still silent
-        used = np.maximum.accumulate(frames.key, axis=0)
+        first = np.where(frames.key.any(axis=0), frames.key.argmax(axis=0), n)
         if used_before is not None:
-            used |= np.asarray(used_before, bool)[None, :n_ch]
-        for c in range(n_ch):
-            idle = ~used[:, c]
-            if idle.any():
-                regs = [base + _OP1_OFFSETS[c] for base in OPERATOR_BASES]
-                regs += [base + _OP2_OFFSETS[c] for base in OPERATOR_BASES]
-                regs += [CH_OUT_FB_CNT + ch_off[c], CH_FNUM_LO + ch_off[c],
-                         CH_KEY_BLOCK_FNUM_HI + ch_off[c]]
-                img[np.ix_(regs, idle)] = 0
+            first[np.asarray(used_before, bool)[:n_ch]] = 0
+        for c in np.flatnonzero(first).tolist():
+            img[_CHANNEL_REGISTERS[c], :first[c]] = 0
     return img.T
 
 
@@ -546,12 +546,8 @@ CHANNEL_REGISTER = _RANK >= _CHANNEL_RANK
 REGISTER_CHANNEL = np.zeros(N_REGISTERS, np.int64)
 _SET_BY_IMAGES = np.zeros(N_REGISTERS, bool)
 _SET_BY_IMAGES[list(_ORDER_GLOBAL)] = True
-for _c in range(N_CHANNELS):
-    _regs = [_base + _OP1_OFFSETS[_c] for _base in OPERATOR_BASES]
-    _regs += [_base + _OP2_OFFSETS[_c] for _base in OPERATOR_BASES]
-    _regs += [_base + _CH_OFFSETS[_c] for _base in (CH_FNUM_LO, CH_KEY_BLOCK_FNUM_HI, CH_OUT_FB_CNT)]
-    REGISTER_CHANNEL[_regs] = _c
-    _SET_BY_IMAGES[_regs] = True
+REGISTER_CHANNEL[_CHANNEL_REGISTERS] = np.arange(N_CHANNELS)[:, None]
+_SET_BY_IMAGES[_CHANNEL_REGISTERS] = True
 _KEY_OFF_RANK = 7                      # after the globals, before operator registers
 _IS_B0 = np.zeros(N_REGISTERS, bool)
 _IS_B0[[b + c for b in (0x0B0, 0x1B0) for c in range(9)]] = True
@@ -643,9 +639,10 @@ def image_writes(images: np.ndarray, *, previous: np.ndarray | None = None, with
     order = np.argsort(frame.astype(np.uint16) if n <= 1 << 16 else frame, kind="stable")
     frame, reg, value = frame[order], reg[order], value[order]
     if with_keys:
-        rank = _RANK[reg]
-        rank[(order >= head) & (order < head + off.size)] = _KEY_OFF_RANK
-        return frame, reg, value, write_keys(frame, reg, rank=rank)
+        key = write_keys(frame, reg)
+        early = np.flatnonzero((order >= head) & (order < head + off.size))   # the key-offs
+        key[early] = write_keys(frame[early], reg[early], rank=np.full(early.size, _KEY_OFF_RANK))
+        return frame, reg, value, key
     return frame, reg, value
 
 
@@ -659,10 +656,18 @@ def write_keys(frame: np.ndarray, reg: np.ndarray, *, rank: np.ndarray | None = 
     rank < 32, reg < 512) instead of a five-key lexsort; keys are unique.
     """
     reg = np.asarray(reg, np.int64)
-    rank = _RANK[reg] if rank is None else np.asarray(rank, np.int64)
-    per_channel = rank >= _CHANNEL_RANK
+    within = _REGISTER_KEYS[reg] if rank is None else _keys_within_frame(reg, np.asarray(rank, np.int64))
+    return (np.asarray(frame, np.int64) << 20) | within
+
+
+def _keys_within_frame(reg: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """:func:`write_keys` within a frame: (per_channel, channel, rank, reg) in 20 bits."""
+    per_channel = (rank >= _CHANNEL_RANK).astype(np.int64)
     channel = np.where(per_channel, REGISTER_CHANNEL[reg], 0)
-    return (((((np.asarray(frame, np.int64) << 1) | per_channel) << 5 | channel) << 5 | rank) << 9) | reg
+    return (((per_channel << 5 | channel) << 5 | rank) << 9) | reg
+
+
+_REGISTER_KEYS = _keys_within_frame(np.arange(N_REGISTERS), _RANK)      # each with its own rank
 
 
 # the registers in the order image_writes writes them within a frame (those that are no
