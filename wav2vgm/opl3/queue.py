@@ -75,6 +75,9 @@ def worst_delay_s(times_vgm: np.ndarray) -> float:
     return float(late.max()) / R.NATIVE_RATE_INT
 
 
+# the channel registers but TL, whose writes keep a channel's TL writes in its update
+_IS_OTHER_CHANNEL_REGISTER = R.CHANNEL_REGISTER & ~_IS_TL
+
 # an operator's amplitude (full scale 1) by its KSL/TL register byte
 _AMPLITUDE = 10.0 ** (-R.TL_STEP_DB / 20.0 * (np.arange(256) % 64))
 
@@ -188,13 +191,13 @@ class WriteGovernor:
         # channel's parity, where the channel writes nothing else
         first = int(np.searchsorted(f, start))
         fo, ro = f[first:], reg[first:]
-        channel = R.REGISTER_CHANNEL[ro]
-        tl = _IS_TL[ro]
+        at = fo * R.N_CHANNELS + R.REGISTER_CHANNEL[ro]          # the update and channel
         busy = np.zeros(n * R.N_CHANNELS, bool)
-        other = R.CHANNEL_REGISTER[ro] & ~tl
-        busy[fo[other] * R.N_CHANNELS + channel[other]] = True
-        ok = tl & ~busy[fo * R.N_CHANNELS + channel] & ((fo + self.update + channel) % 2 == 0)
-        cand, fc, rc = first + np.flatnonzero(ok), fo[ok], ro[ok]
+        busy[at[_IS_OTHER_CHANNEL_REGISTER[ro]]] = True
+        # (``at`` has the channel's parity: N_CHANNELS is even)
+        ok = _IS_TL[ro] & ~busy[at] & ((fo + at + self.update) % 2 == 0)
+        cand = first + np.flatnonzero(ok)
+        fc, rc = f[cand], reg[cand]
         # importance: the amplitude step from the update before
         before = np.where(fc > 0, images[np.maximum(fc - 1, 0), rc], prev[rc])
         importance = np.abs(_AMPLITUDE[value[cand]] - _AMPLITUDE[before])
