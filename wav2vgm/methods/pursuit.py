@@ -359,7 +359,8 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
         """Best per-frame error (k, K', L) and gain of candidates ``cand`` (k, L) of segments
         ``idx``, on the segments' ``frames`` (default all K)."""
         # the segments' frames first, then everything on them
-        Pf, Mf, Tf, FLf, Hf, Ef = (a[idx][:, frames] for a in (P, model, target, FL, hint, err))
+        at = idx if isinstance(frames, slice) else (idx[:, None], frames)
+        Pf, Mf, Tf, FLf, Hf, Ef = (a[at] for a in (P, model, target, FL, hint, err))
         kf = Pf.shape[1]
         av = atoms[idx[:, None], cand]                                    # (k, L, B)
         tp = np.broadcast_to(top[idx[:, None], cand][:, None, :], (idx.size, kf, cand.shape[1]))
