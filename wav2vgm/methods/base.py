@@ -336,9 +336,9 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
                         outputs=None if voices.outputs is None else voices.outputs.copy(),
                         ksl1=np.where(fm, 0, ksl1), ksl2=ksl2)
     # hold every field of a silent channel at its last keyed frame (forward fill), before
-    # the first at ``previous``'s last frame or the silent default; the silent cells are
-    # few, so only they are looked up: channel by channel, each run of them follows the
-    # keyed frame it holds (none for a run from frame 0)
+    # the first at ``previous``'s last frame or the silent default; only the silent cells
+    # are looked up (0-0.3% of them on the 60 s clip): channel by channel, each run of
+    # them follows the keyed frame it holds (none for a run from frame 0)
     cols, rows = np.nonzero(~key.T)
     if rows.size:
         starts = np.ones(rows.size, bool)

@@ -75,7 +75,8 @@ def worst_delay_s(times_vgm: np.ndarray) -> float:
     return float(late.max()) / R.NATIVE_RATE_INT
 
 
-# the channel registers but TL, whose writes keep a channel's TL writes in its update
+# a channel's registers but TL: a write to one keeps the channel's TL writes of that
+# update from being dropped
 _IS_OTHER_CHANNEL_REGISTER = R.CHANNEL_REGISTER & ~_IS_TL
 
 # an operator's amplitude (full scale 1) by its KSL/TL register byte
