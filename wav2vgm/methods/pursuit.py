@@ -375,26 +375,28 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
     def evaluate(idx, cand, fit_gains, hint_gains, frames):
         """Best per-frame error (k, K', L) and gain of candidates ``cand`` (k, L) of segments
         ``idx``, on the segments' ``frames`` (``rows`` or ``judged``)."""
-        # flat gathers (np.take): much cheaper than fancy indexing over several axes
+        # flat gathers (take): much cheaper than fancy indexing over several axes
         f = frames[idx]                                                   # (k, K')
-        Pf, Mf, Tf, FLf = (np.take(a, f, axis=0) for a in (P_rows, M_rows, T_rows, FL_rows))
-        Ef = np.take(err, f)                                              # (k, K')
+        Pf, Mf, Tf, FLf = (a.take(f, axis=0) for a in (P_rows, M_rows, T_rows, FL_rows))
+        Ef = err.take(f)                                              # (k, K')
         cell = idx[:, None] * c + cand                                    # (k, L) of the (S, C) tables
-        av = np.take(atom_rows, cell, axis=0)                             # (k, L, B)
+        av = atom_rows.take(cell, axis=0)                             # (k, L, B)
         resid = np.maximum(Pf - Mf, 0.0)
         # each candidate's strongest band on each frame, as a flat index into resid (k, K', B)
-        at_top = (np.arange(f.size) * B).reshape(f.shape)[..., None] + np.take(top, cell)[:, None, :]
-        fit = np.take(resid, at_top) / np.maximum(np.take(a_top, cell), 1e-30)[:, None, :]
-        h = np.take(hint, f[..., None] * c + cand[:, None, :])            # (k, K', L)
-        if hint_gains.size:         # no hint: a share of the residual's power in its bands
-            # (those bands found here, for these few candidates, not for all of them up front:
-            # that took a fifth of the search's time on speech.wav)
-            in_band = (av >= np.take(a_top, cell)[..., None] * _IN_BAND).astype(np.float32)
+        at_top = (np.arange(f.size) * B).reshape(f.shape)[..., None] + top.take(cell)[:, None, :]
+        fit = resid.take(at_top) / np.maximum(a_top.take(cell), 1e-30)[:, None, :]
+        g = fit[..., None] * fit_gains                                    # (k, K', L, G)
+        if hint_gains.size:
+            h = hint.take(f[..., None] * c + cand[:, None, :])        # (k, K', L)
+            # no hint: a share of the residual's power in its bands (found here, for these
+            # few candidates, not for all of them up front: that took a fifth of the
+            # search's time on speech.wav)
+            in_band = (av >= a_top.take(cell)[..., None] * _IN_BAND).astype(np.float32)
             a_in = np.maximum((av * in_band).sum(axis=2), 1e-30)          # (k, L)
             spread = np.einsum("kfb,klb->kfl", resid, in_band)
             spread *= _UNHINTED_SHARE / a_in[:, None, :]
             h = np.where(h > 0, h, spread)
-        g = np.concatenate([fit[..., None] * fit_gains, h[..., None] * hint_gains], axis=3)
+            g = np.concatenate([g, h[..., None] * hint_gains], axis=3)
         # (k, K', L, G, B), in place after the product: ``Mf + g * av``, a second temporary
         # this size, made the whole search 9% (60 s clip) to 19% (speech.wav) slower
         trial = np.multiply(g[..., None], av[:, None, :, None, :])
@@ -406,12 +408,12 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
         e = np.where(g <= 0, Ef[:, :, None, None], e)
         # each (segment, frame, candidate)'s best level, as a flat index into (k, K', L, G)
         best = np.argmin(e, axis=3) + np.arange(0, e.size, e.shape[3]).reshape(e.shape[:3])
-        return np.take(e, best), np.take(g, best)
+        return e.take(best), g.take(best)
 
     def improvement(idx, cand, avail, e_judge):
         """(k, L) estimated error reduction over the whole segment (-inf: unavailable)."""
-        gain_db = (np.take(err, judged[idx]).sum(axis=1)[:, None] - e_judge.sum(axis=1)) * scale
-        return np.where(np.take_along_axis(avail, cand, axis=1), gain_db, -np.inf)
+        gain_db = (err.take(judged[idx]).sum(axis=1)[:, None] - e_judge.sum(axis=1)) * scale
+        return np.where(avail.take(cand + np.arange(0, avail.size, c)[:, None]), gain_db, -np.inf)
 
     for step in range(min(n_voices, c)):
         idx = np.flatnonzero(live)
@@ -427,13 +429,13 @@ def _greedy(P, FL, hint, atoms, main, *, n_voices, n_lazy, base):
                 # (the source's level hint is left out here: with it, 2.768 dB over the 23 clips,
                 # without 2.743, and step 0 is most of the search's time)
                 e_j, _ = evaluate(idx, cand, _FIT_GAINS[1:2], _HINT_GAINS[:0], judged)
-                np.put_along_axis(first, cand, improvement(idx, cand, avail, e_j), axis=1)
+                first.put(cand + r[:, None] * c, improvement(idx, cand, avail, e_j))
             estimate[idx] = first
         # the few most promising (by their stale estimates) are judged again, at every level
         cand = np.argsort(-np.where(avail, estimate[idx], -np.inf), axis=1, kind="stable")[:, :n_lazy]
         e_j, g_j = evaluate(idx, cand, _FIT_GAINS, _HINT_GAINS, judged)
         improve = improvement(idx, cand, avail, e_j)
-        estimate[idx[:, None], cand] = improve
+        estimate.put(idx[:, None] * c + cand, improve)
         j = np.argmax(improve, axis=1)
         best = cand[r, j]
         if every:
