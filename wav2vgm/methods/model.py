@@ -433,43 +433,38 @@ class ModelMethod:
         counts, v_cls_l = n_live.tolist(), v_cls.tolist()
         prev_c = track.prev_class.tolist()
         prev_voice = list(range(nv))                # frame 0 compares with channels
-        played = np.full((n, nv), -1, np.int64)     # position in the frame's live voices
+        idle = [-1] * nv
+        played = []                                 # per frame, position in its live voices
         for i in range(n):
             k = counts[i]
             if k == 0:
-                prev_c = [-1] * nv
+                prev_c = idle
+                played.append(idle)
                 continue
             classes = v_cls_l[i]
             cents = cents_first[0] if i == 0 else cents_next[i - 1]
-            pairs = []
-            for p in range(k):
-                row = cents[p]
-                for c in range(nv):
-                    if prev_c[c] >= 0 and prev_c[c] == classes[p]:
-                        x = row[prev_voice[c]]
-                        if x < _TRACK_CENTS:
-                            pairs.append((x, p, c))
+            pairs = [(x, p, c) for c, q in enumerate(prev_voice) if prev_c[c] >= 0
+                     for p in range(k) if classes[p] == prev_c[c] and (x := cents[p][q]) < _TRACK_CENTS]
             assigned = greedy_pairs(pairs, nv)
-            taken = [False] * k
-            for p in assigned:
-                if p >= 0:
-                    taken[p] = True
-            silent = [c for c in range(nv) if prev_c[c] < 0 and assigned[c] < 0]
-            waiting = [c for c in range(nv) if prev_c[c] >= 0 and assigned[c] < 0]
-            for p in range(k):
-                if taken[p]:
-                    continue
-                if silent:
-                    assigned[silent.pop(0)] = p
-                    continue
-                for c in waiting:
-                    if prev_c[c] == classes[p]:
-                        waiting.remove(c)
-                        assigned[c] = p
-                        break
+            if nv - assigned.count(-1) < k:         # voices left to place (most frames have none)
+                taken = set(assigned)
+                silent = [c for c in range(nv) if prev_c[c] < 0 and assigned[c] < 0]
+                waiting = [c for c in range(nv) if prev_c[c] >= 0 and assigned[c] < 0]
+                for p in range(k):
+                    if p in taken:
+                        continue
+                    if silent:
+                        assigned[silent.pop(0)] = p
+                        continue
+                    for c in waiting:
+                        if prev_c[c] == classes[p]:
+                            waiting.remove(c)
+                            assigned[c] = p
+                            break
             prev_c = [classes[p] if p >= 0 else -1 for p in assigned]
             prev_voice = assigned
-            played[i] = assigned
+            played.append(assigned)
+        played = np.array(played, np.int64).reshape(n, nv)
         rows = np.full((n, nv), -1, np.int64)       # the voice each channel plays
         if width:
             rows = np.where(played >= 0, np.take_along_axis(order, np.maximum(played, 0), axis=1), -1)
