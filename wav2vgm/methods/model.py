@@ -272,8 +272,9 @@ class ModelMethod:
                 for i in range(0, max(len(x), 1), ONNX_BATCH)]
         pres, timbre, level = (np.concatenate([r[k] for r in runs]) for k in range(3))
         prob = 1.0 / (1.0 + np.exp(-pres))                      # (n, B)
-        padded = np.pad(prob, ((0, 0), (1, 1)))
-        local = (prob >= padded[:, :-2]) & (prob >= padded[:, 2:]) & (prob > THRESHOLD)
+        local = prob > THRESHOLD                                 # and no lower than a neighbour
+        local[:, 1:] &= prob[:, 1:] >= prob[:, :-1]
+        local[:, :-1] &= prob[:, :-1] >= prob[:, 1:]
         score = np.where(local, prob, 0.0)
         nv = min(self.n_voices, prob.shape[1])
         j = np.argpartition(-score, nv - 1, axis=1)[:, :nv]
@@ -351,13 +352,13 @@ class ModelMethod:
         centre = np.rint(target).astype(int)
         offs = np.arange(-12, 13)
         idx = np.clip(centre[..., None] + offs, 1, mag.shape[1] - 2)
-        rows = np.arange(mag.shape[0])[:, None, None]
-        m = mag[rows, idx]
+        # bins as flat indices into mag (take: cheaper than indexing rows and columns)
+        flat, row = mag.reshape(-1), (np.arange(mag.shape[0]) * mag.shape[1])[:, None]
+        m = flat.take(row[..., None] + idx)
         m = np.where(np.abs(offs) <= half[..., None], m, 0.0)
         best = np.argmax(m, axis=-1)
         k = np.take_along_axis(idx, best[..., None], axis=-1)[..., 0]
-        r0 = np.arange(mag.shape[0])[:, None]
-        a, b, c = (20 * np.log10(np.maximum(mag[r0, k + o], 1e-9)) for o in (-1, 0, 1))
+        a, b, c = (20 * np.log10(np.maximum(flat.take(row + k + o), 1e-9)) for o in (-1, 0, 1))
         d, _ = parabolic_peak(a, b, c)
         f_peak = (k + d) * bin_hz
         return np.where((b > a) & (b >= c), f_peak, f_main)
