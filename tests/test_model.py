@@ -141,12 +141,15 @@ def test_shipped_atoms_match_the_emulator():
     fresh = pursuit.render_timbre_atoms(picks)
     db = lambda p: 10 * np.log10(np.maximum(p, 1e-12))  # noqa: E731
     assert np.abs(db(shipped[picks]) - db(fresh)).max() < 0.2
-    # the exact tables shipped so start-up need not compute them: equal to a fresh computation
+    # the tables shipped so start-up need not compute them: a fresh computation's, to the
+    # last bits a matrix product's thread count moves (pinned to one CPU, sine_power differs
+    # by up to 3e-15 on entries up to 2.9)
     for name, loaded, render in (("sine_power", pursuit.sine_atoms, pursuit.render_sine_atoms),
                                  ("templates", codebook.harmonic_templates,
                                   codebook.render_harmonic_templates)):
         assert pursuit.shipped_atoms(name) is not None, name
-        assert np.array_equal(loaded(), render()), name
+        a, b = loaded(), render()
+        assert a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-12 * np.abs(b).max()), name
 
 
 def test_pursuit_finds_the_voices_a_spectrum_was_made_of():
