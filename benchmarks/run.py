@@ -199,11 +199,14 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    trial gains as partials beat in the judged band);
 4. voices keep their channel while the same timbre continues (key held,
    F-number and TL change); a new timbre only takes a silent channel;
-5. per half second, this mix is compared (log-mel error) with the sine
-   tracker alone on 18 channels, and the closer one plays, with 0.5 dB
-   hysteresis (none before the first half second); a channel whose
-   timbre changes at a switch
-   rests one frame instead of changing patch under a held key;
+5. (`--quality best` only) per half second, this mix is compared (log-mel
+   error) with the sine tracker alone on 18 channels, and the closer one
+   plays, with 0.5 dB hysteresis (none before the first half second); a
+   channel whose timbre changes at a switch rests one frame instead of
+   changing patch under a held key.  `balanced` compared them too until
+   the comparison was found to keep the sines on none of the 15 clips
+   tuned on (flute, held out, all the time: 1.796 dB with it, 1.813
+   without), for 15-20% of its time;
 6. (for every method) one global gain sets the levels -- where a lower
    gain is predicted to sound closer (a note decaying over more than the
    47 dB of TL; clean tones whose loudest partials would clip at TL 0),
@@ -235,18 +238,18 @@ at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
 adplay --quality best` (and `fast`) give the others: `best` 2.098 dB,
-`fast` 2.174 (always 60 frames per second; it also skips step 5 and always
-plays the mix).  On 60 s of speech and OPL music `balanced` takes
-1.1-1.2x the time and 1.1x the file size it would at 60 frames per second,
-`best` 1.4-1.6x and 1.2x (`python benchmarks/run.py speed`, two runs on
-2026-12-03 at 18:32-18:41 UTC).  An older, wider search
+`fast` 2.174 (always 60 frames per second, a new voice set at 2.5 dB).
+On 60 s of speech and OPL music `balanced` takes 1.3-1.5x the time and
+1.1x the file size it would at 60 frames per second, `best` 1.7x and 1.2x
+(`python benchmarks/run.py speed`, two runs on 2026-12-04 at 16:37-16:41
+UTC).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
 levels jitter by about 2 dB from frame to frame, so `balanced` starts a
 new voice set at 2.25 dB rather than 2 (mean 2.495 against 2.496 dB at 60
 frames per second, in less time on noisy input).
 
-Levels glide between frames (the 6 register updates per frame) wherever
+Levels glide between frames (the register updates within each frame) wherever
 an operator sounds in both, even where the sine tracker moves a held
 channel to another partial or partner: each TL change is an instant step
 in the waveform, a click that grows with the step, so a jump of several
@@ -329,16 +332,16 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
-  music) the model method mostly plays the sine tracker and scores about
-  as `sines` does: flute 1%, guitar 7% and melody 10% below it, wormintr
-  1% above it (1.55 against 1.54 dB); on trumpet the mix, predicted closer
-  in the first half second, plays throughout and scores 2% below `sines`.
+  music) the model method, whose mix leaves 16 of the 18 channels to the
+  sine tracker, scores about as `sines` does: flute even (1.81 dB both),
+  guitar 7%, melody 10% and trumpet 2% below it, wormintr 1% above it
+  (1.55 against 1.54 dB).
 - Speech is 22-30% below `sines` (2.84-3.05 dB; speech_a 29.5%, speech_gb
   28.9%, speech_b 28.2%); the band timbres for fricatives and the changes
   that came with them took the five speech clips 0.3-0.6 dB closer, and the
   voiced frames are most of what is left.
 - On random-patch clips it reaches 1.84-2.21 dB (under 2 dB on 4 of 6:
-  opl_random_11 1.90, _21 1.95, _22 1.84 and _23 1.87; _12 at 2.12, _13 at
+  opl_random_11 1.89, _21 1.95, _22 1.84 and _23 1.87; _12 at 2.12, _13 at
   2.21).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
