@@ -269,7 +269,7 @@ class AudioStream:
         peak = 0.0
         for a in range(0, n, block):
             x = self._read_frames(min(block, n - a), a, sides=self.n_channels > 1)
-            peak = max(peak, float(np.abs(x).max(initial=0.0)))
+            peak = max(peak, float(x.max(initial=0.0)), -float(x.min(initial=0.0)))   # no |x| copy
         self._peak = peak
         return peak
 

@@ -346,10 +346,11 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
         mag = analyser.push(mono)
         side_mags = [a.push(None if block is None else block[:, j + 1]) for j, a in enumerate(sides)]
         if mag.shape[0]:
-            part = method.process(mag, analyser.freqs_hz)
+            power = mel_power(mag)                      # the block's one mel power
+            part = method.process(mag, analyser.freqs_hz, power=power)
             parts.append(part)
             first = (-done) % stride                    # the block's first frame on the stride
-            level_power.append(mel_power(mag[first::stride]))
+            level_power.append(power[first::stride])
             done += mag.shape[0]
             if stereo:
                 powers.append(pan.side_power(part, mag, *side_mags, analyser.freqs_hz))

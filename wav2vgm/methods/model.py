@@ -364,14 +364,18 @@ class ModelMethod:
         return np.where((b > a) & (b >= c), f_peak, f_main)
 
     # -- detections -> channels ------------------------------------------------------
-    def process(self, mag: np.ndarray, freqs_hz: np.ndarray) -> VoiceFrames:
+    def process(self, mag: np.ndarray, freqs_hz: np.ndarray, *,
+                power: np.ndarray | None = None) -> VoiceFrames:
+        """``mag`` (n_frames, bins) analysis spectra -> their voices; ``power``: their mel
+        power (:func:`~.pursuit.mel_power`), if known."""
         from .pursuit import mel_power, on_segments, segment_refs, steady_segments
         from .sines import peaks_for, pick_peaks
         n = mag.shape[0]
         nv = self.n_voices
         if n == 0:
             return VoiceFrames.empty(0, nv)
-        power = mel_power(mag)
+        if power is None:
+            power = mel_power(mag)
         self.peak_power = max(self.peak_power, float(power.max()))
         floor = silence_floor(power, self.peak_power)
         peaks = pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv))
