@@ -21,11 +21,11 @@ Per block of frames:
 4. those voices are assigned to channels: a voice continues the channel
    that played the same timbre at a nearby pitch; a new voice takes a
    silent channel, so no channel changes timbre while its key is held;
-5. judged by sound once more: per stretch of half a second, this mix is
-   compared (log-mel error against the input, from the atoms) with the sine
-   tracker alone on all 18 channels, and the closer one plays, with
-   hysteresis.  Where plain sines already sound best (clean
-   harmonic tones) they are what plays.
+5. at quality "best", judged by sound once more: per stretch of half a
+   second, this mix is compared (log-mel error against the input, from the
+   atoms) with the sine tracker alone on all 18 channels, and the closer
+   one plays, with hysteresis ("balanced" and "fast" play the mix: see
+   QUALITY).
 """
 
 from __future__ import annotations
