@@ -508,11 +508,9 @@ class ModelMethod:
         for name in VoiceFrames.__dataclass_fields__:
             if name == "outputs":
                 continue
-            if len(options) == 1:
-                getattr(out, name)[:] = getattr(options[0][0], name)
-                continue
-            arrays = np.stack([getattr(v, name) for v, _ in options])
-            getattr(out, name)[:] = np.take_along_axis(arrays, use[None, :, None], axis=0)[0]
+            arrays = [getattr(v, name) for v, _ in options]
+            getattr(out, name)[:] = arrays[0] if len(arrays) == 1 else np.take_along_axis(
+                np.stack(arrays), use[None, :, None], axis=0)[0]
         self._rest_on_timbre_change(out)
         return out
 
