@@ -10,6 +10,7 @@
     python benchmarks/run.py startup         # whole-process wall time of convert/score/render on 3 s inputs
     python benchmarks/run.py bands --player adplay   # band-limited noise with and without the band timbres
     python benchmarks/run.py queue --player adplay   # the write governor on speech: on and off, updates 60 and 40 samples apart
+    python benchmarks/run.py valleys --player adplay # render minus the voices' predicted spectrum, by level
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -339,7 +340,14 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Speech is 22-30% below `sines` (2.84-3.05 dB; speech_a 29.5%, speech_gb
   28.9%, speech_b 28.2%); the band timbres for fricatives and the changes
   that came with them took the five speech clips 0.3-0.6 dB closer, and the
-  voiced frames are most of what is left.
+  voiced frames are most of what is left.  Not the choice of voices: in
+  the cells 40-60 dB under their frame's loudest mel band, speech_a's render
+  is 5.4 dB louder than the atoms of its voices predict (opl_random_13 2.9,
+  chord 1.9), while three of its frames played unchanged for a second
+  render within 1 dB of the prediction there (`python benchmarks/run.py
+  valleys --player adplay`).  The excess comes from what changes between
+  register updates: every TL change is a step in the waveform, and 0.75 dB
+  is the finest step TL has.
 - On random-patch clips it reaches 1.84-2.21 dB (under 2 dB on 4 of 6:
   opl_random_11 1.89, _21 1.95, _22 1.84 and _23 1.87; _12 at 2.12, _13 at
   2.21).  Their chip
@@ -775,6 +783,97 @@ def queue(player: str) -> None:
                 print(f"| {clip.stem} | {spacing} | " + " | ".join(row) + " |", flush=True)
 
 
+VALLEY_BANDS_DB = ((-10, 0), (-20, -10), (-30, -20), (-40, -30), (-60, -40))
+
+
+def _mel_at(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(frames, N_MELS) mel power of mono 44.1 kHz ``x`` at the analysis frame ``centres``."""
+    from wav2vgm.convert import FrameAnalyser
+    from wav2vgm.methods.pursuit import mel_power
+    fa = FrameAnalyser(centres, n_samples=x.size)
+    return mel_power(np.concatenate([fa.push(x.astype(np.float32)), fa.push(None)]))
+
+
+def _render_minus_prediction(rendered: np.ndarray, predicted: np.ndarray, reference: np.ndarray):
+    """Mean dB of render minus prediction per VALLEY_BANDS_DB band of ``reference`` (dB re its
+    frame's loudest band): the render is first moved by its median offset on the cells
+    within 30 dB of the loudest (the players' level is not the analysis level)."""
+    db = lambda p: 10 * np.log10(np.maximum(p, 1e-20))  # noqa: E731
+    r, m, ref = db(rendered), db(predicted), db(reference)
+    top = ref.max()
+    r += np.median((m - r)[ref > top - 30])
+    floor = top - 60
+    r, m, ref = (np.maximum(a, floor) for a in (r, m, ref))
+    cells = (ref > floor) | (r > floor)
+    rel = ref - ref.max(axis=-1, keepdims=True)
+    out = []
+    for lo, hi in VALLEY_BANDS_DB:
+        sel = cells & (rel >= lo) & (rel < hi)
+        out.append(float(np.mean((r - m)[sel])) if sel.any() else float("nan"))
+    return out
+
+
+def valleys(player: str) -> None:
+    """Where a conversion's render departs from what its voices' atoms predict, by how far
+    under its frame's loudest band a cell of the input lies.
+
+    ``conversion``: the whole clip as converted.  ``held still``: three of its
+    frames (the loudest 5%, 25% and 50% of frames by predicted power), each
+    played unchanged for a second through the same writer -- the same voices
+    with nothing changing between updates (its cells placed by the prediction's own
+    level, the input's being a moving frame).  Mean dB, render minus prediction.
+    """
+    from wav2vgm.audio import open_audio
+    from wav2vgm.convert import Analysis, analyse, analysis_gain, frame_times, write_voices
+    from wav2vgm.methods.base import VoiceFrames
+    from wav2vgm.methods.loudness import voice_power
+    from wav2vgm.quality import render_for_score
+    from wav2vgm.vgm import VgmWriter
+    names = [ROOT / "samples" / "speech.wav", ROOT / "benchmarks" / "dev" / "speech_a.wav",
+             ROOT / "benchmarks" / "dev" / "opl_random_13.wav", ROOT / "samples" / "chord.wav"]
+    bands = [f"{-hi}-{-lo} dB" for lo, hi in VALLEY_BANDS_DB]
+    _header("clip", "voices", *[f"{b} under" for b in bands], "held still, 40-60 dB under")
+    hold_frames = 90
+
+    def play(found, n_samples, path):
+        with open(path, "wb") as f:
+            writer = VgmWriter(f)
+            write_voices(writer, found, ConvertOptions(frame_rate_hz=found.frame_rate_hz),
+                         n_samples=n_samples)
+            writer.close()
+        return render_for_score(str(path), player=player)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "v.vgm"
+        for clip in [c for c in names if c.exists()]:
+            with open_audio(str(clip)) as stream:
+                found = analyse(stream, ConvertOptions())
+                gain = analysis_gain(stream)
+                n_samples = stream.n_samples
+            x = load_audio(str(clip), target_rate_hz=44100)[0] * gain
+            predicted = voice_power(found.voices)
+            y = play(found, n_samples, out)
+            whole = _render_minus_prediction(_mel_at(y, found.centres), predicted,
+                                             _mel_at(x, found.centres))
+            total = predicted.sum(axis=1)
+            rank = np.argsort(-total)
+            held = []
+            for i in (rank[len(rank) // 20], rank[len(rank) // 4], rank[len(rank) // 2]):
+                v = found.voices
+                still = VoiceFrames(**{f: np.repeat(getattr(v, f)[i:i + 1], hold_frames, axis=0)
+                                       for f in VoiceFrames.__dataclass_fields__ if f != "outputs"})
+                hop = 44100 / found.frame_rate_hz
+                centres = frame_times(int(hold_frames * hop), found.frame_rate_hz)
+                y = play(Analysis(still, centres, found.level_power[:0], 1, found.frame_rate_hz),
+                         int(hold_frames * hop), out)
+                middle = _mel_at(y, centres)[hold_frames // 4: 3 * hold_frames // 4].mean(axis=0)
+                held.append(_render_minus_prediction(middle[None], predicted[i:i + 1],
+                                                     predicted[i:i + 1])[-1])
+            print(f"| {clip.stem} | {found.voices.n_frames} frames | "
+                  + " | ".join(f"{d:+.1f}" for d in whole)
+                  + f" | {np.nanmean(held):+.1f} |", flush=True)
+
+
 def _long_clip(path: Path, minutes: int) -> None:
     import soundfile as sf
     rng = np.random.default_rng(minutes)
@@ -789,7 +888,7 @@ def _long_clip(path: Path, minutes: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
-                                    "floor", "stereo", "startup", "bands", "queue", "all"])
+                                    "floor", "stereo", "startup", "bands", "queue", "valleys", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
@@ -821,6 +920,8 @@ def main(argv=None) -> int:
         bands(a.player)
     if a.what == "queue":
         queue(a.player)
+    if a.what == "valleys":
+        valleys(a.player)
     if a.what == "card":
         card(a.player)
     return 0
