@@ -163,6 +163,33 @@ def test_subdivide_glides_a_held_note_between_frames():
     assert np.array_equal(s.fnum[:, 1], np.repeat(v.fnum[:, 1], 4))
 
 
+def test_subdivide_passes_a_pitch_jump_nearer_the_quieter_level():
+    # a held channel moves from a loud partial to a quiet one an octave up (no glide)
+    v = VoiceFrames.empty(2, 1)
+    v.fnum[:, 0], v.block[:, 0] = (500, 500), (4, 5)
+    v.amp2[:, 0] = (0.5, 0.005)                                   # 40 dB apart
+    through_mean = subdivide(v, 4).amp2[:, 0]
+    s = subdivide(v, 4, jump_share=0.35)
+    a = s.amp2[:, 0]
+    assert np.array_equal(s.fnum[:, 0], np.repeat(v.fnum[:, 0], 4))   # the jump stays put
+    assert np.array_equal(s.block[:, 0], np.repeat(v.block[:, 0], 4))
+    db = 20 * np.log10(a)
+    loud, quiet = 20 * np.log10(0.5), 20 * np.log10(0.005)      # 40 dB apart
+    at_jump = quiet + 0.35 * ((loud + quiet) / 2 - quiet)
+    # updates 0-1 have no frame before; 2-3 (a quarter and three quarters of the half hop
+    # before the jump) ramp down towards it, 4-5 ramp up from it, evenly in dB
+    assert a[0] == a[1] == pytest.approx(0.5) and a[6] == a[7] == pytest.approx(0.005)
+    assert db[2:6] == pytest.approx([loud + 0.25 * (at_jump - loud), loud + 0.75 * (at_jump - loud),
+                                     quiet + 0.75 * (at_jump - quiet),
+                                     quiet + 0.25 * (at_jump - quiet)], abs=1e-3)
+    # through the mean, the new and quiet partial starts 15 dB louder than it is
+    assert 20 * np.log10(through_mean[4]) == pytest.approx(quiet + 0.375 * (loud - quiet), abs=1e-3)
+    assert db[4] < 20 * np.log10(through_mean[4]) - 9
+    # a note that glides (within 100 cents) is not a jump: the share changes nothing
+    g = _held_note()
+    assert np.array_equal(subdivide(g, 4, jump_share=0.35).amp2, subdivide(g, 4).amp2)
+
+
 def test_subdivide_keeps_a_timbre_change_at_the_frame():
     v = _held_note()
     v.ws2[2, 0] = 1                                   # another waveform from frame 2 on

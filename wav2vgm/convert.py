@@ -165,8 +165,9 @@ def frame_times(n_samples: int, frame_rate_hz: float) -> np.ndarray:
 # 22-30 registers per update, so closer updates overflow the queue and the write governor
 # has to thin their level changes.  `python benchmarks/run.py queue --player adplay`: 40
 # samples apart (12 updates a frame at 90 frames/s), governed, the speech clips score about
-# what they do at 60 (2.84-3.05 dB; ungoverned 3.30-3.92), for 13% more writes.  Also keeps
-# each wait above AdPlug's minimum (vgm.MIN_WAIT_SAMPLES, 40; a test checks it stays above).
+# what they do at 60 (2.85-2.97 dB against 2.79-2.99; ungoverned 2.98-3.35), for 13% more
+# writes.  Also keeps each wait above AdPlug's minimum (vgm.MIN_WAIT_SAMPLES, 40; a test
+# checks it stays above).
 MIN_UPDATE_SAMPLES = 60
 
 
@@ -313,6 +314,8 @@ class Analysis:
     # (n_frames, 1 + steps) the input's power per frame and around each of its register
     # updates (:func:`energy_weights`); None: no onset gains
     update_energy: np.ndarray | None = None
+    # how levels pass a held channel's pitch jump (the method's; :func:`subdivide`)
+    jump_share: float | None = None
 
 
 def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] | None = None
@@ -369,13 +372,13 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     if stereo:
         voices = pan.route(voices, np.concatenate(powers))
     return Analysis(voices, centres, np.concatenate(level_power), stride, options.frame_rate_hz,
-                    np.concatenate(analyser.energies))
+                    np.concatenate(analyser.energies), method.jump_share)
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
                     chunk: int = 4096, reference: tuple[np.ndarray, int] | None = None,
                     update_energy: np.ndarray | None = None,
-                    governor: WriteGovernor | None = None):
+                    governor: WriteGovernor | None = None, jump_share: float | None = None):
     """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes.
 
     Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
@@ -388,7 +391,8 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     for these frames and this many updates per frame) quietens the updates
     before an onset and raises its attack (:func:`~.methods.base.onset_gains`).
     ``governor`` (default: a new one) fits the writes to the player's write
-    queue (:class:`~.opl3.queue.WriteGovernor`).
+    queue (:class:`~.opl3.queue.WriteGovernor`).  ``jump_share``: how levels
+    pass a held channel's pitch jump (:func:`~.methods.base.subdivide`).
     """
     gain = loudness_gain(voices, gain_db=options.gain_db, reference=reference)
     steps = update_steps(options.frame_rate_hz, options.substeps)
@@ -410,7 +414,7 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
         hi = min(lo + per_chunk, n)
         # one frame either side for subdivide; on the left as many as the attacks look back
         a, b = max(lo - 1 - back, 0), min(hi + 1, n)
-        part = subdivide(voices.rows(slice(a, b)), steps)
+        part = subdivide(voices.rows(slice(a, b)), steps, jump_share=jump_share)
         if energy is not None:
             # what each update plays, relative to its frame's own voices (from frame a on,
             # so an attack sees the drops before it in the chunk before)
@@ -515,7 +519,8 @@ def write_voices(writer: VgmWriter, found: Analysis, options: ConvertOptions, *,
     governor = WriteGovernor()
     for event in register_events(voices, centres, options,
                                  reference=(found.level_power, found.level_stride),
-                                 update_energy=found.update_energy, governor=governor):
+                                 update_energy=found.update_energy, governor=governor,
+                                 jump_share=found.jump_share):
         if event is None:                           # the loop point: before this update's writes
             if options.loop_start_s > 0:            # (0: the whole file, its lead-in too)
                 writer.advance_to(loop_at, ticks=frame_t)

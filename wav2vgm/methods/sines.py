@@ -271,6 +271,7 @@ class SinesMethod:
     """Stateful across blocks of frames: tracks carry over block boundaries."""
 
     name = "sines"
+    jump_share = None           # levels glide through pitch jumps (see model.JUMP_SHARE)
 
     def __init__(self, *, n_voices: int = 18):
         self.n_voices = int(n_voices)
