@@ -238,8 +238,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.076 dB,
-`fast` 2.153 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 2.068 dB,
+`fast` 2.141 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.3-1.5x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.7x and 1.2x
 (`python benchmarks/run.py speed`, two runs on 2026-12-04 at 16:37-16:41
@@ -334,24 +334,24 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
-  sine tracker, scores about as `sines` does: guitar 8%, melody 11% and
-  trumpet 3% below it, flute and wormintr 1% above it (1.82 against 1.81
-  dB, 1.55 against 1.54).
-- Speech is 24-31% below `sines` (2.79-2.99 dB; speech_a 30.7%, speech_gb
-  30.3%, speech_b 29.5%, speech 27.5%, speech_es 24.3%); the band timbres
+  sine tracker, scores about as `sines` does: guitar 9%, melody 11% and
+  trumpet 2% below it, flute even (1.80 against 1.81 dB), wormintr 2% above
+  it (1.56 against 1.54 dB).
+- Speech is 25-31% below `sines` (2.78-2.98 dB; speech_a 31.3%, speech_gb
+  29.8%, speech_b 29.6%, speech 28.0%, speech_es 25.5%); the band timbres
   for fricatives and the changes that came with them took the five speech
-  clips 0.3-0.6 dB closer, and passing a held channel's pitch jump nearer
-  the quieter level (`model.JUMP_SHARE`) another 0.05-0.07 dB.  The voiced
-  frames are most of what is left, and not the choice of voices: in the
-  cells 40-60 dB under their frame's loudest mel band, speech_a's render is
-  5.1 dB louder than the atoms of its voices predict (opl_random_13 2.7,
-  chord 1.7), while three of its frames played unchanged for a second
+  clips 0.3-0.6 dB closer, and passing an operator's jump to another partial
+  nearer the quieter level (`model.JUMP_SHARE`) another 0.04-0.12 dB.
+  The voiced frames are most of what is left, and not the choice of
+  voices: in the cells 40-60 dB under their frame's loudest mel band, speech_a's render is
+  5.0 dB louder than the atoms of its voices predict (opl_random_13 2.7,
+  chord 1.8), while three of its frames played unchanged for a second
   render within 1 dB of the prediction there (`python benchmarks/run.py
   valleys --player adplay`).  The excess comes from what changes between
   register updates: every TL change is a step in the waveform, and 0.75 dB
   is the finest step TL has.
-- On random-patch clips it reaches 1.77-2.19 dB (under 2 dB on 4 of 6:
-  opl_random_11 1.88, _21 1.97, _22 1.77 and _23 1.85; _12 at 2.02, _13 at
+- On random-patch clips it reaches 1.79-2.19 dB (under 2 dB on 5 of 6:
+  opl_random_11 1.88, _12 1.998, _21 1.94, _22 1.79 and _23 1.83; _13 at
   2.19).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their

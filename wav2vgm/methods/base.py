@@ -89,6 +89,7 @@ class VoiceFrames:
 _WAVE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mod_tl1")      # a channel's timbre, but for ...
 _MULT_FIELDS = ("mult1", "mult2")                          # ... its operators' multipliers
 _GLIDE_CENTS = 100.0        # a held note whose pitch moves less than this glides between frames
+_MULT_FACTORS = np.asarray(R.MULT_FACTORS)                  # by MULT register value
 
 
 def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = None) -> VoiceFrames:
@@ -114,17 +115,17 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
     -> 3.58 (levels gliding only within held notes, with levels smoothed
     over frames instead: 3.07 and 3.72).
 
-    ``jump_share``: where a held channel's pitch jumps (a move to another
-    partial, not a glide), its level passes the jump nearer the quieter of
-    the two frames' levels: at the quieter level plus this share of the way
-    to their mean (dB), reached by an even ramp over each half hop.  None:
-    through the mean, like every other level.  The mean plays the new
-    partial too loud for half a hop where it is the quieter one (and the old
-    one where that is): in the cells 40-60 dB under a frame's loudest band,
-    speech's render is about 5 dB louder than its voices' spectra predict
-    (`python benchmarks/run.py valleys --player adplay`).  A step at the
-    jump instead (the quieter level at once) is much worse: that is several
-    TL steps at once.
+    ``jump_share``: where an operator of a held channel jumps (its partial
+    moves 100 cents or more: the tracker moved it to another), its level
+    passes the jump nearer the quieter of the two frames' levels: at the
+    quieter level plus this share of the way to their mean (dB), reached by
+    an even ramp over each half hop.  None: through the mean, like every
+    other level.  The mean plays the new partial too loud for half a hop
+    where it is the quieter one (and the old one where that is): in the
+    cells 40-60 dB under a frame's loudest band, speech's render is about 5
+    dB louder than its voices' spectra predict (`python benchmarks/run.py
+    valleys --player adplay`).  A step at the jump instead (the quieter
+    level at once) is much worse: that is several TL steps at once.
     """
     k = int(substeps)
     if k <= 1 or voices.n_frames == 0:
@@ -160,7 +161,13 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
         log_own, log_other = log_a.take(own, axis=0), log_a.take(other, axis=0)
         v = (1 - w) * log_own + w * log_other
         if jump_share is not None:
-            r, c = np.nonzero(both & ~glide)                     # a level across a pitch jump
+            # the operator's own partial moves 100 cents or more: a jump (the operator
+            # that keeps its partial when only the other one moves is no jump)
+            mult = _MULT_FACTORS[getattr(voices, "mult2" if name == "amp2" else "mult1")]
+            f_op = base * mult
+            with np.errstate(divide="ignore", invalid="ignore"):
+                held = np.abs(1200 * np.log2(f_op[1:] / f_op[:-1])) < _GLIDE_CENTS
+            r, c = np.nonzero(both & np.concatenate([~held, nothing])[pair])
             lo, lt = log_own[r, c], log_other[r, c]
             quiet = np.minimum(lo, lt)
             at_jump = quiet + np.float32(jump_share) * (np.float32(0.5) * (lo + lt) - quiet)

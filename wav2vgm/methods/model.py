@@ -115,17 +115,20 @@ SEGMENT_MAX_S = 0.5           # a voice set lasts at most this long, however ste
 # (opl_patches 2.96 -> 2.81, random-patch clips -0.01 to -0.06, organ +0.05)
 LEVEL_MEDIAN_S = 0.15
 SWITCH_S = 0.5                # the options are compared per stretch of this length
-# where a held channel's pitch jumps (the tracker moving it to another partial), its level
-# passes the jump at the quieter frame's level plus this share of the way to the two
-# frames' mean (dB) instead of at the mean (:func:`~.base.subdivide`).  adplay, the 15
-# clips tuned on, shares 0 / 0.15 / 0.25 / 0.3 / 0.35 / 0.4 / 0.5 / 1 (the mean):
-# 2.100 / 2.095 / 2.093 / 2.093 / 2.088 / 2.090 / 2.096 / 2.115 dB; at 0.35 the 8
-# held out 2.095 -> 2.071, speech_a 2.94 -> 2.89, speech_gb 2.98 -> 2.92,
-# opl_random_12 2.12 -> 2.02, opl_patches 2.25 -> 2.14 (doofus, flute and organ
-# +0.01); `fast` and `best` gain as much.  The quieter level at once (a step of several
-# TL steps) scored 2.328 over the 23, a ramp over half the half hop 2.135.  The sine
-# tracker's channels carry the gain (on the model's 2 channels alone: none); `sines`
-# alone loses with it (3.158 -> 3.178) and keeps the mean
+# where an operator of a held channel jumps (the tracker moving it to another partial,
+# 100 cents or more), its level passes the jump at the quieter frame's level plus this
+# share of the way to the two frames' mean (dB) instead of at the mean
+# (:func:`~.base.subdivide`).  adplay, the 15 clips tuned on, shares 0.2 / 0.25 / 0.3 /
+# 0.35 / 0.4 / 0.45 / 0.5 / 1 (the mean): 2.088 / 2.086 / 2.087 / 2.085 / 2.092 / 2.091 /
+# 2.091 / 2.115 dB; at 0.35 the 8 held out 2.095 -> 2.059, speech_a 2.94 -> 2.86,
+# speech_es 3.05 -> 2.93, opl_random_12 2.12 -> 2.00, opl_patches 2.25 -> 2.14; 17 of
+# the 23 closer, chord, organ and galway 0.01-0.02 dB further.  `fast` and `best` gain
+# as much.  Applied to both operators wherever the channel's pitch jumps (also to the
+# one that keeps its partial when only its partner moves): 2.088 / 2.071; the quieter
+# level at once (a step of several TL steps) 2.328 over the 23, a ramp over half the
+# half hop 2.135.  The sine tracker's channels carry the gain (that rule on the model's
+# 2 channels alone: none); `sines` alone does not gain (3.158 -> 3.182 / 3.166 / 3.157
+# at 0.35 / 0.5 / 0.7) and keeps the mean
 JUMP_SHARE = 0.35
 # the options compared per stretch: how many channels the model's voices get (the
 # sine tracker keeps the others).  The mix once had to sound 0.4 dB (mean per band)
