@@ -238,8 +238,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.068 dB,
-`fast` 2.141 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 2.063 dB,
+`fast` 2.135 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.3-1.5x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.7x and 1.2x
 (`python benchmarks/run.py speed`, two runs on 2026-12-04 at 16:37-16:41
@@ -334,25 +334,26 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
-  sine tracker, scores about as `sines` does: guitar 9%, melody 11% and
-  trumpet 2% below it, flute even (1.80 against 1.81 dB), wormintr 2% above
-  it (1.56 against 1.54 dB).
-- Speech is 25-31% below `sines` (2.78-2.98 dB; speech_a 31.3%, speech_gb
-  29.8%, speech_b 29.6%, speech 28.0%, speech_es 25.5%); the band timbres
-  for fricatives and the changes that came with them took the five speech
-  clips 0.3-0.6 dB closer, and passing an operator's jump to another partial
-  nearer the quieter level (`model.JUMP_SHARE`) another 0.04-0.12 dB.
+  sine tracker, scores about as `sines` does: guitar 9%, melody 11%,
+  trumpet 2% and flute 1% below it (1.79 against 1.81 dB), wormintr 1%
+  above it (1.56 against 1.54 dB).
+- Speech is 26-31% below `sines` (2.77-2.96 dB; speech_a 31.2%, speech_b
+  30.006%, speech_gb 30.007%, speech 28.0%, speech_es 26.1%); the band
+  timbres for fricatives and the changes that came with them took the five
+  speech clips 0.3-0.6 dB closer, and passing an operator's jump to another
+  partial nearer the quieter level (`model.JUMP_SHARE`) with notes fading
+  before their key-off (`base.END_FADE_DB`) another 0.05-0.14 dB.
   The voiced frames are most of what is left, and not the choice of
   voices: in the cells 40-60 dB under their frame's loudest mel band, speech_a's render is
-  5.0 dB louder than the atoms of its voices predict (opl_random_13 2.7,
-  chord 1.8), while three of its frames played unchanged for a second
+  5.0 dB louder than the atoms of its voices predict (opl_random_13 2.6,
+  chord 1.7), while three of its frames played unchanged for a second
   render within 1 dB of the prediction there (`python benchmarks/run.py
   valleys --player adplay`).  The excess comes from what changes between
   register updates: every TL change is a step in the waveform, and 0.75 dB
   is the finest step TL has.
-- On random-patch clips it reaches 1.79-2.19 dB (under 2 dB on 5 of 6:
-  opl_random_11 1.88, _12 1.998, _21 1.94, _22 1.79 and _23 1.83; _13 at
-  2.19).  Their chip
+- On random-patch clips it reaches 1.76-2.17 dB (under 2 dB on 5 of 6:
+  opl_random_11 1.87, _12 1.98, _21 1.94, _22 1.76 and _23 1.82; _13 at
+  2.17).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
   DC before the spectrum (opl_random_13 2.55 -> 2.22 dB, opl_patches 2.41

@@ -16,7 +16,7 @@ from wav2vgm.convert import ConvertOptions, frame_times
 from wav2vgm.errors import ParameterError
 from wav2vgm.methods.loudness import HEADROOM, OVERDRIVE_DB, PLAYED_HEADROOM, loudness_gain
 from wav2vgm.convert import MIN_UPDATE_SAMPLES, update_steps, update_times
-from wav2vgm.methods.base import FULL_SCALE, VoiceFrames, subdivide
+from wav2vgm.methods.base import END_FADE_DB, FULL_SCALE, VoiceFrames, subdivide
 from wav2vgm.methods.model import default_model_path
 from wav2vgm.quality import score_vgm
 from wav2vgm.vgm import MIN_WAIT_SAMPLES, check_strict, read_vgm
@@ -158,8 +158,13 @@ def test_subdivide_glides_a_held_note_between_frames():
     assert a[4] == pytest.approx(0.1 ** 0.375 * 0.4 ** 0.625, rel=1e-5)       # in dB
     assert a[0] == a[1] == pytest.approx(0.1)         # nothing before frame 0 to glide from
     assert np.all(np.diff(s.fnum[:8, 0].astype(int)) >= 0) and s.fnum[4, 0] < 520 < s.fnum[7, 0]
-    # a channel that stops and starts again does not glide: each frame keeps its settings
-    assert np.array_equal(s.amp2[:, 1], np.repeat(v.amp2[:, 1], 4))
+    # a channel that stops and starts again does not glide: each frame keeps its settings,
+    # but a note that ends fades END_FADE_DB over the half hop before its key goes off
+    # (updates 2 and 3: a quarter and three quarters of the way)
+    faded = v.amp2[0, 1] * 10 ** (-END_FADE_DB * np.array([0.25, 0.75]) / 20)
+    assert s.amp2[2:4, 1] == pytest.approx(faded, rel=1e-5)
+    assert np.array_equal(s.amp2[[0, 1, 4, 5, 6, 7, 8, 9, 10, 11], 1],
+                          np.repeat(v.amp2[:, 1], 4)[[0, 1, 4, 5, 6, 7, 8, 9, 10, 11]])
     assert np.array_equal(s.fnum[:, 1], np.repeat(v.fnum[:, 1], 4))
 
 
