@@ -915,18 +915,10 @@ def main(argv=None) -> int:
         batch()
     if a.what in ("startup", "all"):
         startup()
-    if a.what == "floor":
-        floor(a.player)
-    if a.what == "stereo":
-        stereo(a.player)
-    if a.what == "bands":
-        bands(a.player)
-    if a.what == "queue":
-        queue(a.player)
-    if a.what == "valleys":
-        valleys(a.player)
-    if a.what == "card":
-        card(a.player)
+    by_player = {"floor": floor, "stereo": stereo, "bands": bands, "queue": queue,
+                 "valleys": valleys, "card": card}              # alone, with --player
+    if a.what in by_player:
+        by_player[a.what](a.player)
     return 0
 
 
