@@ -79,10 +79,11 @@ def main():
 @click.option("--gain", "gain_db", type=float, default=0.0, show_default=True,
               help="Extra gain in dB on top of the loudness normalisation.")
 @click.option("--quality", type=click.Choice(["fast", "balanced", "best"]), default="balanced",
-              show_default=True, help="Speed/quality trade-off of the model method: fast starts a new voice set only "
-                   "at larger changes and stays at 60 frames per second; best starts one at "
-                   "smaller changes, analyses busy sound at 120 frames per second and compares "
-                   "the mix with plain sines every half second.")
+              show_default=True,
+              help="Speed/quality trade-off of the model method: fast starts a new voice set "
+                   "only at larger changes and stays at 60 frames per second; best starts one "
+                   "at smaller changes, analyses busy sound at 120 frames per second and "
+                   "compares the mix with plain sines every half second.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Use another exported ONNX model.")
 @click.option("--stereo/--mono", default=True, show_default=True,

@@ -130,11 +130,9 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
     quieter level plus this share of the way to their mean (dB), reached by
     an even ramp over each half hop.  None: through the mean, like every
     other level.  The mean plays the new partial too loud for half a hop
-    where it is the quieter one (and the old one where that is): in the
-    cells 40-60 dB under a frame's loudest band, speech's render is about 5
-    dB louder than its voices' spectra predict (`python benchmarks/run.py
-    valleys --player adplay`).  A step at the jump instead (the quieter
-    level at once) is much worse: that is several TL steps at once.
+    where it is the quieter one (and the old one where that is).  A step at
+    the jump instead (the quieter level at once) is much worse: that is
+    several TL steps at once.
     """
     k = int(substeps)
     if k <= 1 or voices.n_frames == 0:
