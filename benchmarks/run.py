@@ -238,8 +238,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.063 dB,
-`fast` 2.135 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 2.062 dB,
+`fast` 2.133 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.3-1.5x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.7x and 1.2x
 (`python benchmarks/run.py speed`, two runs on 2026-12-04 at 16:37-16:41
@@ -334,15 +334,16 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
-  sine tracker, scores about as `sines` does: guitar 9%, melody 11%,
+  sine tracker, scores about as `sines` does: guitar 9%, melody 10%,
   trumpet 2% and flute 1% below it (1.79 against 1.81 dB), wormintr 1%
   above it (1.56 against 1.54 dB).
-- Speech is 26-31% below `sines` (2.77-2.96 dB; speech_a 31.2%, speech_b
-  30.006%, speech_gb 30.007%, speech 28.0%, speech_es 26.1%); the band
-  timbres for fricatives and the changes that came with them took the five
-  speech clips 0.3-0.6 dB closer, and passing an operator's jump to another
-  partial nearer the quieter level (`model.JUMP_SHARE`) with notes fading
-  before their key-off (`base.END_FADE_DB`) another 0.05-0.14 dB.
+- Speech is 26-31% below `sines` (2.76-2.93 dB; speech_a 31.2%, speech_gb
+  30.7%, speech_b 30.6%, speech 28.6%, speech_es 25.7%); the band timbres
+  for fricatives and the changes that came with them took the five speech
+  clips 0.3-0.6 dB closer, and passing an operator's jump to another
+  partial nearer the quieter level (`model.JUMP_SHARE`), notes fading
+  before their key-off (`base.END_FADE_DB`) and a lower onset threshold
+  (`base.ONSET_DROP_DB`) another 0.07-0.14 dB.
   The voiced frames are most of what is left, and not the choice of
   voices: in the cells 40-60 dB under their frame's loudest mel band, speech_a's render is
   5.0 dB louder than the atoms of its voices predict (opl_random_13 2.6,

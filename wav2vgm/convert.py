@@ -165,7 +165,7 @@ def frame_times(n_samples: int, frame_rate_hz: float) -> np.ndarray:
 # 22-30 registers per update, so closer updates overflow the queue and the write governor
 # has to thin their level changes.  `python benchmarks/run.py queue --player adplay`: 40
 # samples apart (12 updates a frame at 90 frames/s), governed, the speech clips score about
-# what they do at 60 (2.78-2.97 dB against 2.77-2.96; ungoverned 3.08-3.56), for 13%
+# what they do at 60 (2.77-2.97 dB against 2.76-2.93; ungoverned 3.09-3.64), for 13%
 # more writes.  Also keeps each wait above AdPlug's minimum (vgm.MIN_WAIT_SAMPLES, 40; a test
 # checks it stays above).
 MIN_UPDATE_SAMPLES = 60

@@ -211,8 +211,13 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
 # thresholds of 4 / 9 dB or a 30 dB floor: within 0.005 dB on the 9 clips they change;
 # attacks raised only 3 dB above what plays, about none of the gain; 9-18 updates
 # (at 90 frames/s) and caps of 14-20 dB about the same.  Raising updates wherever the
-# input is louder, not only after a drop: speech 0.1-0.2 dB worse.
-ONSET_DROP_DB = 6.0
+# input is louder, not only after a drop: speech 0.1-0.2 dB worse.  Once levels passed
+# jumps nearer the quieter level and notes faded before their key-off (jump_share,
+# END_FADE_DB), the threshold was tried again: 3 / 4 / 4.5 / 5 / 6 / 9 dB, the 15 clips
+# tuned on 2.078 / 2.078 / 2.077 / 2.080 / 2.082 / 2.084 dB (`model`); at 4.5 the 8 held
+# out 2.051 -> 2.050, speech_b 2.96 -> 2.93, speech_gb 2.93 -> 2.91, doofus 2.75 ->
+# 2.73, no clip 0.002 dB worse; `sines` 3.157 -> 3.154
+ONSET_DROP_DB = 4.5
 ONSET_FLOOR_DB = 15.0
 ONSET_ATTACK_S = 0.02
 ONSET_BOOST_DB = 14.0

@@ -19,10 +19,10 @@ always written at once, so a channel's sound never changes half-way.
 
 Measured (`python benchmarks/run.py queue --player adplay`, `model`, 12
 updates a frame at 90 frames/s, 41 VGM samples apart): without the governor
-speech_a 3.10 dB, speech_b 3.28 (the queue runs ever later through busy
+speech_a 3.09 dB, speech_b 3.33 (the queue runs ever later through busy
 stretches); with it 2.82 and 2.97.  At the defaults (updates at least 60
 samples apart: ``convert.MIN_UPDATE_SAMPLES``) it thins about 4% of
-speech's writes and moves the five speech clips by at most 0.02 dB; there
+speech's writes and moves the five speech clips by at most 0.03 dB; there
 it guards denser sound than theirs.
 """
 
