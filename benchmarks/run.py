@@ -802,7 +802,7 @@ def _render_minus_prediction(rendered: np.ndarray, predicted: np.ndarray, refere
     """Mean dB of render minus prediction per VALLEY_BANDS_DB band of ``reference`` (dB re its
     frame's loudest band): the render is first moved by its median offset on the cells
     within 30 dB of the loudest (the players' level is not the analysis level)."""
-    db = lambda p: 10 * np.log10(np.maximum(p, 1e-20))  # noqa: E731
+    from wav2vgm.spectrum import db
     r, m, ref = db(rendered), db(predicted), db(reference)
     top = ref.max()
     r += np.median((m - r)[ref > top - 30])

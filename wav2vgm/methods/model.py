@@ -122,7 +122,7 @@ SWITCH_S = 0.5                # the options are compared per stretch of this len
 # 0.35 / 0.4 / 0.45 / 0.5 / 1 (the mean): 2.088 / 2.086 / 2.087 / 2.085 / 2.092 / 2.091 /
 # 2.091 / 2.115 dB; at 0.35 the 8 held out 2.095 -> 2.059, speech_a 2.94 -> 2.86,
 # speech_es 3.05 -> 2.93, opl_random_12 2.12 -> 2.00, opl_patches 2.25 -> 2.14; 17 of
-# the 23 closer, chord, organ and galway 0.01-0.02 dB further.  `fast` and `best` gain
+# the 23 closer, 6 further by 0.006-0.019 dB (chord, organ and galway most).  `fast` and `best` gain
 # as much.  Applied to both operators wherever the channel's pitch jumps (also to the
 # one that keeps its partial when only its partner moves): 2.088 / 2.071; the quieter
 # level at once (a step of several TL steps) 2.328 over the 23, a ramp over half the
