@@ -440,16 +440,17 @@ class _Cells:
             g = g_new
         return g
 
-    def best_gain(self) -> tuple[float, float]:
+    def best_gain(self, *, span_db: float = MAX_GAIN_DB) -> tuple[float, float]:
         """(gain_db, distance_db) minimising :meth:`distance` over [-40, 40] dB.
 
-        A 2 dB grid (on a subsample of the cells) finds the basin, a golden
-        section search on all cells refines it, and the median (L1) estimates
-        are tried too; the best of all candidates wins.
+        A 2 dB grid over +-``span_db`` (on a subsample of the cells) finds the
+        basin, a golden section search on all cells refines it, and the median
+        (L1) estimates are tried too; the best of all candidates wins.
         """
         if not self.audible_test:
             return 0.0, float(self.distance(0.0)[0])
-        grid = np.linspace(-MAX_GAIN_DB, MAX_GAIN_DB, 41)
+        span = 2.0 * round(min(float(span_db), MAX_GAIN_DB) / 2.0)
+        grid = np.linspace(-span, span, int(span) + 1)
         g_grid = float(grid[np.argmin(self.subsample(50_000).distance(grid))])
         lo, hi = max(g_grid - 2.0, -MAX_GAIN_DB), min(g_grid + 2.0, MAX_GAIN_DB)
         r = (np.sqrt(5.0) - 1.0) / 2.0
@@ -497,12 +498,15 @@ def _centred(top_db: float, t: np.ndarray) -> tuple[np.ndarray, float]:
     return np.where(audible, t + np.float32(centre), t).astype(np.float32), centre
 
 
-def aligned_distance(reference_db, test_db, *, floor_db: float = 60.0) -> float:
+def aligned_distance(reference_db, test_db, *, floor_db: float = 60.0,
+                     span_db: float = MAX_GAIN_DB) -> float:
     """The yardstick on log-mel arrays already aligned frame for frame (no lag search).
 
     ``reference_db``/``test_db``: (n_frames, n_bands) dB of the same shape --
     mel spectra predicted rather than rendered, for instance.  The same
-    floor, counted cells and best global gain as :func:`logmel_distance`.
+    floor, counted cells and best global gain as :func:`logmel_distance`;
+    ``span_db`` narrows the coarse grid the gain search starts on (around
+    the two sides' loudest cells met), for tests known to lie near.
     """
     r = np.asarray(reference_db, np.float32)
     t = np.asarray(test_db, np.float32)
@@ -513,7 +517,7 @@ def aligned_distance(reference_db, test_db, *, floor_db: float = 60.0) -> float:
         raise ParameterError("reference is silent")
     floor, active, a = _reference_cells(r, floor_db)
     t, _ = _centred(float(r.max()), _test_db(t))
-    return _Cells(a, t[active].ravel(), floor).best_gain()[1]
+    return _Cells(a, t[active].ravel(), floor).best_gain(span_db=span_db)[1]
 
 
 def logmel_distance(reference, test, *, rate_hz: int = ANALYSIS_RATE_HZ, max_lag_s: float = 0.1,

@@ -292,7 +292,7 @@ def _nearest_level(want: np.ndarray, term: np.ndarray, *, depths):
         t = np.rint(r * np.float32(0.25))
         np.clip(t, 0, 63, out=t)
         cost = np.abs(t * np.float32(4.0) - r)
-        cost[r > np.float32(4 * 63.5)] = np.inf               # does not fit under TL 63
+        np.copyto(cost, np.float32(np.inf), where=r > np.float32(4 * 63.5))   # does not fit under TL 63
         if best is None:
             best, tl, depth = cost, t, np.zeros(want.shape, np.int8)
             continue

@@ -71,9 +71,22 @@ def band_matrix() -> np.ndarray:
     return spectrum.mel_filterbank(rate_hz=features.ANALYSIS_RATE_HZ, n_fft=features.N_FFT).T
 
 
+@lru_cache(maxsize=1)
+def _band_rows() -> tuple[slice, np.ndarray]:
+    """The FFT bins some mel filter weighs (30 Hz-16 kHz of 0-22 kHz) and those filters' rows."""
+    m = band_matrix()
+    used = np.flatnonzero(m.any(axis=1))
+    rows = slice(int(used[0]), int(used[-1]) + 1)
+    w = np.ascontiguousarray(m[rows])
+    w.flags.writeable = False
+    return rows, w
+
+
 def mel_power(mag: np.ndarray) -> np.ndarray:
     """(n_frames, N_MELS) mel-band power of analysis magnitude spectra."""
-    return (mag * mag) @ band_matrix()
+    rows, w = _band_rows()
+    part = mag[:, rows]                        # (the bins no filter weighs are skipped)
+    return (part * part) @ w
 
 
 @lru_cache(maxsize=1)

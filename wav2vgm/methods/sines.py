@@ -179,17 +179,23 @@ def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
     k_max = min(c - 1, int(np.ceil((reach + 1.0) / 2.0)) + 1)
     real = np.isfinite(peak_db)
     order = np.argsort(np.where(real, pos, np.inf), axis=1, kind="stable")    # no-peaks last
-    p = np.take_along_axis(pos, order, axis=1)
-    db = np.take_along_axis(peak_db, order, axis=1)
+    # float32, positions in window bins, the envelope's offset folded into one constant
+    p = np.take_along_axis(pos, order, axis=1).astype(np.float32) / np.float32(window_bins)
+    db = np.take_along_axis(peak_db, order, axis=1).astype(np.float32)
     hit = np.zeros((n, c), bool)
+    offset = np.float32(28.5 - 18 * np.log2(2.5))
     # the quieter of two peaks is masked if it lies within 1.5 window bins of the louder,
     # or more than 28.5 dB + the envelope's fall at their distance below it
     with np.errstate(invalid="ignore"):                                  # -inf - -inf: no peaks
         for o in range(1, k_max + 1):
             lo, hi = slice(0, c - o), slice(o, c)
-            d = np.abs(p[:, hi] - p[:, lo]) / window_bins
+            d = np.abs(p[:, hi] - p[:, lo])
             louder = db[:, hi] - db[:, lo]                                # hi louder than lo by
-            m = (d < 1.5) | (np.abs(louder) > 28.5 + 18 * np.log2(np.maximum(d, 2.5) / 2.5))
+            fall = np.log2(np.maximum(d, np.float32(2.5)))
+            fall *= np.float32(18)
+            fall += offset
+            m = np.abs(louder) > fall
+            m |= d < 1.5
             hit[:, lo] |= m & (louder > 0)
             hit[:, hi] |= m & (louder < 0)
     np.put_along_axis(masked, order, hit, axis=1)
