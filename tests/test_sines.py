@@ -177,6 +177,12 @@ def test_side_lobes_compare_only_neighbours_yet_match_all_pairs():
     real = np.isfinite(peak_db)
     assert (got[real] == want[real]).all()
     assert want[real].any() and (~want[real]).any()              # both outcomes occur
+    # in frequency order with the no-peaks last (as pick_peaks passes them): no sort
+    order = np.argsort(np.where(real, pos, np.inf), axis=1, kind="stable")
+    pos_s, db_s = np.take_along_axis(pos, order, 1), np.take_along_axis(peak_db, order, 1)
+    got_s = _side_lobes(pos_s, db_s, window_bins=2.0, range_db=60.0, ascending=True)
+    real_s = np.isfinite(db_s)
+    assert (got_s[real_s] == np.take_along_axis(want, order, 1)[real_s]).all()
 
 
 def test_factor_lookup_finds_every_factor_within_the_tolerance():

@@ -178,7 +178,7 @@ def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
     beyond ``reach`` window bins, and peaks (local maxima) are at least two
     FFT bins apart, so each peak is compared with the few on either side in
     frequency order instead of with every other candidate.  ``ascending``: the
-    peaks (-inf ones anywhere) already lie in frequency order along each row.
+    peaks already lie in frequency order along each row, the -inf ones last.
     """
     n, c = pos.shape
     masked = np.zeros((n, c), bool)
