@@ -288,6 +288,8 @@ def _nearest_level(want: np.ndarray, term: np.ndarray, *, depths):
     depth), the TL and depth of no use where none fits."""
     best = tl = depth = None
     for d in depths:                                          # least key scaling first
+        # (the share on ``term`` as given, broadcast by the subtraction: the key-scale term of
+        # a channel is the same for both its operators and for every gain tried)
         r = want - R.ksl_attenuation(term, R.KSL_CODES_BY_DEPTH[d]).astype(np.float32) if d else want
         t = np.rint(r * np.float32(0.25))
         np.clip(t, 0, 63, out=t)
@@ -342,12 +344,13 @@ def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarr
     want = np.log10(np.maximum(a, np.float32(1e-9)))
     want *= -_EG_PER_DECADE
     want += _EG_FULL_SCALE                                            # attenuation, EG units
-    term = np.broadcast_to(np.asarray(ksl_term_eg, np.int64), want.shape)
+    term = np.asarray(ksl_term_eg, np.int64)
     # no key scaling, a quarter or half of it everywhere; all of it (a multiple of 4 EG
     # units like none) is a choice only for operators that TL 63 alone leaves too loud
     best, tl, depth = _nearest_level(want, term, depths=(0, 1, 2))
     deep = np.flatnonzero((want > np.float32(4 * 63.5)) & (a > 0))
     if deep.size:
+        term = np.broadcast_to(term, want.shape)
         b2, t2, d2 = _nearest_level(want.ravel()[deep], term.ravel()[deep], depths=(0, 1, 2, 3))
         best.ravel()[deep], tl.ravel()[deep], depth.ravel()[deep] = b2, t2, d2
     sounding = np.isfinite(best) & (a > 0)
@@ -367,8 +370,9 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
     n_ch = voices.fnum.shape[1]
     fm = voices.cnt == 0
     term = R.ksl_term(voices.fnum, voices.block)
-    tl1, ksl1, on1 = level_fields(voices.amp1 * gain, term)
-    tl2, ksl2, on2 = level_fields(voices.amp2 * gain, term)
+    # both operators in one call (one key-scale share per depth for the two)
+    (tl1, tl2), (ksl1, ksl2), (on1, on2) = level_fields(
+        np.stack([voices.amp1, voices.amp2]) * gain, term)
     key = on2 | (~fm & on1)
     i64 = lambda a: a.astype(np.int64)  # noqa: E731
     f = R.ChannelFrames(fnum=i64(voices.fnum), block=i64(voices.block), key=key,
