@@ -124,7 +124,13 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
     codebook timbre's (sine if the fields match none), operator 1's is zero.
     Additive channels play waveforms on both operators.
     """
-    from .pursuit import candidate_atoms
+    from .pursuit import atoms_at
+    return tuple(atoms_at(rows) for rows in operator_atom_rows(voices))
+
+
+def operator_atom_rows(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
+    """(n, ch) the atom-table rows (:func:`~.pursuit.atom_rows`) of :func:`operator_atoms`."""
+    from .pursuit import atom_rows
     mult = np.asarray(R.MULT_FACTORS)
     base_hz = (voices.fnum.astype(np.float64) * R.NATIVE_RATE_HZ
                / 2.0 ** (20 - voices.block.astype(np.float64)))
@@ -140,9 +146,8 @@ def operator_atoms(voices: VoiceFrames) -> tuple[np.ndarray, np.ndarray]:
     f2_hz = np.where(fm, base_hz, base_hz * mult[voices.mult2])
     cls1 = voices.ws1.astype(np.int64)
     f1_hz = base_hz * mult[voices.mult1]
-    unit2 = candidate_atoms(cls2, np.where(voices.amp2 > 0, f2_hz, 0.0))
-    unit1 = candidate_atoms(cls1, np.where(~fm & (voices.amp1 > 0), f1_hz, 0.0))
-    return unit2, unit1
+    return (atom_rows(cls2, np.where(voices.amp2 > 0, f2_hz, 0.0)),
+            atom_rows(cls1, np.where(~fm & (voices.amp1 > 0), f1_hz, 0.0)))
 
 
 def voice_power(voices: VoiceFrames, units: tuple[np.ndarray, np.ndarray] | None = None

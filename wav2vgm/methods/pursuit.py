@@ -197,6 +197,33 @@ def _atom_table() -> np.ndarray:
                            np.zeros((1, spectrum.N_MELS), np.float32)])
 
 
+def atom_rows(cls: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:
+    """The rows of the one atom table (:func:`candidate_atoms`) that voices of timbre
+    ``cls`` at base pitch ``f0_hz`` (<= 0: none) sound as; the last row is silence."""
+    cls = np.asarray(cls)
+    f0_hz = np.asarray(f0_hz)
+    ok = (f0_hz > 0) & ((cls == 0) | (f0_hz <= ATOM_F_MAX_HZ))
+    row = np.where(cls == 0, _grid_index(f0_hz), _N_GRID + cls * _N_ATOM + _atom_index(f0_hz))
+    return np.where(ok, row, _atom_table().shape[0] - 1)
+
+
+@lru_cache(maxsize=1)
+def _atom_top_bands() -> np.ndarray:
+    top = np.argmax(_atom_table(), axis=1)
+    top.flags.writeable = False
+    return top
+
+
+def atoms_at(rows: np.ndarray) -> np.ndarray:
+    """(..., N_MELS) the atoms at :func:`atom_rows`' rows."""
+    return _atom_table().take(rows, axis=0)                  # take: half the time of a[...]
+
+
+def atom_top_band(rows: np.ndarray) -> np.ndarray:
+    """The mel band each atom of :func:`atom_rows` is loudest in (0 for silence)."""
+    return _atom_top_bands().take(rows)
+
+
 def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray | None = None,
                     partner_power: np.ndarray | None = None) -> np.ndarray:
     """(..., N_MELS) mel power of candidate voices at unit level.
@@ -206,12 +233,8 @@ def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray |
     other timbres up to the highest MULT=1 pitch.  ``partner_hz`` (> 0) adds
     a second sine of relative power ``partner_power`` (a sine pair).
     """
-    cls = np.asarray(cls)
-    f0_hz = np.asarray(f0_hz)
-    table = _atom_table()
-    ok = (f0_hz > 0) & ((cls == 0) | (f0_hz <= ATOM_F_MAX_HZ))
-    row = np.where(cls == 0, _grid_index(f0_hz), _N_GRID + cls * _N_ATOM + _atom_index(f0_hz))
-    a = table.take(np.where(ok, row, table.shape[0] - 1), axis=0)      # take: half the time of a[...]
+    ok = np.asarray(f0_hz) > 0
+    a = atoms_at(atom_rows(cls, f0_hz))
     if partner_hz is not None:
         pair = np.flatnonzero(ok & (partner_hz > 0))                      # rows of a.reshape(-1, B)
         a.reshape(-1, a.shape[-1])[pair] += (

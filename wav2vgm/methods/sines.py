@@ -474,15 +474,17 @@ def match_band_power(voices: VoiceFrames, power: np.ndarray) -> np.ndarray:
     input's ``power`` (n_frames, N_MELS), and every partial moves by its
     band's ratio (the band its atom is loudest in), at most BAND_MATCH_DB.
     """
-    from .loudness import operator_atoms, voice_power
-    units = operator_atoms(voices)                          # (n, ch, N_MELS) per operator
+    from .loudness import operator_atom_rows, voice_power
+    from .pursuit import atom_top_band, atoms_at
+    rows_op = operator_atom_rows(voices)
+    units = tuple(atoms_at(r) for r in rows_op)             # (n, ch, N_MELS) per operator
     lim = np.float32(10 ** (BAND_MATCH_DB / 20))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.sqrt(power.astype(np.float32) / voice_power(voices, units))
     ratio = np.clip(np.nan_to_num(ratio, nan=1.0, posinf=lim), 1 / lim, lim)
     rows = np.arange(power.shape[0])[:, None]
-    for a, u in zip((voices.amp2, voices.amp1), units):
-        band = np.argmax(u, axis=2)                         # the band each partial is loudest in
+    for a, r in zip((voices.amp2, voices.amp1), rows_op):
+        band = atom_top_band(r)                             # the band each partial is loudest in
         a *= np.where(a > 0, ratio[rows, band], 1.0).astype(a.dtype)
     return voice_power(voices, units)
 
