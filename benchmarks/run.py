@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from wav2vgm.audio import AUDIO_SUFFIXES, load_audio, write_wav  # noqa: E402
-from wav2vgm.batch import convert_file  # noqa: E402
+from wav2vgm.batch import convert_file, keep_freed_memory  # noqa: E402
 from wav2vgm.convert import ConvertOptions  # noqa: E402
 from wav2vgm.quality import score_vgm  # noqa: E402
 
@@ -57,7 +57,9 @@ def convert_timed(src: Path, dst: Path, method: str, *, repeats: int = 1,
                   quality: str = "balanced", model_path: str | None = None,
                   frame_rate_hz: float | None = None, substeps: int | None = None) -> float:
     """Median seconds of ``repeats`` conversions; ``model_path``: another ONNX model;
-    ``substeps``: another --substeps than the default."""
+    ``substeps``: another --substeps than the default.  The process's memory allocator is
+    set up as ``wav2vgm convert`` sets up its own (:func:`~wav2vgm.batch.keep_freed_memory`)."""
+    keep_freed_memory()
     more = {} if substeps is None else {"substeps": substeps}
     options = ConvertOptions(method=method, quality=quality, frame_rate_hz=frame_rate_hz,
                              model_path=model_path if method == "model" else None, **more)
@@ -528,8 +530,8 @@ def memory(methods=("model", "sines")) -> None:
 
 def peak_memory_mb(src: Path, dst: Path, method: str) -> float:
     """Peak RSS (MB) of a fresh Python process converting ``src`` to ``dst``."""
-    code = ("import resource; from wav2vgm.batch import convert_file;"
-            "from wav2vgm.convert import ConvertOptions;"
+    code = ("import resource; from wav2vgm.batch import convert_file, keep_freed_memory;"
+            "from wav2vgm.convert import ConvertOptions; keep_freed_memory();"
             f"convert_file({str(src)!r}, {str(dst)!r}, ConvertOptions(method={method!r}));"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
