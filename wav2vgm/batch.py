@@ -28,12 +28,12 @@ def _echo(msg: str, *, quiet: bool = False) -> None:
 
 # glibc's malloc returns a freed block of 128 KB or more to the system at once (and trims
 # the heap's free top), so the next array of that size faults its pages in afresh: a
-# conversion's large temporaries did so about 12,000 times on the 60 s speed clip, every
-# time.  The command keeps freed blocks of up to 32 MB for reuse and trims only above
-# 256 MB (peak memory unchanged: 151-156 MB for the clip either way); in a warm process
-# (a folder's later files, the speed benchmark's repeats) the clip's conversion then
-# faults a few pages instead and takes 0.59 s instead of 0.63 (three interleaved pairs
-# of runs, one core, 2026-12-04).
+# conversion of the 60 s speed clip did so about 11,000 times, every time.  The command
+# keeps freed blocks of up to 32 MB for reuse and trims only above 256 MB (peak memory
+# unchanged: `benchmarks/run.py memory`); in a warm process (a folder's later files, the
+# speed benchmark's repeats) the clip's conversion then faults a few pages instead and
+# is about 5% faster (median ratio over 10 interleaved pairs of runs on one core, 0.95:
+# 0.694 -> 0.651 s; over 6 pairs, 0.92: 0.665 -> 0.615 s; 2026-12-04).
 MALLOC_MMAP_THRESHOLD = 32 * 2**20
 MALLOC_TRIM_THRESHOLD = 256 * 2**20
 
