@@ -242,9 +242,9 @@ at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
 adplay --quality best` (and `fast`) give the others: `best` 2.062 dB,
 `fast` 2.133 (always 60 frames per second, a new voice set at 2.5 dB).
-On 60 s of speech and OPL music `balanced` takes 1.3-1.5x the time and
-1.1x the file size it would at 60 frames per second, `best` 1.7x and 1.2x
-(`python benchmarks/run.py speed`, two runs on 2026-12-04 at 16:37-16:41
+On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
+1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
+(`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
 UTC).  An older, wider search
 (44 peaks, 1.5 dB, 10 candidates) scored no better before key scaling:
 2.540 at 90 Hz in twice the time, against 2.537.  In noise the per-band
@@ -398,8 +398,9 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   spectrum takes voices whose extra partials the tracker would have done
   without, and the atoms predict even the true voices' sound 1-2.4 dB per
   band off (the pitch grid and the phases of overlapping partials).
-- About 1.4-1.5x slower than `sines` on the steady speed clip and 2.6-3.2x on
-  busy sound (`python benchmarks/run.py speed`, 2026-12-03); the network runs only on each
+- About 1.4-1.7x slower than `sines` on the steady speed clip and 2.6-3.2x on
+  busy sound (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
+  UTC); the network runs only on each
   segment's reference frame and is a small part of that.
 """
 
