@@ -265,7 +265,6 @@ class FrameAnalyser:
         keep_from = int(max(0, min(keep_from, self.buffer.size)))
         self.buffer = self.buffer[keep_from:]
         self.buffer_start += keep_from
-        mag = analysis_spectra(frames, window=self.window)
         if self.energy is not None:
             # with the frames' DC, which only the spectra drop (without it, adplay:
             # opl_song_doofus 2.90 -> 3.04 dB, the other clips within 0.02)
@@ -276,29 +275,41 @@ class FrameAnalyser:
                 mid = (first_abs + WINDOW // 2)[:, None] + self.update_offsets[None, :]
                 energy[:, 1:][(mid < 0) | (mid >= self.n_samples)] = np.nan
             self.energies.append(energy)
-        if self.n_samples is not None:
-            # frames that reach past either end of the input take the spectrum
-            # of the nearest frame that lies inside, scaled to the energy of the
-            # part that exists: a cut would read as a burst of partials
-            first = first_abs
-            edge = (first < 0) | (first + WINDOW > self.n_samples)
-            inside = np.flatnonzero(~edge)
-            for i in np.flatnonzero(edge):
-                lo = max(0, -first[i])
-                hi = min(WINDOW, self.n_samples - first[i])
-                part = frames[i, lo:hi] if hi > lo else frames[i, :0]
-                if part.size < 64:
-                    mag[i] = 0.0
-                    continue
-                if inside.size:
-                    j = inside[np.argmin(np.abs(inside - i))]
-                    ref = frames[j, lo:hi]
-                    e_ref = float(np.sum(ref * ref))
-                    gain = np.sqrt(float(np.sum(part * part)) / e_ref) if e_ref > 0 else 0.0
-                    mag[i] = mag[j] * min(gain, 4.0)
-                else:
-                    mag[i] = analysis_spectra(part[None, :])[0]
+        # frames that reach past either end of the input take the spectrum of the nearest
+        # frame that lies inside, scaled to the energy of the part that exists: a cut would
+        # read as a burst of partials.  Worked out before the spectra, which window the
+        # frames in place (``frames`` is this call's own copy)
+        edges = [] if self.n_samples is None else self._edge_frames(frames, first_abs)
+        mag = analysis_spectra(frames, window=self.window, overwrite=True)
+        for i, j, gain, part in edges:
+            if j is not None:
+                mag[i] = mag[j] * gain
+            else:
+                mag[i] = 0.0 if part is None else analysis_spectra(part[None, :])[0]
         return mag
+
+    def _edge_frames(self, frames: np.ndarray, first: np.ndarray) -> list:
+        """(frame, nearest inside frame or None, gain, own samples or None) of the frames that
+        reach past either end of the input (``first``: their first samples' indices)."""
+        edge = (first < 0) | (first + WINDOW > self.n_samples)
+        inside = np.flatnonzero(~edge)
+        out = []
+        for i in np.flatnonzero(edge):
+            lo = max(0, -first[i])
+            hi = min(WINDOW, self.n_samples - first[i])
+            part = frames[i, lo:hi] if hi > lo else frames[i, :0]
+            if part.size < 64:
+                out.append((i, None, 0.0, None))                 # silent
+                continue
+            if inside.size:
+                j = inside[np.argmin(np.abs(inside - i))]
+                ref = frames[j, lo:hi]
+                e_ref = float(np.sum(ref * ref))
+                gain = np.sqrt(float(np.sum(part * part)) / e_ref) if e_ref > 0 else 0.0
+                out.append((i, j, min(gain, 4.0), None))
+            else:
+                out.append((i, None, 0.0, part.copy()))
+        return out
 
 
 @dataclass

@@ -142,10 +142,11 @@ def _window(window, n: int) -> np.ndarray:
     return w
 
 
-def _scaled_rfft(frames, window, n_fft, remove_dc=False):
+def _scaled_rfft(frames, window, n_fft, remove_dc=False, overwrite=False):
     """(rfft of windowed ``frames``, scale): ``|spectrum|**2 * scale`` is the normalised power.
 
-    ``remove_dc``: subtract each frame's window-weighted mean before windowing."""
+    ``remove_dc``: subtract each frame's window-weighted mean before windowing.
+    ``overwrite``: a float32/float64 ``frames`` may be windowed in place (no copy)."""
     f = np.asarray(frames)
     if f.ndim != 2:
         raise ParameterError(f"frames must be 2-D (n_frames, frame_length), got shape {f.shape}")
@@ -160,7 +161,7 @@ def _scaled_rfft(frames, window, n_fft, remove_dc=False):
     scale = dtype(1.0 / (np.sum(w) / 2.0) ** 2)
     w = w.astype(dtype)
     if remove_dc:
-        x = f.astype(dtype, copy=True)                  # one array, changed in place
+        x = f.astype(dtype, copy=not overwrite)         # one array, changed in place
         x -= ((x @ w) / w.sum())[:, None]
         x *= w
     else:
@@ -184,17 +185,19 @@ def power_spectrum(frames, *, window="hann", n_fft: int | None = None) -> np.nda
 
 
 def magnitude_spectra(frames, *, window="hann", n_fft: int | None = None,
-                      remove_dc: bool = False) -> np.ndarray:
+                      remove_dc: bool = False, overwrite: bool = False) -> np.ndarray:
     """(n_frames, n_fft//2+1) float32 linear amplitudes (full-scale bin-centred sine = 1.0).
 
     The square root of :func:`power_spectrum` (taken as the complex modulus,
     a quarter of the time); ``frames`` (n_frames, frame_length), ``window`` a
     name or an array of frame_length, ``n_fft`` >= frame_length zero-pads.
     ``remove_dc``: each frame's window-weighted mean is subtracted first, which
-    removes a constant offset from the windowed frame exactly.
+    removes a constant offset from the windowed frame exactly.  ``overwrite``
+    (with ``remove_dc``): a float32 ``frames`` is windowed in place, saving a
+    copy; its samples are lost.
     """
     spec, scale, _ = _scaled_rfft(np.asarray(frames, dtype=np.float32), window, n_fft,
-                                  remove_dc=remove_dc)
+                                  remove_dc=remove_dc, overwrite=overwrite)
     mag = np.abs(spec)
     mag *= np.float32(np.sqrt(scale))
     return mag

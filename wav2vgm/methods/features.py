@@ -29,7 +29,7 @@ def analysis_window(n: int = WINDOW) -> np.ndarray:
 
 
 def analysis_spectra(frames: np.ndarray, *, window: np.ndarray | None = None,
-                     n_fft: int = N_FFT) -> np.ndarray:
+                     n_fft: int = N_FFT, overwrite: bool = False) -> np.ndarray:
     """(n_frames, n_fft//2+1) linear magnitude spectra of analysis ``frames``
     (n_frames, frame_length), each frame's DC removed first.
 
@@ -40,10 +40,12 @@ def analysis_spectra(frames: np.ndarray, *, window: np.ndarray | None = None,
     makes it a frame's loudest bin and its side lobes (the first at 2.5
     window bins, 54 Hz, 31 dB down) pass as partials.  Recordings of OPL
     chips carry large offsets: several of its waveforms (half, absolute and
-    pulse sines) are one-sided.
+    pulse sines) are one-sided.  ``overwrite``: a float32 ``frames`` may be
+    changed in place (:func:`~wav2vgm.spectrum.magnitude_spectra`).
     """
     w = analysis_window(np.shape(frames)[1]) if window is None else window
-    return spectrum.magnitude_spectra(frames, window=w, n_fft=n_fft, remove_dc=True)
+    return spectrum.magnitude_spectra(frames, window=w, n_fft=n_fft, remove_dc=True,
+                                      overwrite=overwrite)
 
 
 def bin_frequencies_hz() -> np.ndarray:
