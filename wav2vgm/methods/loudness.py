@@ -38,9 +38,10 @@ PLAYED_HEADROOM = 45000.0   # int16 units the loudest frame's played operator su
 # +0.02, the other 18 unchanged)
 LOWER_STEPS_DB = (0.0, 3.0, 6.0, 9.0, 12.0)
 # frames the check judges (a stride over longer inputs).  512 and 256 chose the same gain
-# on all 23 benchmark clips (the 39 hashed conversions byte-identical); 256 takes the
-# 60 s speed clip's conversion about 3% less time (median ratio 0.970 over 6 interleaved
-# pairs of warm runs, 2026-12-04)
+# for `model` on all 23 benchmark clips (adplay scores and the 39 hashed conversions
+# unchanged), for `sines` on 22 (opl_song_galway 6.097 -> 6.080 dB); 256 takes the 60 s
+# speed clip's conversion about 3% less time (median ratio 0.970 over 6 interleaved pairs
+# of warm runs, 2026-12-04)
 MAX_FRAMES = 256
 # the yardstick's gain search starts on a grid this wide around the loudest cells met (its
 # default, 40 dB, is for any test): the gains it settles on for the 23 benchmark clips'
