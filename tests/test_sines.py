@@ -172,15 +172,17 @@ def test_side_lobes_compare_only_neighbours_yet_match_all_pairs():
     peak_db[:, ::7] = -np.inf                                    # slots without a peak
     perm = rng.permuted(np.tile(np.arange(c), (n, 1)), axis=1)   # candidates come unsorted
     pos, peak_db = np.take_along_axis(pos, perm, 1), np.take_along_axis(peak_db, perm, 1)
-    got = _side_lobes(pos, peak_db, window_bins=2.0, range_db=60.0)
-    want = _side_lobes_all_pairs(pos, peak_db, 2.0)
     real = np.isfinite(peak_db)
-    assert (got[real] == want[real]).all()
-    assert want[real].any() and (~want[real]).any()              # both outcomes occur
-    # in frequency order with the no-peaks last (as pick_peaks passes them): no sort
+    # _side_lobes takes them in frequency order with the no-peaks last (as pick_peaks
+    # finds them); its answer is put back in the candidates' order
     order = np.argsort(np.where(real, pos, np.inf), axis=1, kind="stable")
     pos_s, db_s = np.take_along_axis(pos, order, 1), np.take_along_axis(peak_db, order, 1)
-    got_s = _side_lobes(pos_s, db_s, window_bins=2.0, range_db=60.0, ascending=True)
+    got_s = _side_lobes(pos_s, db_s, window_bins=2.0, range_db=60.0)
+    got = np.zeros_like(got_s)
+    np.put_along_axis(got, order, got_s, axis=1)
+    want = _side_lobes_all_pairs(pos, peak_db, 2.0)
+    assert (got[real] == want[real]).all()
+    assert want[real].any() and (~want[real]).any()              # both outcomes occur
     real_s = np.isfinite(db_s)
     assert (got_s[real_s] == np.take_along_axis(want, order, 1)[real_s]).all()
 

@@ -174,7 +174,8 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
             f_op = base * mult
             with np.errstate(divide="ignore", invalid="ignore"):
                 held = np.abs(1200 * np.log2(f_op[1:] / f_op[:-1])) < _GLIDE_CENTS
-            # (whole-table arithmetic: gathering the jumps' cells took 3x as long)
+            # (whole-table arithmetic: gathering the jumps' cells made subdivide 40 ms on
+            # the 60 s clip instead of 28)
             jump = both & np.concatenate([~held, nothing])[pair]
             quiet = np.minimum(log_own, log_other)
             at_jump = quiet + np.float32(jump_share) * (np.float32(0.5) * (log_own + log_other) - quiet)

@@ -233,8 +233,9 @@ def candidate_atoms(cls: np.ndarray, f0_hz: np.ndarray, partner_hz: np.ndarray |
     other timbres up to the highest MULT=1 pitch.  ``partner_hz`` (> 0) adds
     a second sine of relative power ``partner_power`` (a sine pair).
     """
-    ok = np.asarray(f0_hz) > 0
-    a = atoms_at(atom_rows(cls, f0_hz))
+    rows = atom_rows(cls, f0_hz)
+    a = atoms_at(rows)
+    ok = rows != _atom_table().shape[0] - 1                # a candidate (not the silent row)
     if partner_hz is not None:
         pair = np.flatnonzero(ok & (partner_hz > 0))                      # rows of a.reshape(-1, B)
         a.reshape(-1, a.shape[-1])[pair] += (

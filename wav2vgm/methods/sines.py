@@ -152,8 +152,7 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     delta, height = parabolic_peak(near_db[..., 0], near_db[..., 1], near_db[..., 2])
     peak_db = np.where(real, height, -np.inf)
     pos = idx + delta
-    keep = real & ~_side_lobes(pos, peak_db, window_bins=window_bins, range_db=range_db,
-                               ascending=True)
+    keep = real & ~_side_lobes(pos, peak_db, window_bins=window_bins, range_db=range_db)
     # loudest (by the peak bin's magnitude) first
     order = np.argsort(np.where(keep, -sc, np.inf), axis=1)[:, :n_peaks]
     kept = np.take_along_axis(keep, order, axis=1)
@@ -166,11 +165,12 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
 
 
 def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
-                range_db: float, ascending: bool = False) -> np.ndarray:
+                range_db: float) -> np.ndarray:
     """Which peaks lie under a louder peak's main lobe or Hann side-lobe envelope.
 
     ``pos``: (n_frames, n_cand) positions in FFT bins (``window_bins`` FFT
-    bins per window bin); ``peak_db``: their levels (-inf: no peak), all
+    bins per window bin), ascending along each row with the no-peaks last
+    (as :func:`pick_peaks` finds them); ``peak_db``: their levels (-inf: no peak), all
     within about ``range_db`` of each other.  Hann side lobes are -31.5 dB
     at 2.5 window bins and fall 18 dB per octave; a peak within 3 dB of that
     envelope (or within 1.5 window bins of a louder peak) is masked.
@@ -179,26 +179,17 @@ def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
     (+3 dB of interpolation) below a louder one is clear of its envelope
     beyond ``reach`` window bins, and peaks (local maxima) are at least two
     FFT bins apart, so each peak is compared with the few on either side in
-    frequency order instead of with every other candidate.  ``ascending``: the
-    peaks already lie in frequency order along each row, the -inf ones last.
+    frequency order instead of with every other candidate.
     """
     n, c = pos.shape
-    masked = np.zeros((n, c), bool)
+    hit = np.zeros((n, c), bool)
     if c < 2:
-        return masked
+        return hit
     reach = 2.5 * 2.0 ** ((range_db + 3.0 + 3.0 - 31.5) / 18.0) * window_bins   # FFT bins
     k_max = min(c - 1, int(np.ceil((reach + 1.0) / 2.0)) + 1)
-    real = np.isfinite(peak_db)
-    if ascending:
-        order = None
-        p = np.where(real, pos, np.inf).astype(np.float32) / np.float32(window_bins)
-        db = peak_db.astype(np.float32)
-    else:
-        order = np.argsort(np.where(real, pos, np.inf), axis=1, kind="stable")   # no-peaks last
-        # float32, positions in window bins, the envelope's offset folded into one constant
-        p = np.take_along_axis(pos, order, axis=1).astype(np.float32) / np.float32(window_bins)
-        db = np.take_along_axis(peak_db, order, axis=1).astype(np.float32)
-    hit = np.zeros((n, c), bool)
+    # float32, positions in window bins, the envelope's offset folded into one constant
+    p = np.where(np.isfinite(peak_db), pos, np.inf).astype(np.float32) / np.float32(window_bins)
+    db = peak_db.astype(np.float32)
     offset = np.float32(28.5 - 18 * np.log2(2.5))
     # the quieter of two peaks is masked if it lies within 1.5 window bins of the louder,
     # or more than 28.5 dB + the envelope's fall at their distance below it
@@ -214,10 +205,7 @@ def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
             m |= d < 1.5
             hit[:, lo] |= m & (louder > 0)
             hit[:, hi] |= m & (louder < 0)
-    if order is None:
-        return hit
-    np.put_along_axis(masked, order, hit, axis=1)
-    return masked
+    return hit
 
 
 def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.ndarray):
