@@ -454,6 +454,24 @@ def test_quiet_operators_play_below_tl63_through_key_scaling():
     assert not _one_operator(10 ** (-80 / 20)).key[0, 0]
 
 
+def test_level_fields_do_not_depend_on_memory_layout():
+    """Operators only full key scaling brings within range get it whatever the table's
+    memory layout: a column-permuted (Fortran-ordered) copy once lost them silently."""
+    from wav2vgm.methods.base import level_fields
+    from wav2vgm.opl3 import registers as R
+
+    rng = np.random.default_rng(0)
+    fnum = rng.integers(300, 1024, (40, 18))
+    block = rng.integers(3, 8, (40, 18))
+    amp = FULL_SCALE * 10 ** (-rng.uniform(0, 75, (40, 18)) / 20)
+    term = R.ksl_term(fnum, block)
+    c_order = level_fields(amp, term)
+    assert (c_order[1] == 3).any() and c_order[2].any() and (~c_order[2]).any()
+    f_order = level_fields(np.asfortranarray(amp), np.asfortranarray(term))
+    for a, b in zip(c_order, f_order):
+        assert np.array_equal(a, b)
+
+
 def test_levels_between_tl_steps_come_from_key_scaling():
     """At a pitch whose quarter and half key-scale shares are not whole TL steps, levels
     between TL steps are played through them: each asked level lands within one EG unit

@@ -341,7 +341,9 @@ def level_fields(amp_out: np.ndarray, ksl_term_eg) -> tuple[np.ndarray, np.ndarr
     3.590 -> 3.508.  The levels between TL steps: `model` 2.420 -> 2.403 dB,
     `sines` 3.508 -> 3.484 (flute 2.03 -> 1.96, speech_a 3.75 -> 3.69).
     """
-    a = np.asarray(amp_out, np.float32)
+    # C order: the deep operators are written back through ``ravel()``, which is a copy
+    # (and the writes lost) for any other layout -- a column-permuted table, say
+    a = np.ascontiguousarray(amp_out, np.float32)
     want = np.log10(np.maximum(a, np.float32(1e-9)))
     want *= -_EG_PER_DECADE
     want += _EG_FULL_SCALE                                            # attenuation, EG units
