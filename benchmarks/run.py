@@ -7,6 +7,7 @@
     python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes
     python benchmarks/run.py floor           # random-patch clips: their exact patches at other phases, and through our writer
     python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono vs --stereo
+    python benchmarks/run.py sides --player adplay   # the clips' renders: mono mix against each side
     python benchmarks/run.py startup         # whole-process wall time of convert/score/render on 3 s inputs
     python benchmarks/run.py bands --player adplay   # band-limited noise with and without the band timbres
     python benchmarks/run.py queue --player adplay   # the write governor on speech: on and off, updates 60 and 40 samples apart
@@ -719,6 +720,42 @@ def stereo(player: str) -> None:
                       f"{m.distance_db:.2f} |", flush=True)
 
 
+def sides(player: str) -> None:
+    """The benchmark clips (mono) converted with `model`: each side of the render scored
+    against the input, and the mono mix the yardstick scores.
+
+    The Nuked core mixes the left output after updating slots 0-14 and the right after
+    slots 0-32, so an operator in slots 0-14 or 33-35 reaches the right output one sample
+    after the left (channels 0-5, operator 1 of 6-8, operator 2 of 15-17): the mean of the
+    two sides passes it through ``|cos(pi f / 49716)|`` (-0.6 dB at 6 kHz, -2.8 dB at
+    12 kHz), which neither side has.
+    """
+    from wav2vgm import spectrum
+    from wav2vgm.quality import adplay_render
+    from wav2vgm.opl3.render import render_vgm, resample
+    from wav2vgm.vgm import read_vgm
+
+    _header("group", "clip", "mono mix dB", "left dB", "right dB", "mean of sides dB")
+    mono, each = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "s.vgm"
+        for clip in clips(DEFAULT_DIRS):
+            convert_file(str(clip), str(out), ConvertOptions())
+            if player == "adplay":
+                y, rate = adplay_render(str(out))
+                y = resample(y.astype(np.float64), from_hz=rate, to_hz=44100)
+            else:
+                y = render_vgm(read_vgm(str(out)), rate_hz=44100)
+            x = load_audio(str(clip), target_rate_hz=44100)[0]
+            m = spectrum.logmel_distance(x, y.mean(axis=1), rate_hz=44100).distance_db
+            d = [spectrum.logmel_distance(x, y[:, j], rate_hz=44100).distance_db for j in (0, 1)]
+            mono.append(m)
+            each.append(sum(d) / 2)
+            print(f"| {clip.parent.name} | {clip.stem} | {m:.3f} | {d[0]:.3f} | {d[1]:.3f} | "
+                  f"{each[-1]:.3f} |", flush=True)
+    print(f"| all | mean of {len(mono)} | {np.mean(mono):.3f} | | | {np.mean(each):.3f} |")
+
+
 def bands(player: str) -> None:
     """Band-limited noise (fricatives, cymbals) with and without the band timbres.
 
@@ -895,7 +932,8 @@ def _long_clip(path: Path, minutes: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
-                                    "floor", "stereo", "startup", "bands", "queue", "valleys", "all"])
+                                    "floor", "stereo", "sides", "startup", "bands", "queue", "valleys",
+                                    "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
@@ -919,7 +957,7 @@ def main(argv=None) -> int:
         batch()
     if a.what in ("startup", "all"):
         startup()
-    by_player = {"floor": floor, "stereo": stereo, "bands": bands, "queue": queue,
+    by_player = {"floor": floor, "stereo": stereo, "sides": sides, "bands": bands, "queue": queue,
                  "valleys": valleys, "card": card}              # alone, with --player
     if a.what in by_player:
         by_player[a.what](a.player)
