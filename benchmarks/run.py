@@ -690,9 +690,7 @@ def stereo(player: str) -> None:
     side of the mix; ``mono mix`` scores the mean of the two sides.
     """
     from wav2vgm import spectrum
-    from wav2vgm.quality import adplay_render
-    from wav2vgm.opl3.render import render_vgm, resample
-    from wav2vgm.vgm import read_vgm
+    from wav2vgm.quality import render_for_score
 
     a, b, c = (load_audio(str(ROOT / "samples" / f"{n}.wav"), target_rate_hz=44100)[0]
                for n in ("melody", "chord", "speech"))
@@ -708,11 +706,7 @@ def stereo(player: str) -> None:
             for option in ("--mono", "--stereo"):
                 out = Path(tmp) / f"{name}.vgm"
                 convert_file(str(src), str(out), ConvertOptions(stereo=option == "--stereo"))
-                if player == "adplay":
-                    y, rate = adplay_render(str(out))
-                    y = resample(y.astype(np.float64), from_hz=rate, to_hz=44100)
-                else:
-                    y = render_vgm(read_vgm(str(out)), rate_hz=44100)
+                y = render_for_score(str(out), player=player, stereo=True)
                 d = [spectrum.logmel_distance(r, y[:, j], rate_hz=44100).distance_db
                      for j, r in enumerate((left, right))]
                 m = spectrum.logmel_distance((left + right) / 2, y.mean(axis=1), rate_hz=44100)
@@ -731,9 +725,7 @@ def sides(player: str) -> None:
     12 kHz), which neither side has.
     """
     from wav2vgm import spectrum
-    from wav2vgm.quality import adplay_render
-    from wav2vgm.opl3.render import render_vgm, resample
-    from wav2vgm.vgm import read_vgm
+    from wav2vgm.quality import render_for_score
 
     _header("group", "clip", "mono mix dB", "left dB", "right dB", "mean of sides dB")
     mono, each = [], []
@@ -741,11 +733,7 @@ def sides(player: str) -> None:
         out = Path(tmp) / "s.vgm"
         for clip in clips(DEFAULT_DIRS):
             convert_file(str(clip), str(out), ConvertOptions())
-            if player == "adplay":
-                y, rate = adplay_render(str(out))
-                y = resample(y.astype(np.float64), from_hz=rate, to_hz=44100)
-            else:
-                y = render_vgm(read_vgm(str(out)), rate_hz=44100)
+            y = render_for_score(str(out), player=player, stereo=True)
             x = load_audio(str(clip), target_rate_hz=44100)[0]
             m = spectrum.logmel_distance(x, y.mean(axis=1), rate_hz=44100).distance_db
             d = [spectrum.logmel_distance(x, y[:, j], rate_hz=44100).distance_db for j in (0, 1)]

@@ -40,16 +40,20 @@ def adplay_render(vgm_path: str, *, timeout_s: float = 600.0) -> tuple[np.ndarra
     return y, rate
 
 
-def render_for_score(vgm_path: str, *, player: str = "emulator") -> np.ndarray:
-    """Mono float32 at 44.1 kHz of a VGM as ``player`` renders it."""
+def render_for_score(vgm_path: str, *, player: str = "emulator", stereo: bool = False
+                     ) -> np.ndarray:
+    """Mono float32 at 44.1 kHz of a VGM as ``player`` renders it: the mean of its two
+    outputs, or with ``stereo`` both, (n, 2)."""
     if player == "adplay":
-        stereo, rate = adplay_render(vgm_path)
+        both, rate = adplay_render(vgm_path)
         from .opl3.render import resample
-        mono = stereo.mean(axis=1)
-        return resample(mono[:, None], from_hz=rate, to_hz=44100)[:, 0]
+        if stereo:
+            return resample(both, from_hz=rate, to_hz=44100)
+        return resample(both.mean(axis=1)[:, None], from_hz=rate, to_hz=44100)[:, 0]
     from .opl3.render import render_vgm
     from .vgm import read_vgm
-    return render_vgm(read_vgm(vgm_path), rate_hz=44100).mean(axis=1)
+    both = render_vgm(read_vgm(vgm_path), rate_hz=44100)
+    return both if stereo else both.mean(axis=1)
 
 
 def score_vgm(reference_path: str, vgm_path: str, *, player: str = "emulator",
