@@ -716,7 +716,7 @@ def stereo(player: str) -> None:
 
 def sides(player: str) -> None:
     """The benchmark clips (mono) converted with `model`: each side of the render scored
-    against the input, and the mono mix the yardstick scores.
+    against the input (``wav2vgm score --sides``), and the mono mix the yardstick scores.
 
     The Nuked core mixes the left output after updating slots 0-14 and the right after
     slots 0-32, so an operator in slots 0-14 or 33-35 reaches the right output one sample
@@ -725,7 +725,7 @@ def sides(player: str) -> None:
     12 kHz), which neither side has.
     """
     from wav2vgm import spectrum
-    from wav2vgm.quality import render_for_score
+    from wav2vgm.quality import render_for_score, side_distances
 
     _header("group", "clip", "mono mix dB", "left dB", "right dB", "mean of sides dB")
     mono, each = [], []
@@ -736,7 +736,7 @@ def sides(player: str) -> None:
             y = render_for_score(str(out), player=player, stereo=True)
             x = load_audio(str(clip), target_rate_hz=44100)[0]
             m = spectrum.logmel_distance(x, y.mean(axis=1), rate_hz=44100).distance_db
-            d = [spectrum.logmel_distance(x, y[:, j], rate_hz=44100).distance_db for j in (0, 1)]
+            d = [s.distance_db for s in side_distances(x, y).values()]
             mono.append(m)
             each.append(sum(d) / 2)
             print(f"| {clip.parent.name} | {clip.stem} | {m:.3f} | {d[0]:.3f} | {d[1]:.3f} | "

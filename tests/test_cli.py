@@ -820,6 +820,49 @@ def test_score_prints_a_finite_distance(tmp_path):
     assert math.isfinite(d) and 0 <= d < 20, d
 
 
+def _side_scores(result) -> dict:
+    assert_ok(result)
+    out = dict(ln.split(": ", 1) for ln in result.stdout.splitlines())
+    assert set(out) == {"distance_db", "left_db", "right_db"}, result.stdout
+    return out
+
+
+def test_score_sides_hears_a_note_on_the_wrong_side(tmp_path):
+    """--sides scores each output against its side of the reference: a note on both outputs
+    that the reference has on one side only costs there, which the mean of the outputs
+    (the default score) cannot hear."""
+    left, right = tone(1.0, f_hz=440.0)[:, None], tone(1.0, f_hz=1320.0, amp=0.3)[:, None]
+    src = write_audio(tmp_path / "lr.wav", np.hstack([left, right]))
+    scores = {}
+    for option in ("--stereo", "--mono"):
+        vgm = tmp_path / f"{option[2:]}.vgm"
+        assert_ok(cli("convert", src, "-o", vgm, *SINES, option))
+        scores[option] = {k: float(v) for k, v in _side_scores(cli("score", src, vgm, "--sides")).items()}
+        s = scores[option]
+        assert s["distance_db"] == pytest.approx((s["left_db"] + s["right_db"]) / 2, abs=2e-3)
+    assert scores["--stereo"]["left_db"] < 3 and scores["--stereo"]["right_db"] < 3, scores
+    assert scores["--mono"]["left_db"] > scores["--stereo"]["left_db"] + 3, scores
+    assert scores["--mono"]["right_db"] > scores["--stereo"]["right_db"] + 3, scores
+    # a mono reference is each side's reference
+    mono = write_audio(tmp_path / "m.wav", tone(1.0))
+    vgm = tmp_path / "m.vgm"
+    assert_ok(cli("convert", mono, "-o", vgm, *SINES))
+    s = {k: float(v) for k, v in _side_scores(cli("score", mono, vgm, "--sides")).items()}
+    assert abs(s["left_db"] - s["right_db"]) < 0.5 and s["distance_db"] < 5, s
+
+
+def test_score_sides_leaves_out_a_silent_side_and_refuses_a_plot(tmp_path):
+    x = np.hstack([tone(1.0)[:, None], np.zeros((RATE, 1))])
+    src = write_audio(tmp_path / "l.wav", x)
+    vgm = tmp_path / "l.vgm"
+    assert_ok(cli("convert", src, "-o", vgm, *SINES))
+    s = _side_scores(cli("score", src, vgm, "--sides"))
+    assert s["right_db"] == "silent reference" and float(s["distance_db"]) == float(s["left_db"])
+    assert_error(cli("score", src, vgm, "--sides", "--plot", tmp_path / "p.png"), 2,
+                 "leave out --sides")
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_score_with_adplay(tmp_path):
     if shutil.which("adplay") is None:
         pytest.skip("adplay not on PATH")

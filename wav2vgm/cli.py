@@ -181,10 +181,24 @@ def info(vgm_path):
               show_default=True, help="Who renders the VGM.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Draw both spectrograms into a PNG (needs matplotlib).")
-def score(reference, vgm_path, player, plot_path):
+@click.option("--sides", is_flag=True,
+              help="Score each output against that side of REF (a mono REF: against it "
+                   "twice) instead of the mean of the outputs: distance_db is then the mean "
+                   "of left_db and right_db (a side where REF is silent is left out).")
+def score(reference, vgm_path, player, plot_path, sides):
     """Log-mel distance in dB between REF.wav and OUT.vgm as rendered (lower is better)."""
-    from .quality import score_vgm
+    from .quality import score_sides, score_vgm
 
+    if sides:
+        if plot_path:
+            raise click.UsageError("--plot draws the mean of the outputs; leave out --sides")
+        per_side = score_sides(reference, vgm_path, player=player)
+        scored = [s.distance_db for s in per_side.values() if s is not None]
+        click.echo(f"distance_db: {sum(scored) / len(scored):.3f}")
+        for side, s in per_side.items():
+            click.echo(f"{side}_db: " + ("silent reference" if s is None
+                                         else f"{s.distance_db:.3f}"))
+        return
     result = score_vgm(reference, vgm_path, player=player,
                        plot_path=plot_path)
     click.echo(f"distance_db: {result.distance_db:.3f}")

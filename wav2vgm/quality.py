@@ -65,3 +65,33 @@ def score_vgm(reference_path: str, vgm_path: str, *, player: str = "emulator",
     if plot_path:
         spectrum.spectrogram_figure(ref, test, rate_hz=44100, path=plot_path)
     return result
+
+
+def score_sides(reference_path: str, vgm_path: str, *, player: str = "emulator"
+                ) -> dict[str, "spectrum.Score | None"]:
+    """Each output of the VGM as ``player`` renders it against that side of the reference
+    (a mono reference: against it twice): ``{"left": Score, "right": Score}``, None for a
+    side where the reference is silent.
+
+    Unlike :func:`score_vgm`, which hears the mean of the two outputs, this is what
+    each of two speakers plays: the chip mixes its left output a sample before its right
+    for 24 of its 36 operator slots, so that mean loses high partials neither side does
+    (``benchmarks/run.py sides``), and it cannot tell a note on the wrong side.
+    """
+    from .audio import open_audio
+    with open_audio(reference_path, target_rate_hz=44100) as stream:
+        parts = list(stream.blocks(sides=True))
+    ref = np.concatenate(parts)[:, 1:] if parts else np.zeros((0, 2), np.float32)
+    if not np.any(ref):
+        raise ParameterError(f"reference {reference_path} is silent")
+    return side_distances(ref, render_for_score(vgm_path, player=player, stereo=True))
+
+
+def side_distances(reference: np.ndarray, test: np.ndarray) -> dict[str, "spectrum.Score | None"]:
+    """:func:`score_sides` of a reference (n, 2) or mono (n,) and a render (m, 2), both at
+    44.1 kHz."""
+    ref = np.asarray(reference)
+    ref = np.column_stack([ref, ref]) if ref.ndim == 1 else ref
+    return {side: (spectrum.logmel_distance(ref[:, j], test[:, j], rate_hz=44100)
+                   if np.any(ref[:, j]) else None)
+            for j, side in enumerate(("left", "right"))}
