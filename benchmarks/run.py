@@ -690,7 +690,7 @@ def stereo(player: str) -> None:
     side of the mix; ``mono mix`` scores the mean of the two sides.
     """
     from wav2vgm import spectrum
-    from wav2vgm.quality import render_for_score
+    from wav2vgm.quality import render_for_score, side_distances
 
     a, b, c = (load_audio(str(ROOT / "samples" / f"{n}.wav"), target_rate_hz=44100)[0]
                for n in ("melody", "chord", "speech"))
@@ -707,8 +707,8 @@ def stereo(player: str) -> None:
                 out = Path(tmp) / f"{name}.vgm"
                 convert_file(str(src), str(out), ConvertOptions(stereo=option == "--stereo"))
                 y = render_for_score(str(out), player=player, stereo=True)
-                d = [spectrum.logmel_distance(r, y[:, j], rate_hz=44100).distance_db
-                     for j, r in enumerate((left, right))]
+                d = [s.distance_db for s in side_distances(np.column_stack([left, right]),
+                                                             y).values()]
                 m = spectrum.logmel_distance((left + right) / 2, y.mean(axis=1), rate_hz=44100)
                 print(f"| {name} | {option} | {d[0]:.2f} | {d[1]:.2f} | {(d[0] + d[1]) / 2:.2f} | "
                       f"{m.distance_db:.2f} |", flush=True)
