@@ -6,7 +6,7 @@
     python benchmarks/run.py render          # x real time of `wav2vgm render` (the chip emulator)
     python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes
     python benchmarks/run.py floor           # random-patch clips: their exact patches at other phases, and through our writer
-    python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono vs --stereo
+    python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono / --stereo / --split-sides
     python benchmarks/run.py sides --player adplay   # the clips' renders: mono mix against each side
     python benchmarks/run.py startup         # whole-process wall time of convert/score/render on 3 s inputs
     python benchmarks/run.py bands --player adplay   # band-limited noise with and without the band timbres
@@ -682,7 +682,8 @@ def floor(player: str) -> None:
 
 
 def stereo(player: str) -> None:
-    """Per-side log-mel distance of two stereo mixes of samples/, converted with --mono and --stereo.
+    """Per-side log-mel distance of two stereo mixes of samples/, converted with --mono, --stereo
+    and --split-sides.
 
     ``hard``: melody on the left only, chord on the right only.  ``mixed``:
     melody left only, chord in the middle, speech right of centre (8 dB).
@@ -703,9 +704,10 @@ def stereo(player: str) -> None:
         for name, (left, right) in mixes.items():
             src = Path(tmp) / f"{name}.wav"
             write_wav(str(src), 0.8 * np.column_stack([left, right]).astype(np.float32), 44100)
-            for option in ("--mono", "--stereo"):
+            for option in ("--mono", "--stereo", "--split-sides"):
                 out = Path(tmp) / f"{name}.vgm"
-                convert_file(str(src), str(out), ConvertOptions(stereo=option == "--stereo"))
+                convert_file(str(src), str(out), ConvertOptions(stereo=option != "--mono",
+                                                                split_sides=option == "--split-sides"))
                 y = render_for_score(str(out), player=player, stereo=True)
                 d = [s.distance_db for s in side_distances(np.column_stack([left, right]),
                                                              y).values()]

@@ -526,6 +526,7 @@ def test_output_with_a_wrong_suffix_exits_2(tmp_path, song):
     ["--voices", "40"],
     ["--voices", "0"],
     ["--voices", "x"],
+    ["--split-sides", "--voices", "1"],
     ["--gain", "abc"],
     ["--gain", "inf"],
     ["--gain", "1000"],

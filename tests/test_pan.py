@@ -77,6 +77,62 @@ def test_reference_player_pans_the_tones(tmp_path):
     assert abs(c_l - c_r) < 1.0
 
 
+@pytest.mark.parametrize("method", ["sines", "model"])
+def test_split_sides_plays_each_side_on_its_own_channels(tmp_path, method):
+    """With split_sides each side is converted on its own half of the channels, which play
+    on that side only; a mono input is converted as without it."""
+    src = _tones(tmp_path / "tones.wav")
+    out = tmp_path / "split.vgm"
+    convert_file(str(src), str(out), ConvertOptions(method=method, split_sides=True))
+    vgm = read_vgm(str(out))
+    # every channel's 0xC0 writes route it to one side: channels 0-8 left, 9-17 right
+    used = set()
+    for ch in range(R.N_CHANNELS):
+        reg = R.channel_register(0xC0, ch)
+        bits = {int(v) & R.OUT_STEREO for v in vgm.values[vgm.regs == reg]}
+        assert bits <= {R.OUT_LEFT if ch < 9 else R.OUT_RIGHT}, (ch, bits)
+        used |= bits
+    assert used == {R.OUT_LEFT, R.OUT_RIGHT}
+    y = render_vgm(vgm, rate_hz=RATE)
+    c_l, a_l, b_l = _levels_db(y[:, 0], RATE)
+    c_r, a_r, b_r = _levels_db(y[:, 1], RATE)
+    assert a_l - a_r > 40 and b_r - b_l > 40          # 440 Hz left only, 660 Hz right only
+    assert abs(c_l - c_r) < 3.0                      # 220 Hz on both: played on each side
+    mono = tmp_path / "m.wav"
+    sf.write(mono, np.asarray(sf.read(src)[0]).mean(axis=1), RATE)
+    for split in (False, True):
+        convert_file(str(mono), str(tmp_path / f"m{split}.vgm"),
+                     ConvertOptions(method="sines", split_sides=split))
+    assert (tmp_path / "mFalse.vgm").read_bytes() == (tmp_path / "mTrue.vgm").read_bytes()
+
+
+def test_split_sides_serves_the_quieter_side_of_a_hard_panned_mix(tmp_path):
+    """samples/melody.wav on the left, chord.wav at half its level on the right (the stereo
+    benchmark's hard-panned mix): each side scored against its own side of the input, the
+    quieter (right) one is much closer with split_sides, and the two together too."""
+    from wav2vgm.audio import load_audio, write_wav
+    from wav2vgm.quality import render_for_score, side_distances
+    root = Path(__file__).resolve().parents[1] / "samples"
+    a, b = (load_audio(str(root / f"{n}.wav"), target_rate_hz=RATE)[0] for n in ("melody", "chord"))
+    n = min(a.size, b.size)
+    x = 0.8 * np.column_stack([a[:n], 0.5 * b[:n]]).astype(np.float32)
+    write_wav(str(tmp_path / "hard.wav"), x, RATE)
+    scores = {}
+    for split in (False, True):
+        out = tmp_path / f"{split}.vgm"
+        convert_file(str(tmp_path / "hard.wav"), str(out), ConvertOptions(split_sides=split))
+        d = side_distances(x, render_for_score(str(out), stereo=True))
+        scores[split] = (d["left"].distance_db, d["right"].distance_db)
+    assert scores[True][1] < scores[False][1] - 3, scores
+    assert sum(scores[True]) < sum(scores[False]) - 3, scores
+
+
+def test_split_sides_needs_two_voices():
+    from wav2vgm.errors import ParameterError
+    with pytest.raises(ParameterError, match="at least 2 voices, got 1"):
+        ConvertOptions(split_sides=True, voices=1)
+
+
 @pytest.mark.parametrize("stereo", [True, False])
 def test_two_identical_channels_convert_like_the_mono_file(tmp_path, stereo):
     t = np.arange(RATE) / RATE

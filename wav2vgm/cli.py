@@ -89,6 +89,11 @@ def main():
 @click.option("--stereo/--mono", default=True, show_default=True,
               help="Two-channel inputs: pan each note left, right or centre on the OPL3's "
                    "outputs, or play every note on both.")
+@click.option("--split-sides", is_flag=True,
+              help="Two-channel inputs: convert each side on its own half of the channels, "
+                   "played on that side only.  For hard-panned sources (tracker modules, early "
+                   "stereo), whose quieter side the default serves poorly; sound that is alike "
+                   "on both sides loses half its channels to doubles.")
 @click.option("--loop", is_flag=True,
               help="Mark the whole file as a loop: players that loop (VGMPlay, hardware "
                    "players) replay it from the start; its first frame then sets every register.")
@@ -102,7 +107,8 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (folders).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def convert(inputs, output, method, frame_rate, substeps, voices, gain_db, quality, model_path,
-            stereo, loop, loop_start, title, author, game, notes, jobs, overwrite, quiet):
+            stereo, split_sides, loop, loop_start, title, author, game, notes, jobs, overwrite,
+            quiet):
     """Convert audio files (or folders of them, or '-' for stdin) to VGM.
 
     \b
@@ -118,8 +124,8 @@ def convert(inputs, output, method, frame_rate, substeps, voices, gain_db, quali
         loop_start = 0.0                            # the whole file
     options = ConvertOptions(method=method, frame_rate_hz=frame_rate, substeps=substeps, voices=voices,
                              gain_db=gain_db, quality=quality, model_path=model_path,
-                             stereo=stereo, loop_start_s=loop_start, title=title, author=author,
-                             game=game, notes=notes)
+                             stereo=stereo, split_sides=split_sides, loop_start_s=loop_start,
+                             title=title, author=author, game=game, notes=notes)
     code = run_convert(list(inputs), output, options, jobs=jobs, overwrite=overwrite, quiet=quiet)
     sys.exit(code)
 

@@ -46,6 +46,7 @@ class ConvertOptions:
     quality: str = "balanced"
     model_path: str | None = None
     stereo: bool = True         # two-channel inputs: notes panned left, right or both
+    split_sides: bool = False   # two-channel inputs: each side its own channels (:func:`analyse`)
     loop_start_s: float | None = None   # players that loop replay from here (0: the whole file)
     title: str = ""
     author: str = ""
@@ -69,6 +70,8 @@ class ConvertOptions:
             raise ParameterError(f"substeps must be 1-16, got {self.substeps!r}")
         if not 1 <= int(self.voices) <= 18 or int(self.voices) != self.voices:
             raise ParameterError(f"voices must be 1-18, got {self.voices!r}")
+        if self.split_sides and self.voices < 2:
+            raise ParameterError(f"splitting the sides needs at least 2 voices, got {self.voices!r}")
         if not math.isfinite(self.gain_db) or abs(self.gain_db) > 60:
             raise ParameterError(f"gain must be within -60..60 dB, got {self.gain_db!r}")
         if self.loop_start_s is not None and not (
@@ -335,9 +338,16 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
 
     The voices are chosen on the mono mix.  With ``options.stereo`` and a
     two-channel input, the left and right channels are analysed alongside
-    and each note is panned (:mod:`.methods.pan`).  Everything is analysed
-    scaled by :func:`analysis_gain` (the input's peak at full scale), so the
-    voices' amplitudes and the level reference are in those units.
+    and each note is panned (:mod:`.methods.pan`).  With
+    ``options.split_sides`` too, each side is converted on its own instead,
+    on half the channels (the left one more where they are odd), which play
+    on that side only: what a hard-panned source needs, where voices chosen
+    on the mono mix serve the quieter side poorly (the left / right of
+    ``benchmarks/run.py stereo``'s hard-panned mix: see the README), and
+    what sound alike on both sides loses, its voices played twice.
+    Everything is analysed scaled by :func:`analysis_gain` (the input's peak
+    at full scale), so the voices' amplitudes and the level reference are in
+    those units.
     """
     from .methods import pan
     from .methods.pursuit import mel_power
@@ -346,11 +356,19 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     stride = stride_for(centres.size)
     level_power: list[np.ndarray] = []
     done = 0                                            # frames analysed so far
-    method = make_method(options)
     steps = update_steps(options.frame_rate_hz, options.substeps)
     analyser = FrameAnalyser(centres, n_samples=stream.n_samples,
                              update_offsets=update_offsets(options.frame_rate_hz, steps))
     stereo = bool(options.stereo) and stream.n_channels == 2
+    split = stereo and options.split_sides
+    n_left = (options.voices + 1) // 2
+    if split:                                           # one method per side, on its channels
+        methods = [make_method(dataclasses.replace(options, voices=k))
+                   for k in (n_left, options.voices - n_left)]
+        outputs = np.repeat(np.array([R.OUT_LEFT, R.OUT_RIGHT], np.uint8),
+                            [n_left, options.voices - n_left])
+    else:
+        method = make_method(options)
     sides = [FrameAnalyser(centres, n_samples=stream.n_samples) for _ in range(2)] if stereo else []
     parts: list[VoiceFrames] = []
     powers: list[np.ndarray] = []
@@ -361,12 +379,17 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
         side_mags = [a.push(None if block is None else block[:, j + 1]) for j, a in enumerate(sides)]
         if mag.shape[0]:
             power = mel_power(mag)                      # the block's one mel power
-            part = method.process(mag, analyser.freqs_hz, power=power)
+            if split:
+                part = VoiceFrames.stack_channels([m.process(sm, analyser.freqs_hz)
+                                                   for m, sm in zip(methods, side_mags)])
+                part.outputs = np.broadcast_to(outputs, part.fnum.shape).copy()
+            else:
+                part = method.process(mag, analyser.freqs_hz, power=power)
             parts.append(part)
             first = (-done) % stride                    # the block's first frame on the stride
             level_power.append(power[first::stride])
             done += mag.shape[0]
-            if stereo:
+            if stereo and not split:
                 powers.append(pan.side_power(part, mag, *side_mags, analyser.freqs_hz))
 
     gain = np.float32(analysis_gain(stream))
@@ -380,10 +403,11 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
         return Analysis(VoiceFrames.empty(0, options.voices), centres, np.zeros((0, 0)), stride,
                         options.frame_rate_hz)
     voices = VoiceFrames.concatenate(parts)
-    if stereo:
+    if stereo and not split:
         voices = pan.route(voices, np.concatenate(powers))
+    jump_share = (methods[0] if split else method).jump_share
     return Analysis(voices, centres, np.concatenate(level_power), stride, options.frame_rate_hz,
-                    np.concatenate(analyser.energies), method.jump_share)
+                    np.concatenate(analyser.energies), jump_share)
 
 
 def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOptions, *,
