@@ -687,6 +687,7 @@ def stereo(player: str) -> None:
 
     ``hard``: melody on the left only, chord on the right only.  ``mixed``:
     melody left only, chord in the middle, speech right of centre (8 dB).
+    ``centre``: the chord alike on both sides.
     Each side of the VGM as ``player`` renders it is scored against that
     side of the mix; ``mono mix`` scores the mean of the two sides.
     """
@@ -697,7 +698,8 @@ def stereo(player: str) -> None:
                for n in ("melody", "chord", "speech"))
     n = min(a.size, b.size, c.size)
     a, b, c = a[:n], b[:n], c[:n]
-    mixes = {"hard": (a, 0.5 * b), "mixed": (a + 0.5 * b + 0.2 * c, 0.5 * b + 0.5 * c)}
+    mixes = {"hard": (a, 0.5 * b), "mixed": (a + 0.5 * b + 0.2 * c, 0.5 * b + 0.5 * c),
+             "centre": (b, b)}
     print(f"| mix | option | left | right | mean of sides | mono mix |  (dB, {player})")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
