@@ -527,6 +527,7 @@ def test_output_with_a_wrong_suffix_exits_2(tmp_path, song):
     ["--voices", "0"],
     ["--voices", "x"],
     ["--split-sides", "--voices", "1"],
+    ["--split-sides", "--mono"],
     ["--gain", "abc"],
     ["--gain", "inf"],
     ["--gain", "1000"],

@@ -72,6 +72,9 @@ class ConvertOptions:
             raise ParameterError(f"voices must be 1-18, got {self.voices!r}")
         if self.split_sides and self.voices < 2:
             raise ParameterError(f"splitting the sides needs at least 2 voices, got {self.voices!r}")
+        if self.split_sides and not self.stereo:
+            raise ParameterError("splitting the sides plays each on its own output: "
+                                 "it cannot go with --mono")
         if not math.isfinite(self.gain_db) or abs(self.gain_db) > 60:
             raise ParameterError(f"gain must be within -60..60 dB, got {self.gain_db!r}")
         if self.loop_start_s is not None and not (
@@ -361,8 +364,8 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
                              update_offsets=update_offsets(options.frame_rate_hz, steps))
     stereo = bool(options.stereo) and stream.n_channels == 2
     split = stereo and options.split_sides
-    n_left = (options.voices + 1) // 2
     if split:                                           # one method per side, on its channels
+        n_left = (options.voices + 1) // 2
         methods = [make_method(dataclasses.replace(options, voices=k))
                    for k in (n_left, options.voices - n_left)]
         outputs = np.repeat(np.array([R.OUT_LEFT, R.OUT_RIGHT], np.uint8),

@@ -509,7 +509,7 @@ def aligned_distance(reference_db, test_db, *, floor_db: float = 60.0,
     mel spectra predicted rather than rendered, for instance.  The same
     floor, counted cells and best global gain as :func:`logmel_distance`;
     ``span_db`` narrows the coarse grid the gain search starts on (around
-    the two sides' loudest cells met), for tests known to lie near.
+    the reference's and the test's loudest cells), for tests known to lie near.
     """
     r = np.asarray(reference_db, np.float32)
     t = np.asarray(test_db, np.float32)
