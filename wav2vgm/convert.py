@@ -249,6 +249,9 @@ class FrameAnalyser:
         self.window = analysis_window()
         self.n_samples = int(n_samples) if n_samples is not None else None
         self.freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / ANALYSIS_RATE_HZ)
+        # the last frame that lay inside the input (samples, spectrum), for edge frames that
+        # come in a later block than every inside frame (the end of most inputs)
+        self.inside: tuple[np.ndarray, np.ndarray] | None = None
 
     def push(self, block: np.ndarray | None) -> np.ndarray:
         """Add a block (None = end of input); return the spectra of frames now complete."""
@@ -286,18 +289,28 @@ class FrameAnalyser:
         # read as a burst of partials.  Worked out before the spectra, which window the
         # frames in place (``frames`` is this call's own copy)
         edges = [] if self.n_samples is None else self._edge_frames(frames, first_abs)
+        inside = [] if self.n_samples is None else np.flatnonzero(self._inside(first_abs))
+        last_inside = int(inside[-1]) if len(inside) else None
+        samples = None if last_inside is None else frames[last_inside].copy()
         mag = analysis_spectra(frames, window=self.window, overwrite=True)
         for i, j, gain, part in edges:
             if j is not None:
-                mag[i] = mag[j] * gain
+                mag[i] = (self.inside[1] if j < 0 else mag[j]) * gain
             else:
                 mag[i] = 0.0 if part is None else analysis_spectra(part[None, :])[0]
+        if last_inside is not None:
+            self.inside = (samples, mag[last_inside].copy())
         return mag
+
+    def _inside(self, first: np.ndarray) -> np.ndarray:
+        """(n_frames,) bool: the frames (first samples ``first``) that lie inside the input."""
+        return (first >= 0) & (first + WINDOW <= self.n_samples)
 
     def _edge_frames(self, frames: np.ndarray, first: np.ndarray) -> list:
         """(frame, nearest inside frame or None, gain, own samples or None) of the frames that
-        reach past either end of the input (``first``: their first samples' indices)."""
-        edge = (first < 0) | (first + WINDOW > self.n_samples)
+        reach past either end of the input (``first``: their first samples' indices).  The
+        nearest inside frame is -1 where it came in an earlier block (:attr:`inside`)."""
+        edge = ~self._inside(first)
         inside = np.flatnonzero(~edge)
         out = []
         for i in np.flatnonzero(edge):
@@ -307,9 +320,9 @@ class FrameAnalyser:
             if part.size < 64:
                 out.append((i, None, 0.0, None))                 # silent
                 continue
-            if inside.size:
-                j = inside[np.argmin(np.abs(inside - i))]
-                ref = frames[j, lo:hi]
+            if inside.size or self.inside is not None:
+                j = inside[np.argmin(np.abs(inside - i))] if inside.size else -1
+                ref = frames[j, lo:hi] if j >= 0 else self.inside[0][lo:hi]
                 e_ref = float(np.sum(ref * ref))
                 gain = np.sqrt(float(np.sum(part * part)) / e_ref) if e_ref > 0 else 0.0
                 out.append((i, j, min(gain, 4.0), None))
