@@ -12,6 +12,7 @@
     python benchmarks/run.py bands --player adplay   # band-limited noise with and without the band timbres
     python benchmarks/run.py queue --player adplay   # the write governor on speech: on and off, updates 60 and 40 samples apart
     python benchmarks/run.py valleys --player adplay # render minus the voices' predicted spectrum, by level
+    python benchmarks/run.py vibrato --player adplay # vibrato: pursuit voices kept off moving partials, or not
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -780,6 +781,56 @@ def bands(player: str) -> None:
             print(f"| {kind} | {lo / 1000:g}-{hi / 1000:g} kHz | " + " | ".join(row) + " |", flush=True)
 
 
+VIBRATO_PROGRAMS = ((40, "violin", (67, 71, 74, 72)), (42, "cello", (48, 52, 55, 53)),
+                    (52, "choir", (60, 64, 67, 65)), (68, "oboe", (69, 72, 76, 74)),
+                    (56, "trumpet", (62, 65, 69, 67)), (73, "flute", (74, 77, 81, 79)),
+                    (71, "clarinet", (58, 62, 65, 63)), (65, "alto sax", (55, 58, 62, 60)))
+
+
+def vibrato(player: str) -> None:
+    """Sound whose pitch moves: the model method with and without keeping its pursuit voices
+    off moving partials (``NEAR_MOVING_CENTS``), and the sines method.
+
+    A synthetic tone (440 Hz, 5 harmonics at 1/h, a 6 Hz vibrato of +-50 cents, 3 s) and,
+    where fluidsynth and its General MIDI sound font are installed, eight instruments
+    with the modulation wheel full up (4 notes of 1 s, the first 4 s)."""
+    import shutil
+    sys.path.insert(0, str(ROOT / "samples"))
+    import make_samples
+    from wav2vgm.methods import model
+    _header("clip", "sines", "model, voices next to moving partials", "model")
+    sums = np.zeros(3)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        t = np.arange(3 * 44100) / 44100
+        phase = 2 * np.pi * np.cumsum(440 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 6 * t))) / 44100
+        tone = 0.4 * sum(np.sin(h * phase) / h for h in range(1, 6))
+        write_wav(str(tmp / "tone.wav"), (0.9 * tone / np.abs(tone).max()).astype(np.float32), 44100)
+        clips = [("synthetic tone", tmp / "tone.wav")]
+        if shutil.which("fluidsynth") and Path(make_samples.SOUNDFONT).is_file():
+            for program, name, notes in VIBRATO_PROGRAMS:
+                make_samples.melody(tmp, tmp, name=f"{program}.wav", program=program, notes=notes,
+                                    modulation=127, ticks=960)
+                clips.append((name, tmp / f"{program}.wav"))
+        else:
+            print("vibrato: fluidsynth or its sound font is missing: the synthetic tone only",
+                  file=sys.stderr)
+        vgm = tmp / "out.vgm"
+        for name, wav in clips:
+            row = []
+            for method, near in (("sines", None), ("model", 0.0), ("model", None)):
+                saved = model.NEAR_MOVING_CENTS
+                model.NEAR_MOVING_CENTS = saved if near is None else near
+                try:
+                    convert_file(str(wav), str(vgm), ConvertOptions(method=method))
+                finally:
+                    model.NEAR_MOVING_CENTS = saved
+                row.append(score_vgm(str(wav), str(vgm), player=player).distance_db)
+            sums += row
+            print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
+    print(f"| mean of {len(clips)} | " + " | ".join(f"{v / len(clips):.3f}" for v in sums) + " |")
+
+
 def queue(player: str) -> None:
     """What the write governor does (wav2vgm/opl3/queue.py), on speech and the busy speed clip.
 
@@ -925,7 +976,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
                                     "floor", "stereo", "sides", "startup", "bands", "queue", "valleys",
-                                    "all"])
+                                    "vibrato", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
@@ -950,7 +1001,7 @@ def main(argv=None) -> int:
     if a.what in ("startup", "all"):
         startup()
     by_player = {"floor": floor, "stereo": stereo, "sides": sides, "bands": bands, "queue": queue,
-                 "valleys": valleys, "card": card}              # alone, with --player
+                 "valleys": valleys, "vibrato": vibrato, "card": card}              # alone, with --player
     if a.what in by_player:
         by_player[a.what](a.player)
     return 0

@@ -51,10 +51,12 @@ def chord(tmp: Path) -> None:
 
 
 def _midi_melody(path: Path, notes=(60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72),
-                 program: int = 0) -> None:
-    """A short melody as a type-0 MIDI file (General MIDI ``program``)."""
-    ticks = 240
+                 program: int = 0, *, modulation: int = 0, ticks: int = 240) -> None:
+    """A short melody as a type-0 MIDI file (General MIDI ``program``), ``ticks`` per note
+    (480 a beat); ``modulation`` > 0 sets the modulation wheel (CC 1: vibrato) first."""
     ev = bytearray(b"\x00\xc0" + bytes([program]))
+    if modulation:
+        ev += bytes([0x00, 0xB0, 1, modulation])
     for n in notes:
         ev += bytes([0x00, 0x90, n, 96])
         ev += _vlq(ticks) + bytes([0x80, n, 0])
@@ -74,9 +76,10 @@ def _vlq(value: int) -> bytes:
 
 
 def melody(tmp: Path, out: Path = HERE, *, name: str = "melody.wav", program: int = 0,
-           notes=(60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72)) -> None:
+           notes=(60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72), modulation: int = 0,
+           ticks: int = 240) -> None:
     mid = tmp / "melody.mid"
-    _midi_melody(mid, notes, program)
+    _midi_melody(mid, notes, program, modulation=modulation, ticks=ticks)
     raw = tmp / "melody_raw.wav"
     _run(["fluidsynth", "-ni", "-F", str(raw), "-r", str(RATE), SOUNDFONT, str(mid)])
     _to_mono44(raw, out / name, seconds=4.0)

@@ -356,3 +356,37 @@ def test_sine_pairs_need_a_multiplier_ratio():
     assert q_amp[0, 0] == 0.5
     # 784 / 523 = 1.5 is no multiplier, but 784 * 2 = 1568 is (within 0.4%)
     assert q_hz[0, 3] == 1569.0 and mult1[0, 3] == 2
+
+
+def test_moving_partials_are_those_whose_pitch_moves_while_held():
+    from wav2vgm.methods.base import VoiceFrames
+    n = 9
+    v = VoiceFrames.empty(n, 3)
+    cents = np.arange(n) * 15.0                                      # channel 0 glides
+    for ch, f in enumerate((440.0 * 2 ** (cents / 1200), np.full(n, 660.0),          # 1 holds
+                            np.where(np.arange(n) < 4, 880.0, 1320.0))):             # 2 jumps
+        v.fnum[:, ch], v.block[:, ch] = R.hz_to_fnum(f, mult=1)
+        v.amp2[:, ch] = 0.5
+    keys = model.moving_partials(v, np.arange(n), half_frames=2)    # 60 cents in 5 frames
+    frames, log_f = np.divmod(keys, 64.0)
+    assert set(frames.astype(int)) == set(range(n))                 # channel 0 only, each frame
+    assert np.allclose(2 ** log_f, 440.0 * 2 ** (cents[frames.astype(int)] / 1200), rtol=2e-3)
+    at = np.array([4, 4, 4, 4])
+    f_hz = 440.0 * 2 ** (60 / 1200) * np.array([[1.02, 1.1, 1.5, 0.0]] * 4)
+    assert model.near_moving(at, f_hz, keys)[0].tolist() == [True, False, False, False]
+
+
+@needs_model
+def test_the_model_keeps_its_voices_off_a_vibrato(tmp_path):
+    # a pursuit voice holds its segment's pitch: next to a partial with vibrato it beats and
+    # flickers (emulator: 4.73 dB against 1.44 for sines, 2.52 now)
+    t = np.arange(2 * 44100) / 44100
+    phase = 2 * np.pi * np.cumsum(440 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 6 * t))) / 44100
+    src = tmp_path / "vibrato.wav"
+    write_wav(str(src), (0.3 * sum(np.sin(h * phase) / h for h in range(1, 6))).astype(np.float32), 44100)
+    d = {}
+    for method in ("sines", "model"):
+        out = tmp_path / f"{method}.vgm"
+        convert_file(str(src), str(out), ConvertOptions(method=method))
+        d[method] = score_vgm(str(src), str(out)).distance_db
+    assert d["model"] < 2.0 * d["sines"], d
