@@ -13,6 +13,7 @@
     python benchmarks/run.py queue --player adplay   # the write governor on speech: on and off, updates 60 and 40 samples apart
     python benchmarks/run.py valleys --player adplay # render minus the voices' predicted spectrum, by level
     python benchmarks/run.py vibrato --player adplay # vibrato: pursuit voices kept off moving partials, or not
+    python benchmarks/run.py tones --player adplay   # clean synthetic tones: levels between TL steps, or not
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -791,9 +792,9 @@ def vibrato(player: str) -> None:
     """Sound whose pitch moves: the model method with and without keeping its pursuit voices
     off moving partials (``NEAR_MOVING_CENTS``), and the sines method.
 
-    A synthetic tone (440 Hz, 5 harmonics at 1/h, a 6 Hz vibrato of +-50 cents, 3 s) and,
-    where fluidsynth and its General MIDI sound font are installed, eight instruments
-    with the modulation wheel full up (4 notes of 1 s, the first 4 s)."""
+    A synthetic tone (:func:`_tone_clips`: 440 Hz, 5 harmonics at 1/h, a 6 Hz vibrato of
+    +-50 cents, 3 s) and, where fluidsynth and its General MIDI sound font are installed,
+    eight instruments with the modulation wheel full up (4 notes of 1 s, the first 4 s)."""
     import shutil
     sys.path.insert(0, str(ROOT / "samples"))
     import make_samples
@@ -802,10 +803,8 @@ def vibrato(player: str) -> None:
     sums = np.zeros(3)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        t = np.arange(3 * 44100) / 44100
-        phase = 2 * np.pi * np.cumsum(440 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 6 * t))) / 44100
-        tone = 0.4 * sum(np.sin(h * phase) / h for h in range(1, 6))
-        write_wav(str(tmp / "tone.wav"), (0.9 * tone / np.abs(tone).max()).astype(np.float32), 44100)
+        tone = dict(_tone_clips())["5 harmonics, 6 Hz vibrato"]
+        write_wav(str(tmp / "tone.wav"), tone, 44100)
         clips = [("synthetic tone", tmp / "tone.wav")]
         if shutil.which("fluidsynth") and Path(make_samples.SOUNDFONT).is_file():
             for program, name, notes in VIBRATO_PROGRAMS:
@@ -825,6 +824,52 @@ def vibrato(player: str) -> None:
                     convert_file(str(wav), str(vgm), ConvertOptions(method=method))
                 finally:
                     model.NEAR_MOVING_CENTS = saved
+                row.append(score_vgm(str(wav), str(vgm), player=player).distance_db)
+            sums += row
+            print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
+    print(f"| mean of {len(clips)} | " + " | ".join(f"{v / len(clips):.3f}" for v in sums) + " |")
+
+
+def _tone_clips() -> list[tuple[str, np.ndarray]]:
+    """Clean synthetic tones, 3 s at 44.1 kHz: (name, samples)."""
+    t = np.arange(3 * 44100) / 44100
+    two_pi = 2 * np.pi
+    harmonics = lambda phase, decay=None: sum(  # noqa: E731
+        np.sin(h * phase) / h * (1.0 if decay is None else np.exp(-(2 + h) * decay))
+        for h in range(1, 6))
+    vibrato = two_pi * np.cumsum(440 * 2 ** (0.5 / 12 * np.sin(two_pi * 6 * t))) / 44100
+    pluck = np.zeros_like(t)
+    for k, f_hz in enumerate((220.0, 277.2, 329.6, 440.0)):
+        start = int(k * 0.7 * 44100)
+        pluck[start:] += harmonics(two_pi * f_hz * t[:t.size - start], t[:t.size - start])
+    clips = [("steady 440 Hz sine", np.sin(two_pi * 440 * t)),
+             ("440 Hz sine, 17 dB/s decay", np.sin(two_pi * 440 * t) * np.exp(-2 * t)),
+             ("5 decaying harmonics of 220 Hz", harmonics(two_pi * 220 * t, t)),
+             ("440 Hz sine, 5 Hz tremolo", (1 + 0.5 * np.sin(two_pi * 5 * t)) * np.sin(two_pi * 440 * t)),
+             ("5 harmonics, 6 Hz vibrato", harmonics(vibrato)),
+             ("4 overlapping plucks", pluck)]
+    return [(name, (0.5 * x / np.abs(x).max()).astype(np.float32)) for name, x in clips]
+
+
+def tones(player: str) -> None:
+    """Clean synthetic tones (:func:`_tone_clips`): the sines and model methods, and the model
+    with operator 2's TL steps alone (no fill-in from a free operator 1,
+    :func:`~wav2vgm.methods.base.helper_levels`)."""
+    from wav2vgm.methods import base
+    _header("tone", "sines", "model, TL steps alone", "model")
+    sums = np.zeros(3)
+    clips = _tone_clips()
+    with tempfile.TemporaryDirectory() as d:
+        wav, vgm = Path(d) / "tone.wav", Path(d) / "tone.vgm"
+        for name, x in clips:
+            write_wav(str(wav), x, 44100)
+            row = []
+            for method, fill in (("sines", True), ("model", False), ("model", True)):
+                base.FILL_IN_LEVELS = fill
+                try:
+                    convert_file(str(wav), str(vgm), ConvertOptions(method=method))
+                finally:
+                    base.FILL_IN_LEVELS = True
                 row.append(score_vgm(str(wav), str(vgm), player=player).distance_db)
             sums += row
             print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
@@ -976,7 +1021,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
                                     "floor", "stereo", "sides", "startup", "bands", "queue", "valleys",
-                                    "vibrato", "all"])
+                                    "vibrato", "tones", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
@@ -1001,7 +1046,8 @@ def main(argv=None) -> int:
     if a.what in ("startup", "all"):
         startup()
     by_player = {"floor": floor, "stereo": stereo, "sides": sides, "bands": bands, "queue": queue,
-                 "valleys": valleys, "vibrato": vibrato, "card": card}              # alone, with --player
+                 "valleys": valleys, "vibrato": vibrato, "tones": tones,
+                 "card": card}              # alone, with --player
     if a.what in by_player:
         by_player[a.what](a.player)
     return 0

@@ -456,11 +456,13 @@ def test_subdivide_glides_the_level_when_a_held_channel_moves_to_another_partial
 
 
 def _one_operator(amp: float):
-    """A channel at about 880 Hz whose operator 2 asks for ``amp`` (1 = TL 0), quantised."""
+    """A channel at about 880 Hz whose operator 2 asks for ``amp`` (1 = TL 0), quantised;
+    operator 1 at another MULT, so it does not fill in below operator 2's level."""
     from wav2vgm.methods.base import quantise
     v = VoiceFrames.empty(1, 1)
     v.fnum[:], v.block[:] = 580, 5
     v.amp2[:] = amp
+    v.mult1[:] = 2
     return quantise(v, gain=FULL_SCALE)
 
 
@@ -805,3 +807,47 @@ def test_the_analysis_gain_brings_the_peak_to_full_scale(tmp_path):
         with open_audio(str(src)) as stream:
             assert stream.peak() == pytest.approx(peak, rel=1e-6, abs=1e-12)
             assert analysis_gain(stream) == pytest.approx(gain, rel=1e-5)
+
+
+def test_operator_1_is_in_phase_from_a_key_on_until_it_takes_another_multiplier():
+    from wav2vgm.methods.base import in_phase
+    from wav2vgm.opl3 import registers as R
+    key = np.array([[0], [1], [1], [1], [0], [1], [1]], bool)
+    mult1 = np.array([[1], [1], [1], [3], [3], [1], [1]])      # a partner at frame 3
+    mult2 = np.ones_like(mult1)
+    got = in_phase(key, mult1, mult2)[:, 0].tolist()
+    assert got == [True, True, True, False, False, True, True]     # the key-on at 5 resets
+    # carried over from the chunk before: no key-on here, so its last state holds ...
+    before = R.ChannelFrames.silent(1, 1)
+    before.key[:] = True
+    before.in_phase = np.array([[False]])
+    assert not in_phase(key[1:4], mult2[1:4], mult2[1:4], previous=before)[:, 0].any()
+    # ... until a key-on (the chunk starting unkeyed)
+    assert in_phase(key[4:], mult2[4:], mult2[4:], previous=before)[1:, 0].all()
+
+
+def test_a_free_in_phase_operator_1_fills_in_below_operator_2s_tl_step():
+    from wav2vgm.methods.base import _EG_FULL_SCALE, _EG_PER_DECADE, quantise
+    from wav2vgm.opl3 import registers as R
+    v = VoiceFrames.empty(4, 2)
+    v.fnum[:], v.block[:] = R.hz_to_fnum(np.full((4, 2), 440.0), mult=1)
+    v.amp2[:] = 0.2 * 10 ** (-np.arange(4) * 0.2 / 20)[:, None]   # 0.2 dB steps down
+    v.amp1[:, 1], v.mult1[:, 1] = 0.01, 3                          # channel 1 has a partner
+    f = quantise(v, gain=FULL_SCALE)
+    term = R.ksl_term(f.fnum, f.block)
+    played = lambda tl, ksl: np.where(  # noqa: E731
+        tl < 63, 10 ** ((_EG_FULL_SCALE - tl * 4 - R.ksl_attenuation(term, ksl)) / _EG_PER_DECADE), 0.0)
+    total = played(f.tl2, f.ksl2) + played(f.tl1, f.ksl1)
+    err_db = 20 * np.log10(total[:, 0] / (v.amp2[:, 0] * FULL_SCALE))
+    assert np.abs(err_db).max() < 0.1, err_db                     # TL steps alone: up to 0.375
+    assert (f.tl1[:, 0] < 63).any()
+    assert f.mult1[0, 1] == 3 and not f.in_phase[:, 1].any()        # the partner keeps its level
+
+
+def test_a_decaying_tone_glides_without_a_tl_staircase(tmp_path):
+    # operator 1 fills in below operator 2's TL steps: emulator 1.51 dB before, 0.33 now
+    t = np.arange(2 * 44100) / 44100
+    src = tmp_path / "decay.wav"
+    sf.write(src, 0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-2 * t), 44100)
+    out = _convert(src, tmp_path, "sines")
+    assert score_vgm(str(src), str(out)).distance_db < 0.7

@@ -159,9 +159,11 @@ SWITCH_HYST_DB = 0.5
 # candidate's loudest partial may lie within NEAR_MOVING_CENTS of a tracked partial whose
 # pitch spans MOVING_CENTS to 2 * _TRACK_CENTS within MOVING_S either side of the frame
 # the pursuit reads.  `python benchmarks/run.py vibrato --player adplay`: 440 Hz with 5
-# harmonics and a 6 Hz vibrato of 50 cents 4.28 -> 2.42 dB (`sines` 1.51); 8 fluidsynth
-# instruments with vibrato 2.446 -> 2.409 (oboe 3.04 -> 2.88, `sines` 2.99); the 23
-# clips 2.067 either way (at 0.035 s: the tone 2.07, the instruments 2.403, the 23 clips 2.070)
+# harmonics and a 6 Hz vibrato of 50 cents 3.86 -> 1.54 dB (`sines` 1.21); 8 fluidsynth
+# instruments with vibrato 2.449 -> 2.409 (oboe 3.06 -> 2.87, `sines` 2.99); the 23
+# clips 2.067 either way.  (Before operator 1 filled in levels, :func:`~.base.helper_levels`,
+# MOVING_S 0.035 s against 0.05: the tone 2.07 / 2.42, the instruments 2.403 / 2.409,
+# the 23 clips 2.070 / 2.067.)
 MOVING_CENTS = 20.0
 MOVING_S = 0.05
 NEAR_MOVING_CENTS = 100.0

@@ -452,7 +452,9 @@ class ChannelFrames:
     ``fnum`` (0-1023), ``block`` (0-7), ``fb`` (0-7), ``cnt`` (0/1),
     ``mult1``/``mult2`` (0-15), ``tl1``/``tl2`` (0-63), ``ws1``/``ws2`` (0-7),
     ``outputs`` (0xC0 output bits, default left+right), ``ksl1``/``ksl2``
-    (KSL codes 0-3, default 0).  Operators use
+    (KSL codes 0-3, default 0).  ``in_phase`` (bool, optional) is chip state,
+    not a register: operator 1 has run at operator 2's MULT since the
+    channel's last key-on, so the two play in phase.  Operators use
     AR=15, DR=0, SL=0, EGT=1 (constant level while keyed) and RR=``rr``
     (default 15: a voice that stops is muted within a few milliseconds).
     """
@@ -472,6 +474,7 @@ class ChannelFrames:
     rr: int = 15
     ksl1: np.ndarray | None = None
     ksl2: np.ndarray | None = None
+    in_phase: np.ndarray | None = None
 
     @classmethod
     def silent(cls, n_frames: int, n_channels: int = N_CHANNELS) -> "ChannelFrames":
