@@ -45,10 +45,12 @@ def test_frames_are_centred_and_writes_lead_by_half_a_hop():
     assert w[0] == 0 and w[1] == 368
 
 
-def _equal_voices(n_voices, amp):
+def _equal_voices(n_voices, amp, *, fill_in=False):
     v = VoiceFrames.empty(2, 18)
     v.amp2[0, :n_voices] = amp
     v.amp2[1, 0] = amp / 10                          # a quiet frame
+    if not fill_in:
+        v.mult1[:] = 2                               # operator 1 apart: operator 2 alone, TL 0 at most
     return v
 
 
@@ -71,6 +73,17 @@ def test_the_played_sum_stays_within_its_headroom():
     played = np.minimum(v.amp2[0] * g, FULL_SCALE).sum()
     assert HEADROOM / 0.9 < g
     assert 0.99 * PLAYED_HEADROOM <= played <= PLAYED_HEADROOM
+
+
+def test_voices_whose_operator_1_fills_in_reach_twice_as_far_within_the_headroom():
+    from wav2vgm.methods.base import FILL_IN_MAX
+    from wav2vgm.methods.loudness import played_caps
+    v = _equal_voices(10, 0.1, fill_in=True)
+    assert np.all(played_caps(v)[0, :10] == FILL_IN_MAX) and FILL_IN_MAX == 2 * FULL_SCALE
+    g = loudness_gain(v)
+    played = np.minimum(v.amp2[0] * g, FILL_IN_MAX).sum()
+    assert 0.99 * PLAYED_HEADROOM <= played <= PLAYED_HEADROOM       # not 10 x TL 0
+    assert g < loudness_gain(_equal_voices(10, 0.1))
 
 
 def test_predicted_errors_see_clipping_and_lost_partials():

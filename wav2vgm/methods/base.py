@@ -386,6 +386,17 @@ def in_phase(key: np.ndarray, mult1: np.ndarray, mult2: np.ndarray, *,
 
 
 FILL_IN_LEVELS = True      # helper_levels on (off: operator 2's TL steps alone, for benchmarks)
+FILL_IN_MAX = 2.0 * FULL_SCALE      # operators 2 and 1 both at TL 0, in phase
+
+
+def fill_in_eligible(voices: VoiceFrames) -> np.ndarray:
+    """(n_frames, n_channels) bool: a sine channel whose operator 1 has no partial of its
+    own and plays operator 2's waveform at its MULT, so it can fill in below operator 2's
+    level (:func:`helper_levels`, where the two are also in phase) -- up to FILL_IN_MAX."""
+    if not FILL_IN_LEVELS:
+        return np.zeros(voices.amp2.shape, bool)
+    return ((voices.cnt == 1) & (voices.fb == 0) & (voices.amp1 <= 0) & (voices.amp2 > 0)
+            & (voices.ws1 == voices.ws2) & (voices.mult1 == voices.mult2))
 
 
 def helper_levels(voices: VoiceFrames, frames: R.ChannelFrames, amp2_out: np.ndarray,
@@ -393,27 +404,32 @@ def helper_levels(voices: VoiceFrames, frames: R.ChannelFrames, amp2_out: np.nda
     """Operator 1 plays what operator 2's TL steps leave (in place on ``frames``).
 
     Where a sine channel's operator 1 has no partial of its own and plays in
-    phase with operator 2 (same waveform, :func:`in_phase`), amplitudes add:
-    operator 2 takes the TL step at or under its amplitude ``amp2_out`` (int16
-    units) and operator 1 the rest, up to 8.6% (-21 dB) of it, so the sum
-    lands within a fraction of a TL step.  A level that glides between TL steps
-    otherwise moves as a staircase of 0.75 dB steps, whose steps splatter 40-60
-    dB under the partial across the spectrum, where a pure tone leaves the
-    yardstick's bands empty.  `python benchmarks/run.py tones --player adplay`,
-    `model` with TL steps alone / with this: a 440 Hz sine decaying 17 dB a
-    second 1.27 -> 0.29 dB, five decaying harmonics 1.26 -> 0.91, a 5 Hz tremolo
-    5.35 -> 4.07, a 6 Hz vibrato 2.35 -> 1.54, overlapping plucks 1.69 -> 1.49.
-    The 23 clips, where operator 1 is seldom free, 2.067 either way (`sines`
-    3.153 -> 3.152); the 60 s speed clip's VGM grows 0.1%.
+    phase with operator 2 (:func:`fill_in_eligible`, :func:`in_phase`),
+    amplitudes add: operator 2 takes the TL step at or under its amplitude
+    ``amp2_out`` (int16 units) and operator 1 the rest, up to 8.6% (-21 dB) of
+    it, so the sum lands within a fraction of a TL step; above TL 0, up to
+    FILL_IN_MAX, operator 1 adds what operator 2 cannot (the loudness check
+    plans with that reach, :func:`~.loudness.played_caps`).  A level that
+    glides between TL steps otherwise moves as a staircase of 0.75 dB steps,
+    whose steps splatter 40-60 dB under the partial across the spectrum,
+    where a pure tone leaves the yardstick's bands empty.
+
+    `python benchmarks/run.py tones --player adplay`, `model` with TL steps
+    alone / with this: a 440 Hz sine decaying 17 dB a second 1.27 -> 0.29 dB,
+    five decaying harmonics 1.26 -> 0.69, a 5 Hz tremolo 5.35 -> 4.07, a 6 Hz
+    vibrato 2.35 -> 1.55, overlapping plucks 1.69 -> 1.49.  The 23 clips, where
+    operator 1 is seldom free, 2.067 -> 2.065 (opl_random_23 1.81 -> 1.77;
+    `sines` 3.153 -> 3.151); the 60 s speed clip's VGM grows 0.1%.  Above TL 0
+    it can lose: an ad-hoc synthetic drum loop, whose kicks TL 0 used to cap,
+    5.41 -> 6.02.  Without the
+    in-phase condition, an operator 1 back from playing a partner filled in
+    out of phase (plucks 1.79 -> 2.75).
     """
-    if not FILL_IN_LEVELS:
-        return
-    use = ((voices.cnt == 1) & (voices.fb == 0) & (voices.amp1 <= 0) & (voices.amp2 > 0)
-           & (voices.ws1 == voices.ws2) & frames.key & frames.in_phase)
+    use = fill_in_eligible(voices) & frames.key & frames.in_phase
     if not use.any():
         return
     rows, cols = np.nonzero(use)
-    want = amp2_out[rows, cols].astype(np.float64)
+    want = np.minimum(amp2_out[rows, cols].astype(np.float64), FILL_IN_MAX)
     t = term[rows, cols]
     tl2, ksl2 = frames.tl2[rows, cols], frames.ksl2[rows, cols]
     att = lambda tl: tl * 4 + R.ksl_attenuation(t, ksl2)  # noqa: E731

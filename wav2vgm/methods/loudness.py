@@ -26,7 +26,7 @@ import numpy as np
 from .. import spectrum
 from ..opl3 import registers as R
 from . import codebook
-from .base import FULL_SCALE, VoiceFrames, level_fields
+from .base import FILL_IN_MAX, FULL_SCALE, VoiceFrames, fill_in_eligible, level_fields
 
 HEADROOM = 30000.0          # int16 units the loudest frame's requested operator sum may reach
 OVERDRIVE_DB = 6.0          # how far above TL 0 the loudest operator may be asked to play
@@ -73,12 +73,13 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
     gain :func:`predicted_errors` finds closest is taken.  ``gain_db`` is
     added last.
     """
-    def chunks():                           # (frames, operators), a few thousand frames at a time
+    def chunks():      # (frames, operators) amplitudes and caps, a few thousand frames at a time
         for lo in range(0, voices.n_frames, 16384):
-            yield voices.rows(slice(lo, lo + 16384)).sounding_amplitudes()
+            part = voices.rows(slice(lo, lo + 16384))
+            yield part.sounding_amplitudes(), played_caps(part)
 
     peak, top = 0.0, 0.0
-    for a in chunks():
+    for a, _ in chunks():
         peak, top = max(peak, float(a.sum(axis=1).max())), max(top, float(a.max()))
     if peak <= 1e-9:
         return 10 ** (gain_db / 20)
@@ -86,10 +87,12 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
     target = 10 ** (OVERDRIVE_DB / 20) * FULL_SCALE / top
     if target > base:
         # only frames whose requested sum at the target passes the headroom can limit it
-        loud = np.concatenate([a[a.sum(axis=1) * target > PLAYED_HEADROOM] for a in chunks()])
+        rows = [(a[over], cap[over]) for a, cap in chunks()
+                for over in [a.sum(axis=1) * target > PLAYED_HEADROOM]]
+        loud, caps = (np.concatenate(x) for x in zip(*rows))
 
         def fits(log_gain: float) -> bool:
-            played = np.minimum(loud * np.exp(log_gain), FULL_SCALE).sum(axis=1)
+            played = np.minimum(loud * np.exp(log_gain), caps).sum(axis=1)
             return float(played.max(initial=0.0)) <= PLAYED_HEADROOM
 
         lo, hi = np.log(base), np.log(target)
@@ -109,6 +112,14 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
         errors = predicted_errors(judged, power[:judged.n_frames], gains)
         base = float(gains[int(np.argmin(errors))])
     return base * 10 ** (gain_db / 20)
+
+
+def played_caps(voices: VoiceFrames) -> np.ndarray:
+    """(n_frames, 2 * n_channels) the loudest each operator of
+    :meth:`~.base.VoiceFrames.sounding_amplitudes` plays (int16 units): TL 0, or
+    FILL_IN_MAX for an operator 2 whose operator 1 fills in (:func:`~.base.fill_in_eligible`)."""
+    op2 = np.where(fill_in_eligible(voices), np.float32(FILL_IN_MAX), np.float32(FULL_SCALE))
+    return np.concatenate([op2, np.full(op2.shape, np.float32(FULL_SCALE))], axis=1)
 
 
 def stride_for(n_frames: int) -> int:
@@ -193,7 +204,12 @@ def predicted_errors(voices: VoiceFrames, power: np.ndarray, gains) -> np.ndarra
     gains = np.asarray(gains, np.float64)
     unit2, unit1 = operator_atoms(voices)
     term = R.ksl_term(voices.fnum, voices.block)
-    w2 = played_amplitude(voices.amp2, gains, term) ** 2                     # (m, ch, G)
+    # an operator 2 whose operator 1 fills in plays its level (up to FILL_IN_MAX), not TL
+    # steps, where it sounds at all
+    stepped = played_amplitude(voices.amp2, gains, term)
+    fill = fill_in_eligible(voices)[..., None] & (stepped > 0)
+    w2 = np.where(fill, np.minimum(voices.amp2[..., None] * gains, FILL_IN_MAX) / gains,
+                  stepped) ** 2                                              # (m, ch, G)
     w1 = np.where((voices.cnt == 0)[..., None], 0.0,
                   played_amplitude(voices.amp1, gains, term) ** 2)
     model = (np.matmul(unit2.transpose(0, 2, 1), w2.astype(np.float32))
