@@ -838,6 +838,7 @@ def _tone_clips() -> list[tuple[str, np.ndarray]]:
         np.sin(h * phase) / h * (1.0 if decay is None else np.exp(-(2 + h) * decay))
         for h in range(1, 6))
     vibrato = two_pi * np.cumsum(440 * 2 ** (0.5 / 12 * np.sin(two_pi * 6 * t))) / 44100
+    sweep = two_pi * np.cumsum(50 * 160 ** (t / t[-1])) / 44100
     pluck = np.zeros_like(t)
     for k, f_hz in enumerate((220.0, 277.2, 329.6, 440.0)):
         start = int(k * 0.7 * 44100)
@@ -847,6 +848,7 @@ def _tone_clips() -> list[tuple[str, np.ndarray]]:
              ("5 decaying harmonics of 220 Hz", harmonics(two_pi * 220 * t, t)),
              ("440 Hz sine, 5 Hz tremolo", (1 + 0.5 * np.sin(two_pi * 5 * t)) * np.sin(two_pi * 440 * t)),
              ("5 harmonics, 6 Hz vibrato", harmonics(vibrato)),
+             ("sine sweep 50 Hz - 8 kHz", np.sin(sweep)),
              ("4 overlapping plucks", pluck)]
     return [(name, (0.5 * x / np.abs(x).max()).astype(np.float32)) for name, x in clips]
 

@@ -157,13 +157,16 @@ SWITCH_HYST_DB = 0.5
 # as clicks 40-60 dB down, which the atoms (power spectra, added as powers) cannot hear:
 # the pursuit chose such voices to fill the spread of a moving partial.  So no pitched
 # candidate's loudest partial may lie within NEAR_MOVING_CENTS of a tracked partial whose
-# pitch spans MOVING_CENTS to 2 * _TRACK_CENTS within MOVING_S either side of the frame
-# the pursuit reads.  `python benchmarks/run.py vibrato --player adplay`: 440 Hz with 5
-# harmonics and a 6 Hz vibrato of 50 cents 3.86 -> 1.54 dB (`sines` 1.21); 8 fluidsynth
-# instruments with vibrato 2.449 -> 2.409 (oboe 3.06 -> 2.87, `sines` 2.99); the 23
-# clips 2.067 either way.  (Before operator 1 filled in levels, :func:`~.base.helper_levels`,
-# MOVING_S 0.035 s against 0.05: the tone 2.07 / 2.42, the instruments 2.403 / 2.409,
-# the 23 clips 2.070 / 2.067.)
+# pitch glides over at least MOVING_CENTS within MOVING_S either side of the frame the
+# pursuit reads (:func:`moving_partials`).  `python benchmarks/run.py vibrato --player
+# adplay`: 440 Hz with 5 harmonics and a 6 Hz vibrato of 50 cents 3.86 -> 1.54 dB
+# (`sines` 1.21); 8 fluidsynth instruments with vibrato 2.449 -> 2.409 (oboe 3.06 ->
+# 2.87, `sines` 2.99); the 23 clips 2.067 either way.  (Before operator 1 filled in
+# levels, :func:`~.base.helper_levels`, MOVING_S 0.035 s against 0.05: the tone 2.07 /
+# 2.42, the instruments 2.403 / 2.409, the 23 clips 2.070 / 2.067.)  The glide was first
+# told from a jump by a span of at most 200 cents, which left fast glides out: a 3 s
+# sweep from 50 Hz to 8 kHz (`run.py tones`) 5.18 -> 3.25 dB (`sines` 3.04) with the
+# step rule, the 23 clips 2.065 -> 2.064
 MOVING_CENTS = 20.0
 MOVING_S = 0.05
 NEAR_MOVING_CENTS = 100.0
@@ -212,8 +215,8 @@ def changes_per_second(power: np.ndarray, *, frame_rate_hz: float,
 def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int) -> np.ndarray:
     """Sorted keys ``frame * 64 + log2(Hz)`` of the operators of ``voices`` that move on
     ``frames``: sounding on each of the ``half_frames`` frames either side (the table's
-    ends repeated), their pitch spans MOVING_CENTS to 2 * _TRACK_CENTS there (more: the
-    channel moved to another partial)."""
+    ends repeated), their pitch spans at least MOVING_CENTS there and glides, no step
+    from frame to frame over _TRACK_CENTS (more: the channel moved to another partial)."""
     base = voices.fnum.astype(np.float32) * np.float32(R.NATIVE_RATE_HZ) / np.exp2(
         20 - voices.block.astype(np.float32))
     mult = np.asarray(R.MULT_FACTORS, np.float32)
@@ -226,7 +229,8 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     on = (around > 0).all(axis=1)
     log_f = np.log2(np.maximum(around, 1e-3))
     span = (log_f.max(axis=1) - log_f.min(axis=1)) * 1200
-    row, col = np.nonzero(on & (span >= MOVING_CENTS) & (span <= 2 * _TRACK_CENTS))
+    step = np.abs(np.diff(log_f, axis=1)).max(axis=1, initial=0.0) * 1200
+    row, col = np.nonzero(on & (span >= MOVING_CENTS) & (step <= _TRACK_CENTS))
     f = np.asarray(frames)[row]
     return np.sort(f * 64.0 + np.log2(hz[f, col]))
 
