@@ -377,12 +377,14 @@ def in_phase(key: np.ndarray, mult1: np.ndarray, mult2: np.ndarray, *,
     key_on[0] &= ~was_keyed
     apart = mult1 != mult2
     apart &= key
-    # the last event of each channel so far, 2 * row for a frame apart (on a key-on's
-    # frame too) and 2 * row + 1 for a key-on: in phase where it is odd
-    rows2 = (np.arange(n, dtype=np.int32) * 2)[:, None]
-    event = np.where(apart, rows2, np.where(key_on, rows2 + 1, -1))
+    # the last event of each channel so far: 2 * row - 1 for a frame apart (on a key-on's
+    # frame too) and 2 * row for a key-on, rows counted from 1 (-1: none here), so a
+    # channel is in phase where the last is even
+    event = np.arange(1, n + 1, dtype=np.int32)[:, None] * 2 * (apart | key_on)
+    event += key_on & ~apart
+    event -= 1
     last = np.maximum.accumulate(event, axis=0)
-    return np.where(last < 0, carried[None, :], (last & 1).astype(bool))
+    return np.where(last < 0, carried[None, :], (last & 1) == 0)
 
 
 FILL_IN_LEVELS = True      # helper_levels on (off: operator 2's TL steps alone, for benchmarks)
@@ -482,7 +484,7 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
             else:
                 before = np.full(n_ch, _SILENT_DEFAULT[name])
             a[rows, cols] = np.where(held, a[last, cols], before[cols])
-    f.in_phase = in_phase(key, f.mult1, f.mult2, previous=previous)
+    f.in_phase = in_phase(key, voices.mult1, voices.mult2, previous=previous)   # (kept where keyed)
     helper_levels(voices, f, amp_out[1], term)
     return f
 
