@@ -202,7 +202,12 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    mean -- an onset, a chord change, a new vowel -- and at most 0.5 s
    long), levels per frame, steadied by a running median over 0.15 s
    within the stretch (a level fitted frame by frame jumps between the
-   trial gains as partials beat in the judged band);
+   trial gains as partials beat in the judged band); no pitched candidate
+   lies within 100 cents of a tracked partial that glides (vibrato, a
+   sweep: 20 cents or more within 50 ms), which a voice holding its
+   stretch's pitch would beat against (`python benchmarks/run.py vibrato
+   --player adplay`: a vibrato tone 3.86 -> 1.55 dB, 8 instruments with
+   vibrato 2.449 -> 2.409);
 4. voices keep their channel while the same timbre continues (key held,
    F-number and TL change); a new timbre only takes a silent channel;
 5. (`--quality best` only) per half second, this mix is compared (log-mel
@@ -243,8 +248,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.062 dB,
-`fast` 2.133 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 2.058 dB,
+`fast` 2.128 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
@@ -340,10 +345,10 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
   sine tracker, scores about as `sines` does: guitar 9%, melody 10%,
-  trumpet 2% and flute 1% below it (1.79 against 1.81 dB), wormintr 1%
+  trumpet 3% and flute 1% below it (1.79 against 1.80 dB), wormintr 1%
   above it (1.56 against 1.54 dB).
-- Speech is 26-31% below `sines` (2.76-2.93 dB; speech_a 31.2%, speech_gb
-  30.7%, speech_b 30.6%, speech 28.6%, speech_es 25.7%); the band timbres
+- Speech is 26-31% below `sines` (2.76-2.94 dB; speech_a 30.9%, speech_gb
+  30.4%, speech_b 30.3%, speech 28.7%, speech_es 25.6%); the band timbres
   for fricatives and the changes that came with them took the five speech
   clips 0.3-0.6 dB closer, and passing an operator's jump to another
   partial nearer the quieter level (`model.JUMP_SHARE`), notes fading
@@ -357,9 +362,9 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   valleys --player adplay`).  The excess comes from what changes between
   register updates: every TL change is a step in the waveform, and 0.75 dB
   is the finest step TL has.
-- On random-patch clips it reaches 1.76-2.17 dB (under 2 dB on 5 of 6:
-  opl_random_11 1.87, _12 1.98, _21 1.94, _22 1.76 and _23 1.82; _13 at
-  2.17).  Their chip
+- On random-patch clips it reaches 1.77-2.17 dB (under 2 dB on 5 of 6:
+  opl_random_11 1.85, _12 1.97, _21 1.91, _22 1.78 and _23 1.77; _13 at
+  2.17; opl_patches.wav in samples/, made the same way, 2.12).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
   DC before the spectrum (opl_random_13 2.55 -> 2.22 dB, opl_patches 2.41
