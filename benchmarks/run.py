@@ -805,7 +805,6 @@ def vibrato(player: str) -> None:
     import make_samples
     from wav2vgm.methods import model
     _header("clip", "sines", "model, voices next to moving partials", "model")
-    sums = np.zeros(3)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         tone = dict(_tone_clips())["5 harmonics, 6 Hz vibrato"]
@@ -819,19 +818,26 @@ def vibrato(player: str) -> None:
         else:
             print("vibrato: fluidsynth or its sound font is missing: the synthetic tone only",
                   file=sys.stderr)
-        vgm = tmp / "out.vgm"
-        for name, wav in clips:
-            row = []
-            for method, near in (("sines", None), ("model", 0.0), ("model", None)):
-                saved = model.NEAR_MOVING_CENTS
-                model.NEAR_MOVING_CENTS = saved if near is None else near
-                try:
-                    convert_file(str(wav), str(vgm), ConvertOptions(method=method))
-                finally:
-                    model.NEAR_MOVING_CENTS = saved
-                row.append(score_vgm(str(wav), str(vgm), player=player).distance_db)
-            sums += row
-            print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
+        _settings_table(clips, tmp / "out.vgm", player, model, "NEAR_MOVING_CENTS",
+                        (("sines", None), ("model", 0.0), ("model", None)))
+
+
+def _settings_table(clips, vgm: Path, player: str, module, constant: str, settings) -> None:
+    """One row per (name, wav path) of ``clips``: its distance converted with each of
+    ``settings`` -- (method, value of ``module.constant``, None: as it is) -- and their means."""
+    sums = np.zeros(len(settings))
+    for name, wav in clips:
+        row = []
+        for method, value in settings:
+            saved = getattr(module, constant)
+            setattr(module, constant, saved if value is None else value)
+            try:
+                convert_file(str(wav), str(vgm), ConvertOptions(method=method))
+            finally:
+                setattr(module, constant, saved)
+            row.append(score_vgm(str(wav), str(vgm), player=player).distance_db)
+        sums += row
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
     print(f"| mean of {len(clips)} | " + " | ".join(f"{v / len(clips):.3f}" for v in sums) + " |")
 
 
@@ -864,23 +870,13 @@ def tones(player: str) -> None:
     :func:`~wav2vgm.methods.base.helper_levels`)."""
     from wav2vgm.methods import base
     _header("tone", "sines", "model, TL steps alone", "model")
-    sums = np.zeros(3)
-    clips = _tone_clips()
     with tempfile.TemporaryDirectory() as d:
-        wav, vgm = Path(d) / "tone.wav", Path(d) / "tone.vgm"
-        for name, x in clips:
-            write_wav(str(wav), x, 44100)
-            row = []
-            for method, fill in (("sines", True), ("model", False), ("model", True)):
-                base.FILL_IN_LEVELS = fill
-                try:
-                    convert_file(str(wav), str(vgm), ConvertOptions(method=method))
-                finally:
-                    base.FILL_IN_LEVELS = True
-                row.append(score_vgm(str(wav), str(vgm), player=player).distance_db)
-            sums += row
-            print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
-    print(f"| mean of {len(clips)} | " + " | ".join(f"{v / len(clips):.3f}" for v in sums) + " |")
+        clips = []
+        for k, (name, x) in enumerate(_tone_clips()):
+            clips.append((name, Path(d) / f"tone{k}.wav"))
+            write_wav(str(clips[-1][1]), x, 44100)
+        _settings_table(clips, Path(d) / "tone.vgm", player, base, "FILL_IN_LEVELS",
+                        (("sines", None), ("model", False), ("model", None)))
 
 
 def queue(player: str) -> None:

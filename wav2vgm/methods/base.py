@@ -423,9 +423,8 @@ def helper_levels(voices: VoiceFrames, frames: R.ChannelFrames, amp2_out: np.nda
     operator 1 is seldom free, 2.067 -> 2.065 (opl_random_23 1.81 -> 1.77;
     `sines` 3.153 -> 3.151); the 60 s speed clip's VGM grows 0.1%.  Above TL 0
     it can lose: an ad-hoc synthetic drum loop, whose kicks TL 0 used to cap,
-    5.41 -> 6.02.  Without the
-    in-phase condition, an operator 1 back from playing a partner filled in
-    out of phase (plucks 1.79 -> 2.75).
+    5.25 -> 5.93.  Without the in-phase condition, an operator 1 back from
+    playing a partner filled in out of phase (plucks 1.79 -> 2.75).
     """
     use = fill_in_eligible(voices) & frames.key & frames.in_phase
     if not use.any():
@@ -484,7 +483,8 @@ def quantise(voices: VoiceFrames, *, gain: float, previous: R.ChannelFrames | No
             else:
                 before = np.full(n_ch, _SILENT_DEFAULT[name])
             a[rows, cols] = np.where(held, a[last, cols], before[cols])
-    f.in_phase = in_phase(key, voices.mult1, voices.mult2, previous=previous)   # (kept where keyed)
+    # (the voice table's multipliers: the hold above changed only frames that are not keyed)
+    f.in_phase = in_phase(key, voices.mult1, voices.mult2, previous=previous)
     helper_levels(voices, f, amp_out[1], term)
     return f
 

@@ -87,9 +87,12 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
     target = 10 ** (OVERDRIVE_DB / 20) * FULL_SCALE / top
     if target > base:
         # only frames whose requested sum at the target passes the headroom can limit it
-        rows = [(a[over], cap[over]) for a, cap in chunks()
-                for over in [a.sum(axis=1) * target > PLAYED_HEADROOM]]
-        loud, caps = (np.concatenate(x) for x in zip(*rows))
+        loud, caps = [], []
+        for a, cap in chunks():
+            over = a.sum(axis=1) * target > PLAYED_HEADROOM
+            loud.append(a[over])
+            caps.append(cap[over])
+        loud, caps = np.concatenate(loud), np.concatenate(caps)
 
         def fits(log_gain: float) -> bool:
             played = np.minimum(loud * np.exp(log_gain), caps).sum(axis=1)

@@ -159,8 +159,8 @@ SWITCH_HYST_DB = 0.5
 # candidate's loudest partial may lie within NEAR_MOVING_CENTS of a tracked partial whose
 # pitch glides over at least MOVING_CENTS within MOVING_S either side of the frame the
 # pursuit reads (:func:`moving_partials`).  `python benchmarks/run.py vibrato --player
-# adplay`: 440 Hz with 5 harmonics and a 6 Hz vibrato of 50 cents 3.86 -> 1.54 dB
-# (`sines` 1.21); 8 fluidsynth instruments with vibrato 2.449 -> 2.409 (oboe 3.06 ->
+# adplay`: 440 Hz with 5 harmonics and a 6 Hz vibrato of 50 cents 3.86 -> 1.55 dB
+# (`sines` 1.53); 8 fluidsynth instruments with vibrato 2.449 -> 2.409 (oboe 3.06 ->
 # 2.87, `sines` 2.99); the 23 clips 2.067 either way.  (Before operator 1 filled in
 # levels, :func:`~.base.helper_levels`, MOVING_S 0.035 s against 0.05: the tone 2.07 /
 # 2.42, the instruments 2.403 / 2.409, the 23 clips 2.070 / 2.067.)  The glide was first
