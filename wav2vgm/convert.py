@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ParameterError
-from .methods.base import ONSET_ATTACK_S, VoiceFrames, onset_gains, quantise, subdivide
+from .methods.base import FULL_SCALE, ONSET_ATTACK_S, VoiceFrames, onset_gains, quantise, subdivide
 from .methods.loudness import loudness_gain, stride_for
 from .methods.features import ANALYSIS_RATE_HZ, N_FFT, WINDOW, analysis_spectra, analysis_window
 from .opl3 import registers as R
@@ -478,7 +478,7 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
             g = onset_gains(energy[c:hi], played, loudest=loudest, attack_updates=attack)[lo - c:]
             part = part.rows(slice((lo - a) * steps, (hi - a) * steps))
             part.amp1 = part.amp1 * g.reshape(-1, 1)
-            part.amp2 = part.amp2 * g.reshape(-1, 1)
+            part.amp2 = _boosted(part.amp2, g.reshape(-1, 1), FULL_SCALE / gain)
         else:
             part = part.rows(slice((lo - a) * steps, (hi - a) * steps))
         frames = quantise(part, gain=gain, previous=previous_frames)
@@ -508,6 +508,14 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
             yield t[f], reg, val
         previous_frames = frames
         previous_image = images[-1]
+
+
+def _boosted(amp: np.ndarray, g: np.ndarray, top: float) -> np.ndarray:
+    """``amp * g``, but an onset's raise (``g`` > 1) takes no operator past ``top`` (TL 0)
+    unless it was there already.  (Boosts were tuned while TL 0 capped every operator;
+    operator 1's fill-in (:func:`~.methods.base.helper_levels`) now plays above it.)"""
+    out = amp * g
+    return np.where(g > 1, np.minimum(out, np.maximum(amp, top)), out).astype(amp.dtype)
 
 
 def loop_update_index(update_times_vgm: np.ndarray, loop_start_s: float) -> int:
