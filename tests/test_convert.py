@@ -864,3 +864,11 @@ def test_a_decaying_tone_glides_without_a_tl_staircase(tmp_path):
     sf.write(src, 0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-2 * t), 44100)
     out = _convert(src, tmp_path, "sines")
     assert score_vgm(str(src), str(out)).distance_db < 0.7
+
+
+def test_an_onset_raise_stops_at_tl0_unless_the_level_was_above_it():
+    from wav2vgm.convert import _boosted
+    amp = np.array([[0.2, 0.9, 1.5]], np.float32)
+    up, down = np.array([[2.0]]), np.array([[0.5]])
+    assert np.allclose(_boosted(amp, up, 1.0), [[0.4, 1.0, 1.5]])     # to TL 0; not past
+    assert np.allclose(_boosted(amp, down, 1.0), amp * 0.5)           # drops as asked
