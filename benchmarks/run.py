@@ -850,6 +850,11 @@ def _tone_clips() -> list[tuple[str, np.ndarray]]:
         for h in range(1, 6))
     vibrato = two_pi * np.cumsum(440 * 2 ** (0.5 / 12 * np.sin(two_pi * 6 * t))) / 44100
     sweep = two_pi * np.cumsum(50 * 160 ** (t / t[-1])) / 44100
+    kick = np.zeros_like(t)
+    for start in range(0, t.size, 22050):                 # 6 kicks, each 160 -> 60 Hz in 0.3 s
+        tt = t[:min(13230, t.size - start)]
+        kick[start:start + tt.size] = np.sin(two_pi * np.cumsum(60 + 100 * np.exp(-30 * tt)) / 44100
+                                             ) * np.exp(-15 * tt)
     pluck = np.zeros_like(t)
     for k, f_hz in enumerate((220.0, 277.2, 329.6, 440.0)):
         start = int(k * 0.7 * 44100)
@@ -860,7 +865,8 @@ def _tone_clips() -> list[tuple[str, np.ndarray]]:
              ("440 Hz sine, 5 Hz tremolo", (1 + 0.5 * np.sin(two_pi * 5 * t)) * np.sin(two_pi * 440 * t)),
              ("5 harmonics, 6 Hz vibrato", harmonics(vibrato)),
              ("sine sweep 50 Hz - 8 kHz", np.sin(sweep)),
-             ("4 overlapping plucks", pluck)]
+             ("4 overlapping plucks", pluck),
+             ("kick drum: a sine dropping 160 -> 60 Hz", kick)]
     return [(name, (0.5 * x / np.abs(x).max()).astype(np.float32)) for name, x in clips]
 
 

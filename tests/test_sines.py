@@ -229,3 +229,15 @@ def test_partials_move_towards_their_bands_power_by_at_most_6_db():
     assert v.amp2[2, 0] == pytest.approx(0.5, rel=1e-4)
     assert v.amp2[3, 0] == pytest.approx(0.5 / 2 ** 0.5, rel=1e-4)
     assert np.all(v.amp2[:, 1] == 0) and np.all(v.amp1 == 0)
+
+
+def test_a_kick_drums_falling_pitch_keeps_its_channel():
+    from wav2vgm.methods.sines import LEAD_MAX_HZ, SinesMethod
+    drop = 2.0 ** (-np.arange(8) * 250 / 1200)              # 250 cents a frame
+    for f0, one_channel in ((150.0, True), (2000.0, False)):
+        m = SinesMethod(n_voices=4)
+        pf = (f0 * drop)[:, None] * np.array([[1.0, 0.0]])
+        chans = m._track(pf, np.ones(8, np.int64))
+        played = [int(np.flatnonzero(row == 0)[0]) for row in chans]
+        assert (len(set(played)) == 1) == one_channel, (f0, played)
+    assert 150.0 < LEAD_MAX_HZ < 2000.0 * drop[-1]

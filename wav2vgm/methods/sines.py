@@ -30,6 +30,16 @@ _SORTED_REGS = _MULT_REGS
 # the channel's pitch then splits the error between its two partials
 _RATIO_TOL = 0.02
 _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
+# ... and a frame's loudest partial under LEAD_MAX_HZ continues the last frame's loudest
+# (when neither found another) if it moved less than LEAD_CENTS: a kick drum's sine drops
+# 100-300 cents a frame, and each frame re-keyed it on another channel, its last one
+# releasing beside it.  adplay: the kick of `python benchmarks/run.py tones` 4.94 -> 3.36
+# dB (`sines` 4.63 -> 4.17); an ad-hoc drum loop 5.51 -> 4.45; the 23 clips 2.064 ->
+# 2.065 (the 15 tuned on 2.077 -> 2.076, held out 2.041 -> 2.046: speech_es 2.91 ->
+# 2.94), `sines` 3.151 -> 3.147.  Without the pitch limit speech lost more (speech_a
+# 2.87 -> 2.94)
+LEAD_CENTS = 700.0
+LEAD_MAX_HZ = 200.0
 # the factor nearest a frequency ratio, looked up on a grid of 64 steps per octave
 # (0.55% apart): wherever a factor lies within _RATIO_TOL of the ratio it is the one
 # found (neighbouring factors are at least 11% apart), elsewhere nothing fits anyway
@@ -399,8 +409,10 @@ class SinesMethod:
         ``pf`` (n_frames, >= n_played) partials, loudest first; the first
         ``n_played`` of each frame are played (at most ``n_voices``, so all
         find a channel).  A channel whose partial moved at most 80 cents
-        continues it (key held; closest pairs first); the other partials
-        take free channels in order, silent ones first.
+        continues it (key held; closest pairs first), and so does the loudest
+        partial under LEAD_MAX_HZ, within LEAD_CENTS, that of the last frame's
+        loudest where neither found another; the other partials take free
+        channels in order, silent ones first.
         """
         n, nv = pf.shape[0], self.n_voices
         width = min(nv, pf.shape[1])
@@ -413,7 +425,14 @@ class SinesMethod:
         with np.errstate(divide="ignore", invalid="ignore"):
             cents = 1200 * np.abs(np.log2(cur[:, :, None] / prev[:, None, :]))
         ok = (cur[:, :, None] > 0) & (prev[:, None, :] > 0) & (cents <= _TRACK_TOL_CENTS)
-        link = greedy_match_frames(np.where(ok, cents, np.inf)).tolist()    # (n, width)
+        link = greedy_match_frames(np.where(ok, cents, np.inf))    # (n, width)
+        if n > 1:                                       # the loudest, a kick's drop say
+            lead = np.zeros(n, bool)
+            lead[1:] = ((link[1:, 0] < 0) & ~(link[1:] == 0).any(axis=1)
+                        & (cur[1:, 0] > 0) & (prev[1:, 0] > 0) & (cents[1:, 0, 0] <= LEAD_CENTS)
+                        & (np.maximum(cur[1:, 0], prev[1:, 0]) < LEAD_MAX_HZ))
+            link[lead, 0] = 0
+        link = link.tolist()
         counts = n_played.tolist()
         played: list[int] = []                  # channel of each played partial, frame by frame
         chan_prev = list(range(nv))              # frame 0 links to channels directly
