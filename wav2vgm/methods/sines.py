@@ -30,14 +30,14 @@ _SORTED_REGS = _MULT_REGS
 # the channel's pitch then splits the error between its two partials
 _RATIO_TOL = 0.02
 _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
-# ... and a frame's loudest partial under LEAD_MAX_HZ continues the last frame's loudest
-# (when neither found another) if it moved less than LEAD_CENTS: a kick drum's sine drops
-# 100-300 cents a frame, and each frame re-keyed it on another channel, its last one
-# releasing beside it.  adplay: the kick of `python benchmarks/run.py tones` 4.94 -> 3.36
-# dB (`sines` 4.63 -> 4.17); an ad-hoc drum loop 5.51 -> 4.45; the 23 clips 2.064 ->
-# 2.065 (the 15 tuned on 2.077 -> 2.076, held out 2.041 -> 2.046: speech_es 2.91 ->
-# 2.94), `sines` 3.151 -> 3.147.  Without the pitch limit speech lost more (speech_a
-# 2.87 -> 2.94)
+# ... and a frame's loudest partial, falling from under LEAD_MAX_HZ, continues the last
+# frame's loudest (when neither found another) if it fell less than LEAD_CENTS: a kick
+# drum's sine drops 100-300 cents a frame, and each frame re-keyed it on another channel,
+# its last one releasing beside it.  adplay: the kick of `python benchmarks/run.py tones`
+# 4.94 -> 3.36 dB (`sines` 4.63 -> 4.17); an ad-hoc drum loop 5.51 -> 4.45; the 23 clips
+# 2.064 -> 2.066 (the 15 tuned on 2.077 -> 2.078, held out 2.041 -> 2.044: speech_es 2.91
+# -> 2.94), `sines` 3.151 -> 3.149.  Rising too, speech_b and speech_gb fell under 30%
+# below `sines` (`sines` gained there); without the pitch limit speech lost more still
 LEAD_CENTS = 700.0
 LEAD_MAX_HZ = 200.0
 # the factor nearest a frequency ratio, looked up on a grid of 64 steps per octave
@@ -410,8 +410,8 @@ class SinesMethod:
         ``n_played`` of each frame are played (at most ``n_voices``, so all
         find a channel).  A channel whose partial moved at most 80 cents
         continues it (key held; closest pairs first), and so does the loudest
-        partial under LEAD_MAX_HZ, within LEAD_CENTS, that of the last frame's
-        loudest where neither found another; the other partials take free
+        partial, falling from under LEAD_MAX_HZ by less than LEAD_CENTS, that of
+        the last frame's loudest where neither found another; the other partials take free
         channels in order, silent ones first.
         """
         n, nv = pf.shape[0], self.n_voices
@@ -430,7 +430,7 @@ class SinesMethod:
             lead = np.zeros(n, bool)
             lead[1:] = ((link[1:, 0] < 0) & ~(link[1:] == 0).any(axis=1)
                         & (cur[1:, 0] > 0) & (prev[1:, 0] > 0) & (cents[1:, 0, 0] <= LEAD_CENTS)
-                        & (np.maximum(cur[1:, 0], prev[1:, 0]) < LEAD_MAX_HZ))
+                        & (prev[1:, 0] < LEAD_MAX_HZ) & (cur[1:, 0] < prev[1:, 0]))
             link[lead, 0] = 0
         link = link.tolist()
         counts = n_played.tolist()
