@@ -248,8 +248,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.058 dB,
-`fast` 2.128 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 2.056 dB,
+`fast` 2.129 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
@@ -347,8 +347,8 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   sine tracker, scores about as `sines` does: guitar 9%, melody 10%,
   trumpet 3% and flute 1% below it (1.79 against 1.80 dB), wormintr 1%
   above it (1.56 against 1.54 dB).
-- Speech is 26-31% below `sines` (2.76-2.94 dB; speech_a 30.9%, speech_gb
-  30.4%, speech_b 30.3%, speech 28.7%, speech_es 25.6%); the band timbres
+- Speech is 25-31% below `sines` (2.78-2.94 dB; speech_a 31.2%, speech_gb
+  30.4%, speech_b 30.3%, speech 28.2%, speech_es 24.5%); the band timbres
   for fricatives and the changes that came with them took the five speech
   clips 0.3-0.6 dB closer, and passing an operator's jump to another
   partial nearer the quieter level (`model.JUMP_SHARE`), notes fading
@@ -363,7 +363,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   register updates: every TL change is a step in the waveform, and 0.75 dB
   is the finest step TL has.
 - On random-patch clips it reaches 1.77-2.17 dB (under 2 dB on 5 of 6:
-  opl_random_11 1.85, _12 1.97, _21 1.91, _22 1.78 and _23 1.77; _13 at
+  opl_random_11 1.85, _12 1.99, _21 1.91, _22 1.78 and _23 1.77; _13 at
   2.17; opl_patches.wav in samples/, made the same way, 2.12).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
