@@ -411,8 +411,8 @@ class SinesMethod:
         find a channel).  A channel whose partial moved at most 80 cents
         continues it (key held; closest pairs first), and so does the loudest
         partial, falling from under LEAD_MAX_HZ by less than LEAD_CENTS, that of
-        the last frame's loudest where neither found another; the other partials take free
-        channels in order, silent ones first.
+        the last frame's loudest where neither found another (within a block);
+        the other partials take free channels in order, silent ones first.
         """
         n, nv = pf.shape[0], self.n_voices
         width = min(nv, pf.shape[1])
