@@ -872,3 +872,16 @@ def test_an_onset_raise_stops_at_tl0_unless_the_level_was_above_it():
     up, down = np.array([[2.0]]), np.array([[0.5]])
     assert np.allclose(_boosted(amp, up, 1.0), [[0.4, 1.0, 1.5]])     # to TL 0; not past
     assert np.allclose(_boosted(amp, down, 1.0), amp * 0.5)           # drops as asked
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="no shipped model")
+@pytest.mark.parametrize("voices", [1, 2, 3])
+def test_the_model_converts_with_as_few_voices_as_asked(tmp_path, voices):
+    # 2 or fewer leave the sine tracker no channel at all (it once failed on that)
+    src = _sine(tmp_path, 440.0, seconds=1.0)
+    out = _convert(src, tmp_path, "model", voices=voices)
+    vgm = read_vgm(str(out))
+    channels = {int(r) & 0x10F for r, v in zip(vgm.regs, vgm.values)
+                if (int(r) & 0xF0) == 0xB0 and int(v) & 0x20}
+    assert 1 <= len(channels) <= voices
+    assert score_vgm(str(src), str(out)).distance_db < 3.0

@@ -426,7 +426,7 @@ class SinesMethod:
             cents = 1200 * np.abs(np.log2(cur[:, :, None] / prev[:, None, :]))
         ok = (cur[:, :, None] > 0) & (prev[:, None, :] > 0) & (cents <= _TRACK_TOL_CENTS)
         link = greedy_match_frames(np.where(ok, cents, np.inf))    # (n, width)
-        if n > 1:                                       # the loudest, a kick's drop say
+        if n > 1 and width:                             # the loudest, a kick's drop say
             lead = np.zeros(n, bool)
             lead[1:] = ((link[1:, 0] < 0) & ~(link[1:] == 0).any(axis=1)
                         & (cur[1:, 0] > 0) & (prev[1:, 0] > 0) & (cents[1:, 0, 0] <= LEAD_CENTS)
