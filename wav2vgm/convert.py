@@ -379,7 +379,7 @@ def analyse(stream, options: ConvertOptions, *, progress: Callable[[int], None] 
     split = stereo and options.split_sides
     if split:                                           # one method per side, on its channels
         n_left = (options.voices + 1) // 2
-        methods = [make_method(dataclasses.replace(options, voices=k))
+        methods = [make_method(dataclasses.replace(options, voices=k, split_sides=False))
                    for k in (n_left, options.voices - n_left)]
         outputs = np.repeat(np.array([R.OUT_LEFT, R.OUT_RIGHT], np.uint8),
                             [n_left, options.voices - n_left])
