@@ -14,6 +14,7 @@ from wav2vgm.errors import OutputError, ParameterError, VgmError
 from wav2vgm.opl3.registers import CLOCK_HZ
 from wav2vgm.vgm import (
     HEADER_SIZE,
+    MIN_WAIT_SAMPLES,
     Gd3,
     VgmWriter,
     check_strict,
@@ -646,6 +647,19 @@ def test_a_loop_of_no_length_is_left_out():
     data = out.getvalue()
     assert u32(data, 0x1C) == 0 and u32(data, 0x20) == 0 and check_strict(data) == []
 
+
+
+def test_a_loop_lasts_at_least_the_shortest_wait_players_keep():
+    # AdPlug drops waits under 40 samples: a 3-sample loop passed no time, and adplay
+    # played it for ever
+    out = io.BytesIO()
+    w = VgmWriter(out)
+    w.mark_loop()
+    w.write(0x20, 1)
+    w.close(end_samples=3)
+    data = out.getvalue()
+    assert u32(data, 0x20) == MIN_WAIT_SAMPLES and u32(data, 0x18) == MIN_WAIT_SAMPLES
+    assert check_strict(data) == []
 
 def test_statistics_say_how_late_a_write_queue_plays_the_busiest_writes():
     # players on the Nuked core apply one write every 2 native samples (49,716 Hz)

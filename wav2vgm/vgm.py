@@ -314,7 +314,8 @@ class VgmWriter:
         still pending is emitted first, unless it is shorter than
         ``min_wait``: then it stays pending and falls inside the loop).  :meth:`close`
         fills in the loop offset (0x1C) and the loop's length in samples
-        (0x20); a loop of no length is left out, as players ignore one.  The
+        (0x20), at least ``min_wait`` (the file's end moves out that far); a
+        loop of no length is left out, as players ignore one.  The
         caller makes the data after the mark set every register that
         matters, since the chip holds whatever the end left when it jumps.
         """
@@ -552,6 +553,10 @@ class VgmWriter:
             if end_samples < 0:
                 raise ParameterError(f"end_samples must be >= 0, got {end_samples}")
             end = max(end, end_samples)
+        if self._loop is not None and self._loop[1] < end < self._loop[1] + self._min_wait:
+            # a loop shorter than the shortest wait players keep would pass no time at all:
+            # adplay played one of 3 samples for ever
+            end = self._loop[1] + self._min_wait
         if end > 0xFFFFFFFF:
             raise ParameterError(f"total length {end} samples does not fit the VGM header")
         _encode_wait(self._buf, end - self._emitted)
