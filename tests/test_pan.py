@@ -218,11 +218,12 @@ def test_a_quiet_channel_changes_sides_without_resting():
 
 def test_split_sides_with_an_odd_number_of_voices(tmp_path):
     # 3 voices split 2 + 1: a side's own method is not itself split (it once refused its 1)
-    from wav2vgm.batch import convert_file
-    from wav2vgm.convert import ConvertOptions
     t = np.arange(44100) / 44100
     src = tmp_path / "lr.wav"
     sf.write(src, np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 660 * t)], 1), 44100)
     out = tmp_path / "lr.vgm"
     convert_file(str(src), str(out), ConvertOptions(method="sines", voices=3, split_sides=True))
-    assert out.stat().st_size > 0
+    vgm = read_vgm(str(out))
+    sides = [int(v) & R.OUT_STEREO for r, v in zip(vgm.regs, vgm.values)
+             if (int(r) & 0xFF) in range(0xC0, 0xC9)]
+    assert sides.count(R.OUT_LEFT) >= 1 and sides.count(R.OUT_RIGHT) >= 1

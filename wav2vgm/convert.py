@@ -288,9 +288,10 @@ class FrameAnalyser:
         # frame that lies inside, scaled to the energy of the part that exists: a cut would
         # read as a burst of partials.  Worked out before the spectra, which window the
         # frames in place (``frames`` is this call's own copy)
-        edges = [] if self.n_samples is None else self._edge_frames(frames, first_abs)
-        inside = [] if self.n_samples is None else np.flatnonzero(self._inside(first_abs))
-        last_inside = int(inside[-1]) if len(inside) else None
+        inside = (np.zeros(0, np.int64) if self.n_samples is None
+                  else np.flatnonzero((first_abs >= 0) & (first_abs + WINDOW <= self.n_samples)))
+        edges = [] if self.n_samples is None else self._edge_frames(frames, first_abs, inside)
+        last_inside = int(inside[-1]) if inside.size else None
         samples = None if last_inside is None else frames[last_inside].copy()
         mag = analysis_spectra(frames, window=self.window, overwrite=True)
         for i, j, gain, part in edges:
@@ -302,16 +303,13 @@ class FrameAnalyser:
             self.inside = (samples, mag[last_inside].copy())
         return mag
 
-    def _inside(self, first: np.ndarray) -> np.ndarray:
-        """(n_frames,) bool: the frames (first samples ``first``) that lie inside the input."""
-        return (first >= 0) & (first + WINDOW <= self.n_samples)
-
-    def _edge_frames(self, frames: np.ndarray, first: np.ndarray) -> list:
+    def _edge_frames(self, frames: np.ndarray, first: np.ndarray, inside: np.ndarray) -> list:
         """(frame, nearest inside frame or None, gain, own samples or None) of the frames that
-        reach past either end of the input (``first``: their first samples' indices).  The
-        nearest inside frame is -1 where it came in an earlier block (:attr:`inside`)."""
-        edge = ~self._inside(first)
-        inside = np.flatnonzero(~edge)
+        reach past either end of the input (``first``: their first samples' indices;
+        ``inside``: the indices of those that do not).  The nearest inside frame is -1 where
+        it came in an earlier block (:attr:`inside`)."""
+        edge = np.ones(len(frames), bool)
+        edge[inside] = False
         out = []
         for i in np.flatnonzero(edge):
             lo = max(0, -first[i])

@@ -217,12 +217,11 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     ``frames``: sounding on each of the ``half_frames`` frames either side (the table's
     ends repeated), their pitch spans at least MOVING_CENTS there and glides, no step
     from frame to frame over _TRACK_CENTS (more: the channel moved to another partial)."""
-    base = voices.fnum.astype(np.float32) * np.float32(R.NATIVE_RATE_HZ) / np.exp2(
-        20 - voices.block.astype(np.float32))
-    mult = np.asarray(R.MULT_FACTORS, np.float32)
-    hz = np.concatenate([np.where(voices.amp2 > 0, base * mult[voices.mult2], 0.0),
+    hz = np.concatenate([np.where(voices.amp2 > 0, R.fnum_to_hz(voices.fnum, voices.block,
+                                                                voices.mult2), 0.0),
                          np.where((voices.cnt == 1) & (voices.amp1 > 0),
-                                  base * mult[voices.mult1], 0.0)], axis=1)
+                                  R.fnum_to_hz(voices.fnum, voices.block, voices.mult1), 0.0)],
+                        axis=1)
     n = hz.shape[0]
     near = np.clip(np.asarray(frames)[:, None] + np.arange(-half_frames, half_frames + 1), 0, n - 1)
     around = hz[near]                                               # (frames, window, ops)
