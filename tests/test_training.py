@@ -80,3 +80,25 @@ def test_tiny_training_run_exports_a_model_the_converter_accepts(tmp_path):
     convert_file(str(tmp_path / "a.wav"), str(out),
                  ConvertOptions(model_path=str(tmp_path / "inverse.onnx")))
     assert len(read_vgm(str(out)).regs) > 0
+
+
+def test_training_twice_writes_the_same_model(tmp_path, monkeypatch):
+    """One seed, one machine: the same bytes (the card's reproducibility claim)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    import wav2vgm.methods.pursuit as pursuit
+    from wav2vgm.training.model import ModelConfig
+    from wav2vgm.training.train import TrainConfig, train
+
+    monkeypatch.setattr(pursuit, "write_atoms", lambda path: None)     # not compared here
+    written = []
+    for name in ("first", "second"):
+        cfg = TrainConfig(n_train=256, n_val=64, batch_size=64, epochs=2, out_dir=str(tmp_path / name),
+                          model=ModelConfig(width=8, dilations=(1, 2)))
+        train(cfg, log=lambda m: None)
+        written.append((tmp_path / name / "inverse.onnx").read_bytes())
+    assert written[0] == written[1]
+    other = TrainConfig(n_train=256, n_val=64, batch_size=64, epochs=2, seed=7,
+                        out_dir=str(tmp_path / "other"), model=ModelConfig(width=8, dilations=(1, 2)))
+    train(other, log=lambda m: None)
+    assert (tmp_path / "other" / "inverse.onnx").read_bytes() != written[0]    # the seed matters
