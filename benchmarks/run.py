@@ -317,19 +317,20 @@ Validation (synthetic frames): detection precision {precision:.2f}, recall
 error {level_db:.2f} dB.  The pursuit, not the raw network output, decides
 what plays: a wrong timbre guess is simply not chosen.
 
-The command is deterministic: two runs on one machine write byte-identical
-files.  A change to the feature code that moves only float rounding still
-gives another network of the same quality rather than the same bytes (the
-first epoch's loss moves in the fifth digit, and training amplifies it).
-Retrained on 2026-12-05, after such changes since the shipped network was
-trained (the DC removal moved into the spectrum, the mel power's band range):
-validation precision 0.62, recall 0.70, timbre accuracy 0.63, level error
-3.46 dB; over the 23 clips `model` 2.070 dB against the shipped network's
-2.066 (15 tuned on 2.083 against 2.078; the same command with `--out-dir DIR
---no-card`, then `python benchmarks/run.py quality --player adplay --model
-DIR/inverse.onnx`), so the shipped one stays.  With 30 epochs instead of 20
-(validation timbre accuracy 0.64, level error 3.32 dB): 2.074, the 15 tuned on
-2.083.
+The command is deterministic in one environment: two runs write
+byte-identical files.  Another machine or a rebuilt environment gives
+another network of the same quality rather than the same bytes: retrained
+on 2026-12-05 in a rebuilt environment (the same torch 2.13.0 CPU build;
+the generated training set hashes the same as at the shipped network's
+commit), the first epoch's loss differed in the fifth digit, which the
+training kernels' float rounding explains and training amplifies, and the
+weights differ; validation precision 0.62, recall 0.70, timbre accuracy
+0.63, level error 3.46 dB; over the 23 clips `model` 2.070 dB against the
+shipped network's 2.066 (15 tuned on 2.083 against 2.078; the same command
+with `--out-dir DIR --no-card`, then `python benchmarks/run.py quality
+--player adplay --model DIR/inverse.onnx`), so the shipped one stays.  With
+30 epochs instead of 20 (validation timbre accuracy 0.64, level error 3.32
+dB): 2.074, the 15 tuned on 2.083.
 
 ## Quality
 Log-mel distance in dB (lower is better) between each clip and its VGM as
