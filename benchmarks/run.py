@@ -207,7 +207,12 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    sweep: 20 cents or more within 50 ms), which a voice holding its
    stretch's pitch would beat against (`python benchmarks/run.py vibrato
    --player adplay`: a vibrato tone 3.86 -> 1.55 dB, 8 instruments with
-   vibrato 2.449 -> 2.409);
+   vibrato 2.449 -> 2.409); a pursuit sine on the pitch of a steady
+   tracked partial (within 30 cents) would sound with it at a phase the
+   key-ons fix, not at the summed power the pursuit planned with, so its
+   power goes to the tracked operator and its channel rests
+   (`python benchmarks/run.py tones --player adplay`: a 5 Hz tremolo 4.07
+   -> 2.36 dB, `sines` 2.30; the 8 tones 1.882 -> 1.637);
 4. voices keep their channel while the same timbre continues (key held,
    F-number and TL change); a new timbre only takes a silent channel;
 5. (`--quality best` only) per half second, this mix is compared (log-mel
@@ -249,7 +254,7 @@ at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
 adplay --quality best` (and `fast`) give the others: `best` 2.056 dB,
-`fast` 2.129 (always 60 frames per second, a new voice set at 2.5 dB).
+`fast` 2.128 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
@@ -325,12 +330,12 @@ the generated training set hashes the same as at the shipped network's
 commit), the first epoch's loss differed in the fifth digit, which the
 training kernels' float rounding explains and training amplifies, and the
 weights differ; validation precision 0.62, recall 0.70, timbre accuracy
-0.63, level error 3.46 dB; over the 23 clips `model` 2.070 dB against the
-shipped network's 2.066 (15 tuned on 2.083 against 2.078; the same command
+0.63, level error 3.46 dB; over the 23 clips `model` 2.069 dB against the
+shipped network's 2.065 (15 tuned on 2.083 against 2.076; the same command
 with `--out-dir DIR --no-card`, then `python benchmarks/run.py quality
 --player adplay --model DIR/inverse.onnx`), so the shipped one stays.  With
 30 epochs instead of 20 (validation timbre accuracy 0.64, level error 3.32
-dB): 2.074, the 15 tuned on 2.083.
+dB): 2.074, the 15 tuned on 2.084.
 
 ## Quality
 Log-mel distance in dB (lower is better) between each clip and its VGM as
@@ -360,10 +365,10 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
   sine tracker, scores about as `sines` does: guitar 9%, melody 10%,
-  trumpet 3% and flute 1% below it (1.79 against 1.80 dB), wormintr 1%
+  trumpet 3% below it, flute the same (1.80 dB both), wormintr 1%
   above it (1.56 against 1.54 dB).
-- Speech is 25-31% below `sines` (2.78-2.94 dB; speech_a 31.2%, speech_gb
-  30.4%, speech_b 30.3%, speech 28.2%, speech_es 24.5%); the band timbres
+- Speech is 25-31% below `sines` (2.78-2.94 dB; speech_a 31.1%, speech_gb
+  30.4%, speech_b 30.3%, speech 28.1%, speech_es 24.5%); the band timbres
   for fricatives and the changes that came with them took the five speech
   clips 0.3-0.6 dB closer, and passing an operator's jump to another
   partial nearer the quieter level (`model.JUMP_SHARE`), notes fading
@@ -378,7 +383,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   register updates: every TL change is a step in the waveform, and 0.75 dB
   is the finest step TL has.
 - On random-patch clips it reaches 1.77-2.17 dB (under 2 dB on 5 of 6:
-  opl_random_11 1.85, _12 1.99, _21 1.91, _22 1.78 and _23 1.77; _13 at
+  opl_random_11 1.85, _12 1.98, _21 1.90, _22 1.79 and _23 1.77; _13 at
   2.17; opl_patches.wav in samples/, made the same way, 2.12).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their

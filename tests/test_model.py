@@ -391,3 +391,37 @@ def test_the_model_keeps_its_voices_off_a_vibrato(tmp_path):
         convert_file(str(src), str(out), ConvertOptions(method=method))
         d[method] = score_vgm(str(src), str(out)).distance_db
     assert d["model"] < 2.0 * d["sines"], d
+
+
+def test_a_pursuit_sine_on_a_steady_tracked_partial_gives_it_its_power():
+    from wav2vgm.methods.base import VoiceFrames
+    n = 5
+    part, fill = VoiceFrames.empty(n, 2), VoiceFrames.empty(n, 3)
+    glide = 660.0 * 2 ** (np.arange(n) * 20.0 / 1200)                # 20 cents a frame
+    for ch, f in enumerate((np.full(n, 440.0), glide)):
+        part.fnum[:, ch], part.block[:, ch] = R.hz_to_fnum(f, mult=1)
+        part.amp2[:, ch] = 0.4
+    # a sine 10 cents off the steady partial, a sine on the gliding one, an FM voice on 440
+    for ch, f in enumerate((np.full(n, 440.0 * 2 ** (10 / 1200)), glide, np.full(n, 440.0))):
+        fill.fnum[:, ch], fill.block[:, ch] = R.hz_to_fnum(f, mult=1)
+        fill.amp2[:, ch] = 0.3
+    fill.cnt[:, 2] = 0
+    model.merge_doubles(part, fill)
+    assert np.allclose(part.amp2[:, 0], 0.5) and (fill.amp2[:, 0] == 0).all()   # 0.4 (+) 0.3
+    assert np.allclose(part.amp2[:, 1], 0.4) and np.allclose(fill.amp2[:, 1:], 0.3)
+
+
+@needs_model
+def test_a_tremolo_is_not_doubled(tmp_path):
+    # a pursuit sine held on the partial's pitch sounds at a phase fixed by the key-ons, not
+    # at the planned power: emulator 4.00 dB without the merge, 2.44 with it, sines 2.41
+    t = np.arange(2 * 44100) / 44100
+    src = tmp_path / "tremolo.wav"
+    x = 0.3 * (1 + 0.5 * np.sin(2 * np.pi * 5 * t)) * np.sin(2 * np.pi * 440 * t)
+    write_wav(str(src), x.astype(np.float32), 44100)
+    d = {}
+    for method in ("sines", "model"):
+        out = tmp_path / f"{method}.vgm"
+        convert_file(str(src), str(out), ConvertOptions(method=method))
+        d[method] = score_vgm(str(src), str(out)).distance_db
+    assert d["model"] < 1.2 * d["sines"], d
