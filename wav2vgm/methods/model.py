@@ -516,10 +516,11 @@ class ModelMethod:
             moving = moving_partials(part, refs, half_frames=self.moving_frames)
             fill, fill_cls = self._voices(mag, freqs_hz, power, floor, peaks, det, starts, k,
                                           part_power, moving)
-            merge_doubles(part, fill)
             judged = len(self.mixes) > 1                   # its sound is only needed to compare
-            options.append((VoiceFrames.stack_channels([part, fill]),
-                            part_power + voice_power(fill) if judged else None))
+            # (the mix's power before the merge, which moves power between operators)
+            mix_power = part_power + voice_power(fill) if judged else None
+            merge_doubles(part, fill)
+            options.append((VoiceFrames.stack_channels([part, fill]), mix_power))
         return self._choose(options, power, floor)
 
     def _voices(self, mag, freqs_hz, power, floor, peaks, det, starts, k, base_power, moving):
