@@ -91,14 +91,13 @@ def test_training_twice_writes_the_same_model(tmp_path, monkeypatch):
     from wav2vgm.training.train import TrainConfig, train
 
     monkeypatch.setattr(pursuit, "write_atoms", lambda path: None)     # not compared here
-    written = []
-    for name in ("first", "second"):
-        cfg = TrainConfig(n_train=256, n_val=64, batch_size=64, epochs=2, out_dir=str(tmp_path / name),
-                          model=ModelConfig(width=8, dilations=(1, 2)))
-        train(cfg, log=lambda m: None)
-        written.append((tmp_path / name / "inverse.onnx").read_bytes())
-    assert written[0] == written[1]
-    other = TrainConfig(n_train=256, n_val=64, batch_size=64, epochs=2, seed=7,
-                        out_dir=str(tmp_path / "other"), model=ModelConfig(width=8, dilations=(1, 2)))
-    train(other, log=lambda m: None)
-    assert (tmp_path / "other" / "inverse.onnx").read_bytes() != written[0]    # the seed matters
+
+    def onnx_bytes(name, seed=1234):
+        train(TrainConfig(n_train=256, n_val=64, batch_size=64, epochs=2, seed=seed,
+                          out_dir=str(tmp_path / name), model=ModelConfig(width=8, dilations=(1, 2))),
+              log=lambda m: None)
+        return (tmp_path / name / "inverse.onnx").read_bytes()
+
+    first = onnx_bytes("first")
+    assert onnx_bytes("second") == first
+    assert onnx_bytes("other", seed=7) != first                         # the seed matters
