@@ -255,8 +255,8 @@ def near_moving(frames: np.ndarray, f_hz: np.ndarray, moving: np.ndarray) -> np.
 # 2.076, held out 2.044 -> 2.046: flute 1.79 -> 1.80, opl_random_22 1.78 -> 1.79);
 # vibrato set 2.312 -> 2.313.  Without the steadiness test: the 23 clips 2.0668, the
 # vibrato set 2.322 (trumpet 2.62 -> 2.68: a double next to a partial that moves widens
-# it, which the yardstick likes); dropping the double without moving its power: the 23
-# clips 2.066, but the vibrato tone 1.55 -> 2.16
+# it, which the yardstick likes); dropping the double without moving its power (also
+# without the steadiness test): the 23 clips 2.066, but the vibrato tone 1.55 -> 2.16
 DOUBLE_CENTS = 30.0
 DOUBLE_STEADY_CENTS = 5.0
 
@@ -264,7 +264,8 @@ DOUBLE_STEADY_CENTS = 5.0
 def merge_doubles(part: VoiceFrames, fill: VoiceFrames) -> None:
     """Pursuit sines (``fill``'s channels: operator 2 alone, a sine wave, no feedback) that
     double a steady operator of the tracker's ``part`` give it their power and fall
-    silent, frame by frame (in place; see DOUBLE_CENTS)."""
+    silent, frame by frame (in place; see DOUBLE_CENTS).  Steady is judged within the
+    block: its first and last frames compare with their one neighbour."""
     ops = [(part.amp2, R.fnum_to_hz(part.fnum, part.block, part.mult2)),
            (part.amp1, np.where(part.cnt == 1, R.fnum_to_hz(part.fnum, part.block, part.mult1), 0.0))]
     cents = 1200 * np.log2(np.maximum(np.concatenate([hz for _, hz in ops], axis=1), 1e-3))
