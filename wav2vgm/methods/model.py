@@ -256,7 +256,9 @@ def near_moving(frames: np.ndarray, f_hz: np.ndarray, moving: np.ndarray) -> np.
 # vibrato set 2.312 -> 2.313.  Without the steadiness test: the 23 clips 2.0668, the
 # vibrato set 2.322 (trumpet 2.62 -> 2.68: a double next to a partial that moves widens
 # it, which the yardstick likes); dropping the double without moving its power (also
-# without the steadiness test): the 23 clips 2.066, but the vibrato tone 1.55 -> 2.16
+# without the steadiness test): the 23 clips 2.066, but the vibrato tone 1.55 -> 2.16.
+# The 15 tuned on at 30 / 5 cents 2.0758; DOUBLE_CENTS 15 / 60: 2.0767 / 2.0781;
+# DOUBLE_STEADY_CENTS 2 / 10: 2.0763 / 2.0764
 DOUBLE_CENTS = 30.0
 DOUBLE_STEADY_CENTS = 5.0
 
