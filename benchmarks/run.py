@@ -376,7 +376,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   (`base.ONSET_DROP_DB`) another 0.07-0.14 dB.
   The voiced frames are most of what is left, and not the choice of
   voices: in the cells 40-60 dB under their frame's loudest mel band, speech_a's render is
-  5.0 dB louder than the atoms of its voices predict (opl_random_13 2.6,
+  4.8 dB louder than the atoms of its voices predict (opl_random_13 2.7,
   chord 1.7), while three of its frames played unchanged for a second
   render within 1 dB of the prediction there (`python benchmarks/run.py
   valleys --player adplay`).  The excess comes from what changes between
