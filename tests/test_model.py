@@ -386,7 +386,8 @@ def test_moving_partials_are_those_whose_pitch_moves_while_held():
 def test_the_model_keeps_its_voices_off_a_vibrato(tmp_path):
     # a pursuit voice holds its segment's pitch: next to a partial with vibrato it beats and
     # flickers (emulator: 4.73 dB against 1.44 for sines when written, 2.52 with the rule;
-    # with operator 1's fill-in since: 4.17 without the rule, 2.17 with it, sines 1.49)
+    # with operator 1's fill-in and the doubles merge since: 4.14 without the rule, 1.79
+    # with it, sines 1.49)
     t = np.arange(2 * 44100) / 44100
     phase = 2 * np.pi * np.cumsum(440 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 6 * t))) / 44100
     src = tmp_path / "vibrato.wav"

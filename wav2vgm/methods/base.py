@@ -85,6 +85,13 @@ class VoiceFrames:
         """
         return np.concatenate([self.amp2, np.where(self.cnt == 1, self.amp1, 0.0)], axis=1)
 
+    def sounding_hz(self) -> np.ndarray:
+        """(n_frames, 2 * n_channels) the pitch of the same operators as
+        :meth:`sounding_amplitudes`, whether they sound or not (0 for an FM modulator)."""
+        return np.concatenate([R.fnum_to_hz(self.fnum, self.block, self.mult2),
+                               np.where(self.cnt == 1, R.fnum_to_hz(self.fnum, self.block,
+                                                                    self.mult1), 0.0)], axis=1)
+
 
 _WAVE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mod_tl1")      # a channel's timbre, but for ...
 _MULT_FIELDS = ("mult1", "mult2")                          # ... its operators' multipliers
@@ -417,7 +424,8 @@ def helper_levels(voices: VoiceFrames, frames: R.ChannelFrames, amp2_out: np.nda
     where a pure tone leaves the yardstick's bands empty.
 
     `python benchmarks/run.py tones --player adplay`, `model` with TL steps
-    alone / with this: a 440 Hz sine decaying 17 dB a second 1.27 -> 0.29 dB,
+    alone / with this, when it was written (before :func:`~.model.merge_doubles`,
+    which took the tremolo to 4.30 / 2.36): a 440 Hz sine decaying 17 dB a second 1.27 -> 0.29 dB,
     five decaying harmonics 1.26 -> 0.69, a 5 Hz tremolo 5.35 -> 4.07, a 6 Hz
     vibrato 2.35 -> 1.55, overlapping plucks 1.69 -> 1.49.  The 23 clips, where
     operator 1 is seldom free, 2.067 -> 2.065 (opl_random_23 1.81 -> 1.77;

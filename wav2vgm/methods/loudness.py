@@ -73,13 +73,12 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
     gain :func:`predicted_errors` finds closest is taken.  ``gain_db`` is
     added last.
     """
-    def chunks():      # (frames, operators) amplitudes and caps, a few thousand frames at a time
+    def chunks():                           # the voice table a few thousand frames at a time
         for lo in range(0, voices.n_frames, 16384):
-            part = voices.rows(slice(lo, lo + 16384))
-            yield part.sounding_amplitudes(), played_caps(part)
+            yield voices.rows(slice(lo, lo + 16384))
 
     peak, top = 0.0, 0.0
-    for a, _ in chunks():
+    for a in (part.sounding_amplitudes() for part in chunks()):       # (frames, operators)
         peak, top = max(peak, float(a.sum(axis=1).max())), max(top, float(a.max()))
     if peak <= 1e-9:
         return 10 ** (gain_db / 20)
@@ -88,10 +87,11 @@ def loudness_gain(voices: VoiceFrames, *, gain_db: float = 0.0,
     if target > base:
         # only frames whose requested sum at the target passes the headroom can limit it
         loud, caps = [], []
-        for a, cap in chunks():
+        for part in chunks():               # the caps only where a frame may limit the gain
+            a = part.sounding_amplitudes()
             over = a.sum(axis=1) * target > PLAYED_HEADROOM
             loud.append(a[over])
-            caps.append(cap[over])
+            caps.append(played_caps(part.rows(np.flatnonzero(over))))
         loud, caps = np.concatenate(loud), np.concatenate(caps)
 
         def fits(log_gain: float) -> bool:

@@ -217,11 +217,7 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     ``frames``: sounding on each of the ``half_frames`` frames either side (the table's
     ends repeated), their pitch spans at least MOVING_CENTS there and glides, no step
     from frame to frame over _TRACK_CENTS (more: the channel moved to another partial)."""
-    hz = np.concatenate([np.where(voices.amp2 > 0, R.fnum_to_hz(voices.fnum, voices.block,
-                                                                voices.mult2), 0.0),
-                         np.where((voices.cnt == 1) & (voices.amp1 > 0),
-                                  R.fnum_to_hz(voices.fnum, voices.block, voices.mult1), 0.0)],
-                        axis=1)
+    hz = np.where(voices.sounding_amplitudes() > 0, voices.sounding_hz(), 0.0)
     n = hz.shape[0]
     near = np.clip(np.asarray(frames)[:, None] + np.arange(-half_frames, half_frames + 1), 0, n - 1)
     around = hz[near]                                               # (frames, window, ops)
@@ -268,10 +264,8 @@ def merge_doubles(part: VoiceFrames, fill: VoiceFrames) -> None:
     double a steady operator of the tracker's ``part`` give it their power and fall
     silent, frame by frame (in place; see DOUBLE_CENTS).  Steady is judged within the
     block: its first and last frames compare with their one neighbour."""
-    ops = [(part.amp2, R.fnum_to_hz(part.fnum, part.block, part.mult2)),
-           (part.amp1, np.where(part.cnt == 1, R.fnum_to_hz(part.fnum, part.block, part.mult1), 0.0))]
-    cents = 1200 * np.log2(np.maximum(np.concatenate([hz for _, hz in ops], axis=1), 1e-3))
-    amp = np.concatenate([a for a, _ in ops], axis=1).astype(np.float64)    # (n, 2 * channels)
+    cents = 1200 * np.log2(np.maximum(part.sounding_hz(), 1e-3))             # (n, 2 * channels)
+    amp = np.concatenate([part.amp2, part.amp1], axis=1).astype(np.float64)
     step = np.zeros_like(cents)
     step[1:] = np.abs(np.diff(cents, axis=0))
     steady = np.maximum(step, np.concatenate([step[1:], np.zeros_like(step[:1])])) <= DOUBLE_STEADY_CENTS
