@@ -48,11 +48,6 @@ def analysis_spectra(frames: np.ndarray, *, window: np.ndarray | None = None,
                                       overwrite=overwrite)
 
 
-def bin_frequencies_hz() -> np.ndarray:
-    """Centre frequency of each log bin (semitone steps from A0)."""
-    return spectrum.log_bin_frequencies_hz(n_bins=N_BINS, f_min_hz=F_MIN_HZ, f_max_hz=F_MAX_HZ)
-
-
 def hz_to_bin(f_hz) -> np.ndarray:
     """Fractional log-bin index of a frequency."""
     return BINS_PER_OCTAVE * np.log2(np.maximum(np.asarray(f_hz, float), 1e-3) / F_MIN_HZ)

@@ -511,8 +511,8 @@ class ModelMethod:
                 options.append((part, part_power))
                 continue
             moving = moving_partials(part, refs, half_frames=self.moving_frames)
-            fill, fill_cls = self._voices(mag, freqs_hz, power, floor, peaks, det, starts, k,
-                                          part_power, moving)
+            fill = self._voices(mag, freqs_hz, power, floor, peaks, det, starts, k,
+                                part_power, moving)
             judged = len(self.mixes) > 1                   # its sound is only needed to compare
             # (the mix's power before the merge, which moves power between operators)
             mix_power = part_power + voice_power(fill) if judged else None
@@ -521,7 +521,7 @@ class ModelMethod:
         return self._choose(options, power, floor)
 
     def _voices(self, mag, freqs_hz, power, floor, peaks, det, starts, k, base_power, moving):
-        """The pursuit's voices for one group of channels -> (VoiceFrames, timbre per channel)."""
+        """The pursuit's voices for one group of channels."""
         track = self.tracks[k]
         cls, f0, amp, m1, ratio = self._select(mag, freqs_hz, power, floor, peaks, det, starts,
                                                n_voices=track.n, base_power=base_power,
@@ -529,7 +529,7 @@ class ModelMethod:
         ch = self._assign(cls, f0, amp, m1, ratio, track)
         out = VoiceFrames.empty(mag.shape[0], track.n)
         fill_voices(out, *ch)
-        return out, ch[0]
+        return out
 
     def _assign(self, cls, f0, amp, m1, ratio, track: "_Channels"):
         """Per frame, voices -> channels.
