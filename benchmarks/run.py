@@ -14,6 +14,7 @@
     python benchmarks/run.py valleys --player adplay # render minus the voices' predicted spectrum, by level
     python benchmarks/run.py vibrato --player adplay # vibrato: pursuit voices kept off moving partials, or not
     python benchmarks/run.py tones --player adplay   # clean synthetic tones: levels between TL steps, or not
+    python benchmarks/run.py close --player adplay   # partials closer than the analysis window resolves
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -905,6 +906,36 @@ def tones(player: str) -> None:
                         (("sines", None), ("model", False), ("model", None)))
 
 
+def _close_clips() -> list[tuple[str, np.ndarray]]:
+    """Partials closer than the analysis window resolves, 3 s at 44.1 kHz: (name, samples)."""
+    t = np.arange(3 * 44100) / 44100
+    two_pi = 2 * np.pi
+    saw = lambda f_hz, n, phase=0.0: sum(np.sin(two_pi * f_hz * h * t + phase * h) / h  # noqa: E731
+                                         for h in range(1, n + 1))
+    clips = [(f"440 + {d} Hz sines", 0.3 * np.sin(two_pi * 440 * t)
+              + 0.2 * np.sin(two_pi * (440 + d) * t + 1.0)) for d in (5, 15, 40, 80)]
+    clips += [(f"two 220 Hz saws {c} cents apart", saw(220, 12) + saw(220 * 2 ** (c / 1200), 12, 0.7))
+              for c in (5, 12, 25)]
+    clips.append(("C-E-G chord of 6-harmonic saws",
+                  sum(saw(f_hz, 6) for f_hz in (261.63, 329.63, 392.0))))
+    return [(name, (0.5 * x / np.abs(x).max()).astype(np.float32)) for name, x in clips]
+
+
+def close(player: str) -> None:
+    """Partials closer together than the 46 ms analysis window resolves (:func:`_close_clips`):
+    both methods.  Two such partials show as one peak whose level beats, which the
+    tracker follows frame by frame."""
+    from wav2vgm.methods import base
+    _header("clip", "sines", "model")
+    with tempfile.TemporaryDirectory() as d:
+        clips = []
+        for k, (name, x) in enumerate(_close_clips()):
+            clips.append((name, Path(d) / f"close{k}.wav"))
+            write_wav(str(clips[-1][1]), x, 44100)
+        _settings_table(clips, Path(d) / "close.vgm", player, base, "FILL_IN_LEVELS",
+                        (("sines", None), ("model", None)))
+
+
 def queue(player: str) -> None:
     """What the write governor does (wav2vgm/opl3/queue.py), on speech and the busy speed clip.
 
@@ -1050,7 +1081,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
                                     "floor", "stereo", "sides", "startup", "bands", "queue", "valleys",
-                                    "vibrato", "tones", "all"])
+                                    "vibrato", "tones", "close", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
@@ -1075,7 +1106,7 @@ def main(argv=None) -> int:
     if a.what in ("startup", "all"):
         startup()
     by_player = {"floor": floor, "stereo": stereo, "sides": sides, "bands": bands, "queue": queue,
-                 "valleys": valleys, "vibrato": vibrato, "tones": tones,
+                 "valleys": valleys, "vibrato": vibrato, "tones": tones, "close": close,
                  "card": card}              # alone, with --player
     if a.what in by_player:
         by_player[a.what](a.player)
