@@ -891,19 +891,25 @@ def _tone_clips() -> list[tuple[str, np.ndarray]]:
     return [(name, (0.5 * x / np.abs(x).max()).astype(np.float32)) for name, x in clips]
 
 
+def _synthetic_table(clips, player: str, module, constant: str, settings) -> None:
+    """:func:`_settings_table` of synthetic ``clips`` ((name, 44.1 kHz samples)), written to
+    WAV files first."""
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for k, (name, x) in enumerate(clips):
+            paths.append((name, Path(d) / f"clip{k}.wav"))
+            write_wav(str(paths[-1][1]), x, 44100)
+        _settings_table(paths, Path(d) / "clip.vgm", player, module, constant, settings)
+
+
 def tones(player: str) -> None:
     """Clean synthetic tones (:func:`_tone_clips`): the sines and model methods, and the model
     with operator 2's TL steps alone (no fill-in from a free operator 1,
     :func:`~wav2vgm.methods.base.helper_levels`)."""
     from wav2vgm.methods import base
     _header("tone", "sines", "model, TL steps alone", "model")
-    with tempfile.TemporaryDirectory() as d:
-        clips = []
-        for k, (name, x) in enumerate(_tone_clips()):
-            clips.append((name, Path(d) / f"tone{k}.wav"))
-            write_wav(str(clips[-1][1]), x, 44100)
-        _settings_table(clips, Path(d) / "tone.vgm", player, base, "FILL_IN_LEVELS",
-                        (("sines", None), ("model", False), ("model", None)))
+    _synthetic_table(_tone_clips(), player, base, "FILL_IN_LEVELS",
+                     (("sines", None), ("model", False), ("model", None)))
 
 
 def _close_clips() -> list[tuple[str, np.ndarray]]:
@@ -927,13 +933,7 @@ def close(player: str) -> None:
     tracker follows frame by frame."""
     from wav2vgm.methods import base
     _header("clip", "sines", "model")
-    with tempfile.TemporaryDirectory() as d:
-        clips = []
-        for k, (name, x) in enumerate(_close_clips()):
-            clips.append((name, Path(d) / f"close{k}.wav"))
-            write_wav(str(clips[-1][1]), x, 44100)
-        _settings_table(clips, Path(d) / "close.vgm", player, base, "FILL_IN_LEVELS",
-                        (("sines", None), ("model", None)))
+    _synthetic_table(_close_clips(), player, base, "FILL_IN_LEVELS", (("sines", None), ("model", None)))
 
 
 def queue(player: str) -> None:
