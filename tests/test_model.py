@@ -382,6 +382,21 @@ def test_moving_partials_are_those_whose_pitch_moves_while_held():
     assert model.near_moving(at, f_hz, keys)[0].tolist() == [True, False, False, False]
 
 
+def test_a_glide_in_steps_over_track_cents_is_moving_a_single_jump_is_not():
+    from wav2vgm.methods.base import VoiceFrames
+    n = 9
+    v = VoiceFrames.empty(n, 2)
+    glide = 440.0 * 2 ** (np.clip(np.arange(n) - 2, 0, 4) * 250 / 1200)   # 250 cents a frame
+    jump = np.where(np.arange(n) < 4, 880.0, 880.0 * 2 ** (250 / 1200))
+    for ch, f in enumerate((glide, jump)):
+        v.fnum[:, ch], v.block[:, ch] = R.hz_to_fnum(f, mult=1)
+        v.amp2[:, ch] = 0.5
+    keys = model.moving_partials(v, np.arange(n), half_frames=2)
+    frames, log_f = np.divmod(keys, 64.0)
+    assert np.all(2 ** log_f < 800)                                  # channel 0 only
+    assert {3, 4, 5} <= set(frames.astype(int).tolist())           # in the glide's middle
+
+
 @needs_model
 def test_the_model_keeps_its_voices_off_a_vibrato(tmp_path):
     # a pursuit voice holds its segment's pitch: next to a partial with vibrato it beats and

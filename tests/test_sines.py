@@ -231,13 +231,69 @@ def test_partials_move_towards_their_bands_power_by_at_most_6_db():
     assert np.all(v.amp2[:, 1] == 0) and np.all(v.amp1 == 0)
 
 
+def _lead_channels(pf_hz: np.ndarray) -> list[int]:
+    """The channel the one partial of each frame plays on (a fresh 4-channel tracker)."""
+    from wav2vgm.methods.sines import SinesMethod
+    m = SinesMethod(n_voices=4)
+    chans = m._track(pf_hz[:, None] * np.array([[1.0, 0.0]]), np.ones(len(pf_hz), np.int64))
+    return [int(np.flatnonzero(row == 0)[0]) for row in chans]
+
+
 def test_a_kick_drums_falling_pitch_keeps_its_channel():
-    from wav2vgm.methods.sines import LEAD_MAX_HZ, SinesMethod
-    drop = 2.0 ** (-np.arange(8) * 250 / 1200)              # 250 cents a frame
-    for f0, one_channel in ((150.0, True), (2000.0, False)):
-        m = SinesMethod(n_voices=4)
-        pf = (f0 * drop)[:, None] * np.array([[1.0, 0.0]])
-        chans = m._track(pf, np.ones(8, np.int64))
-        played = [int(np.flatnonzero(row == 0)[0]) for row in chans]
-        assert (len(set(played)) == 1) == one_channel, (f0, played)
-    assert 150.0 < LEAD_MAX_HZ < 2000.0 * drop[-1]
+    from wav2vgm.methods.sines import LEAD_MAX_HZ
+    # a kick's sine falls 250 cents a frame: below LEAD_MAX_HZ each fall keeps the channel,
+    # even one alone (a single step down)
+    fall = 2.0 ** (-np.minimum(np.arange(8), 3) * 250 / 1200)     # falls 3 times, then holds
+    once = np.where(np.arange(8) < 4, 1.0, 2.0 ** (-250 / 1200))   # falls once
+    assert len(set(_lead_channels(150.0 * fall))) == 1
+    assert len(set(_lead_channels(150.0 * once))) == 1
+    # above it a single step is a new note (a melody's next note), on another channel
+    assert len(set(_lead_channels(2000.0 * once))) == 2
+    assert 150.0 < LEAD_MAX_HZ < 2000.0 * fall[-1]
+
+
+def test_a_glide_keeps_its_channel_at_any_pitch_either_way():
+    # 250 cents a frame for 5 frames: the loudest partial glides (the pitch it left is
+    # gone, and it moved the same way the frame before or after), up or down
+    steps = np.concatenate([np.zeros(2), np.arange(1, 6), np.full(3, 5)]) * 250 / 1200
+    for f0, sign in ((2000.0, -1), (300.0, 1), (1000.0, 1)):
+        assert len(set(_lead_channels(f0 * 2.0 ** (sign * steps)))) == 1, (f0, sign)
+
+
+def test_glides_tells_a_glide_from_a_jump():
+    from wav2vgm.methods.sines import GLIDE_MIN_CENTS, _glides
+    hz = 440.0 * 2.0 ** (np.array([0, 0, 3, 6, 9, 9, 9, 14, 14], float) * 100 / 1200)
+    peaks = hz[:, None]
+    # frames 2-4 glide up 300 cents a frame; frame 7 jumps 500 cents once
+    assert _glides(hz, peaks).tolist() == [False, True, True, True, False, False, False, False]
+    # the pitch it left still sounds: not a glide
+    both = np.column_stack([hz, np.roll(hz, 1)])
+    assert not _glides(hz, both).any()
+    assert 0 < GLIDE_MIN_CENTS < 300
+    # a step of 150 cents next to one of 300 glides; next to one of 600 (a hop to another
+    # harmonic, say) it does not
+    for after, glides in ((300.0, True), (600.0, False)):
+        hz = 440.0 * 2.0 ** (np.cumsum([0.0, 0.0, 150.0, after, 0.0, 0.0]) / 1200)
+        assert _glides(hz, hz[:, None])[1] == glides, after
+
+
+def test_a_fast_sweep_plays_on_one_held_channel(tmp_path):
+    # 3 kHz -> 100 Hz in 1 s: about 340 cents a frame at 60 frames/s.  Keyed afresh on
+    # another channel every frame until the glide rule (48 key-ons); one note now
+    from wav2vgm.audio import write_wav
+    from wav2vgm.batch import convert_file
+    from wav2vgm.convert import ConvertOptions
+    from wav2vgm.opl3 import registers as R
+    from wav2vgm.vgm import read_vgm
+    t = np.arange(44100) / 44100
+    src, out = tmp_path / "sweep.wav", tmp_path / "sweep.vgm"
+    write_wav(str(src), (0.5 * np.sin(2 * np.pi * np.cumsum(3000 * (100 / 3000) ** t) / 44100)
+                         ).astype(np.float32), 44100)
+    convert_file(str(src), str(out), ConvertOptions(method="sines"))
+    v = read_vgm(str(out))
+    keyed, key_ons = {}, 0
+    for reg, val in zip(np.asarray(v.regs).tolist(), np.asarray(v.values).tolist()):
+        if R.CH_KEY_BLOCK_FNUM_HI <= reg & 0xFF <= R.CH_KEY_BLOCK_FNUM_HI + 8:
+            key_ons += bool(val & 0x20) and not keyed.get(reg, False)
+            keyed[reg] = bool(val & 0x20)
+    assert key_ons <= 3, key_ons
