@@ -368,10 +368,10 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
   sine tracker, scores about as `sines` does: guitar 9%, melody 10%,
-  trumpet 3% below it, flute the same (1.80 dB both), wormintr 1%
-  above it (1.56 against 1.54 dB).
-- Speech is 25-31% below `sines` (2.78-2.94 dB; speech_a 31.1%, speech_gb
-  30.4%, speech_b 30.3%, speech 28.1%, speech_es 24.5%); the band timbres
+  trumpet 3% below it, flute and wormintr 1% above it (1.81 against
+  1.80 dB, 1.56 against 1.54).
+- Speech is 25-31% below `sines` (2.78-2.94 dB; speech_a 31.4%, speech_b
+  30.3%, speech_gb 30.1%, speech 28.1%, speech_es 24.5%); the band timbres
   for fricatives and the changes that came with them took the five speech
   clips 0.3-0.6 dB closer, and passing an operator's jump to another
   partial nearer the quieter level (`model.JUMP_SHARE`), notes fading

@@ -236,6 +236,24 @@ def test_subdivide_passes_a_pitch_jump_nearer_the_quieter_level():
     assert np.array_equal(subdivide(g, 4, jump_share=0.35).amp2, subdivide(g, 4).amp2)
 
 
+def test_subdivide_glides_the_pitch_of_a_glide_over_100_cents_a_frame():
+    from wav2vgm.opl3 import registers as R
+    # channel 0 glides up 300 cents a frame for 4 frames; channel 1 jumps 300 cents once
+    cents = np.array([[0, 0], [300, 0], [600, 0], [900, 0], [1200, 300], [1200, 300]], float)
+    v = VoiceFrames.empty(6, 2)
+    v.fnum[:], v.block[:] = R.hz_to_fnum(220.0 * 2 ** (cents / 1200), mult=1)
+    v.amp2[:] = 0.3
+    s = subdivide(v, 4)
+    hz = R.fnum_to_hz(s.fnum.astype(np.int64), s.block.astype(np.int64))
+    glide, jump = 1200 * np.log2(hz[:, 0] / 220.0), 1200 * np.log2(hz[:, 1] / 220.0)
+    # from the middle of frame 1 (its steps before and after go up alike) to frame 3 the
+    # pitch moves within each frame, between its neighbours; the first step has none before
+    assert np.all(np.diff(glide[5:12]) > 10) and glide[4] == pytest.approx(glide[5])
+    assert glide[8] == pytest.approx(600 - 0.375 * 300, abs=3)
+    # the single jump keeps each frame's pitch up to the frame's edge
+    assert np.all(np.abs(jump[:16]) < 2) and np.all(np.abs(jump[16:] - 300) < 2)
+
+
 def test_subdivide_keeps_a_timbre_change_at_the_frame():
     v = _held_note()
     v.ws2[2, 0] = 1                                   # another waveform from frame 2 on

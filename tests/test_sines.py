@@ -261,7 +261,8 @@ def test_a_glide_keeps_its_channel_at_any_pitch_either_way():
 
 
 def test_glides_tells_a_glide_from_a_jump():
-    from wav2vgm.methods.sines import GLIDE_MIN_CENTS, _glides
+    from wav2vgm.methods.base import GLIDE_MIN_CENTS
+    from wav2vgm.methods.sines import _glides
     hz = 440.0 * 2.0 ** (np.array([0, 0, 3, 6, 9, 9, 9, 14, 14], float) * 100 / 1200)
     peaks = hz[:, None]
     # frames 2-4 glide up 300 cents a frame; frame 7 jumps 500 cents once

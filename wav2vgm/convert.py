@@ -431,7 +431,7 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     """Yield (time_vgm, reg, value) arrays chunk by chunk: quantised, minimal writes.
 
     Each frame becomes :func:`update_steps` register updates (:func:`subdivide`,
-    ``chunk`` updates at a time with one frame of context either side, so long
+    ``chunk`` updates at a time with two frames of context either side, so long
     inputs never hold the whole subdivided table).  With a loop
     (``options.loop_start_s``), ``None`` is yielded before the first update
     at or after the loop start, and that update writes every register of
@@ -461,8 +461,9 @@ def register_events(voices: VoiceFrames, centres: np.ndarray, options: ConvertOp
     per_chunk = max(1, chunk // steps)                 # frames per chunk: ``chunk`` updates
     for lo in range(0, n, per_chunk):
         hi = min(lo + per_chunk, n)
-        # one frame either side for subdivide; on the left as many as the attacks look back
-        a, b = max(lo - 1 - back, 0), min(hi + 1, n)
+        # two frames either side for subdivide (a glide's steps before and after the one at
+        # the chunk's edge); on the left as many more as the attacks look back
+        a, b = max(lo - 2 - back, 0), min(hi + 2, n)
         part = subdivide(voices.rows(slice(a, b)), steps, jump_share=jump_share)
         if energy is not None:
             # what each update plays, relative to its frame's own voices (from frame a on,

@@ -96,6 +96,21 @@ class VoiceFrames:
 _WAVE_FIELDS = ("cnt", "fb", "ws1", "ws2", "mod_tl1")      # a channel's timbre, but for ...
 _MULT_FIELDS = ("mult1", "mult2")                          # ... its operators' multipliers
 _GLIDE_CENTS = 100.0        # a held note whose pitch moves less than this glides between frames
+# ... and so does one whose pitch moves further, up to GLIDE_MAX_CENTS a frame, where the
+# steps before and after it go the same way (:func:`glide_neighbours`): a glide the sine
+# tracker followed (:func:`~.sines._glides`), its pitch interpolated between the frames
+# instead of jumping at each.  `python benchmarks/run.py glides --player adplay`, `model`
+# / `sines`: sweeps 3 kHz -> 100 Hz 7.52 -> 6.11 / 7.92 -> 5.57 dB, a +-200 Hz vibrato
+# 6.13 -> 4.09 / 6.40 -> 2.11, 8 notes joined by 40 ms glides 4.13 -> 4.19 / 3.26 ->
+# 3.23, and the kick of `run.py tones` 3.36 -> 3.18 / 4.17 -> 3.97 (its falls are
+# glides too); the 23 clips 2.0644 -> 2.0643 (the 15 tuned on 2.0743 -> 2.0733, held out 2.0459
+# -> 2.0475: flute 1.801 -> 1.814), `sines` 3.149 either way, `best` 2.055, `fast`
+# 2.128.  Where the step before or the one after agrees (not both): 2.0663
+# (opl_random_11 +0.012, speech_b +0.013); with levels gliding through such steps too,
+# not passing them as jumps (:data:`jump_share`): the same within 0.001
+GLIDE_MIN_CENTS = 50.0
+GLIDE_STEP_RATIO = 2.5
+GLIDE_MAX_CENTS = 700.0
 _MULT_FACTORS = np.asarray(R.MULT_FACTORS)                  # by MULT register value
 # a note that ends fades this much (dB) over the half hop before its key goes off, evenly
 # in dB: its release then starts that much lower.  adplay, 23 clips, `model`: 0 / 4 / 6 /
@@ -107,6 +122,25 @@ END_FADE_DB = 6.0
 _END_FADE_LN = np.float32(END_FADE_DB * np.log(10) / 20)
 
 
+def glide_neighbours(step_cents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(before, after), bool arrays shaped like ``step_cents`` (n_steps, ...): the pitch
+    steps (cents, signed) from each frame to the next, where the step before / after goes
+    the same way, by at least GLIDE_MIN_CENTS and at most GLIDE_STEP_RATIO times (or 100
+    cents more than) this one -- as a glide moves, not as a note that changes once or a
+    vowel's loudest harmonic that hops to the next by the harmonics' spacing."""
+    step = np.asarray(step_cents, np.float64)
+    size = np.abs(step)
+    limit = np.maximum(size + 100.0, GLIDE_STEP_RATIO * size)
+    with np.errstate(invalid="ignore"):
+        moving = size >= GLIDE_MIN_CENTS                             # (NaN: no pitch)
+    way = np.sign(step)
+    before, after = np.zeros(step.shape, bool), np.zeros(step.shape, bool)
+    with np.errstate(invalid="ignore"):
+        before[1:] = moving[:-1] & (way[:-1] == way[1:]) & (size[:-1] <= limit[1:])
+        after[:-1] = moving[1:] & (way[1:] == way[:-1]) & (size[1:] <= limit[:-1])
+    return before, after
+
+
 def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = None) -> VoiceFrames:
     """Each frame -> ``substeps`` register updates, levels and held notes interpolated between frames.
 
@@ -116,7 +150,8 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
     neighbouring frame: the level (in dB) of each operator sounding in both
     frames with the same waveforms, connection and feedback, whatever partial
     it plays there, and the pitch (in cents) where the channel holds one note
-    (the same timbre, keyed, within 100 cents in both).  Otherwise (a note
+    (the same timbre, keyed, within 100 cents in both, or further in a glide:
+    :func:`glide_neighbours` on both sides, up to GLIDE_MAX_CENTS).  Otherwise (a note
     starts, stops or changes its sound) it keeps the frame's own settings, so
     keys, timbres and pitch jumps change exactly where they did; a note that
     ends fades END_FADE_DB over the half hop before its key goes off.
@@ -162,7 +197,10 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
     for name in _WAVE_FIELDS:
         a = getattr(voices, name)
         level &= a[1:] == a[:-1]
-    glide = level & keyed[1:] & keyed[:-1] & (cents < _GLIDE_CENTS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        before, after = glide_neighbours(1200 * np.log2(base[1:] / base[:-1]))
+    glide = level & keyed[1:] & keyed[:-1] & (
+        (cents < _GLIDE_CENTS) | (before & after & (cents <= GLIDE_MAX_CENTS)))
     for name in _MULT_FIELDS:
         a = getattr(voices, name)
         glide &= a[1:] == a[:-1]

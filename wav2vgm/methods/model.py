@@ -41,9 +41,8 @@ from ..errors import ModelError
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
 from . import codebook, features
-from .base import VoiceFrames, greedy_pairs
+from .base import GLIDE_MAX_CENTS, GLIDE_MIN_CENTS, VoiceFrames, greedy_pairs
 from .loudness import voice_power
-from .sines import GLIDE_MIN_CENTS, LEAD_CENTS
 
 MODEL_SCHEMA = "wav2vgm-inverse-2"
 MODEL_FILE = "inverse.onnx"
@@ -171,7 +170,7 @@ SWITCH_HYST_DB = 0.5
 MOVING_CENTS = 20.0
 MOVING_S = 0.05
 # A tracked partial also moves where its pitch glides one way in steps over _TRACK_CENTS
-# (up to LEAD_CENTS; at least two steps of GLIDE_MIN_CENTS, so a channel moved once to
+# (up to GLIDE_MAX_CENTS; at least two steps of GLIDE_MIN_CENTS, so a channel moved once to
 # another partial is no glide): the sine tracker keeps a gliding loudest partial on its
 # channel (:func:`~.sines._glides`).  `python benchmarks/run.py glides --player adplay`:
 # 8 notes joined by 40 ms glides 4.56 -> 4.13 dB, sweeps 3 kHz -> 100 Hz 8.94 -> 7.52,
@@ -224,7 +223,7 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     ``frames``: sounding on each of the ``half_frames`` frames either side (the table's
     ends repeated), their pitch spans at least MOVING_CENTS there and glides, no step
     from frame to frame over _TRACK_CENTS (more: the channel moved to another partial)
-    unless it glides one way (at least two steps of GLIDE_MIN_CENTS, none over LEAD_CENTS)."""
+    unless it glides one way (at least two steps of GLIDE_MIN_CENTS, none over GLIDE_MAX_CENTS)."""
     hz = np.where(voices.sounding_amplitudes() > 0, voices.sounding_hz(), 0.0)
     n = hz.shape[0]
     near = np.clip(np.asarray(frames)[:, None] + np.arange(-half_frames, half_frames + 1), 0, n - 1)
@@ -235,7 +234,7 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     d = np.diff(log_f, axis=1) * 1200                               # cents per frame
     step = np.abs(d).max(axis=1, initial=0.0)
     glide = (((d >= 0).all(axis=1) | (d <= 0).all(axis=1))
-             & ((np.abs(d) >= GLIDE_MIN_CENTS).sum(axis=1) >= 2) & (step <= LEAD_CENTS))
+             & ((np.abs(d) >= GLIDE_MIN_CENTS).sum(axis=1) >= 2) & (step <= GLIDE_MAX_CENTS))
     row, col = np.nonzero(on & (span >= MOVING_CENTS) & ((step <= _TRACK_CENTS) | glide))
     f = np.asarray(frames)[row]
     return np.sort(f * 64.0 + np.log2(hz[f, col]))

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
-from .base import VoiceFrames, greedy_match_frames
+from .base import GLIDE_MAX_CENTS, VoiceFrames, glide_neighbours, greedy_match_frames
 
 _MULT_VALUES = np.array(R.MULT_FACTORS)                 # by MULT register value
 _MULT_REGS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15])  # distinct factors
@@ -40,9 +40,9 @@ _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than 
 # below `sines` (`sines` gained there); without the pitch limit speech lost more still.
 # At any pitch and either way the loudest continues where it glides (:func:`_glides`):
 # the last frame's pitch is gone from this frame's peaks and the loudest partial moved
-# the same way in the frame before or after, by at least GLIDE_MIN_CENTS and by at most
-# GLIDE_STEP_RATIO times this step (a note that changes in one step moves once; a
-# vowel's loudest harmonic hops by the harmonics' spacing).  `python benchmarks/run.py
+# the same way in the frame before or after, by at least 50 cents and by at most 2.5x
+# this step (:func:`~.base.glide_neighbours`; a note that changes in one step moves
+# once; a vowel's loudest harmonic hops by the harmonics' spacing).  `python benchmarks/run.py
 # glides --player adplay`, `model` / `sines`: 8 notes joined by 40 ms glides 5.22 ->
 # 4.56 / 4.42 -> 3.26 dB, sweeps 3 kHz -> 100 Hz 9.85 -> 8.94 / 10.90 -> 7.92, a +-200
 # Hz vibrato 8.86 -> 6.19 / 9.06 -> 6.40; the 23 clips 2.0654 -> 2.0644 (the 15 tuned on
@@ -50,10 +50,8 @@ _TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than 
 # `sines` 3.149 either way.  Without the ratio limit 2.0653 (held out 2.0459 -> 2.0498:
 # speech_es 2.938 -> 2.963), with 1.6x / 2x 2.0646; without the motion test 2.0696
 # (speech_a 2.857 -> 2.937)
-LEAD_CENTS = 700.0
+LEAD_CENTS = GLIDE_MAX_CENTS
 LEAD_MAX_HZ = 200.0
-GLIDE_MIN_CENTS = 50.0
-GLIDE_STEP_RATIO = 2.5
 # the factor nearest a frequency ratio, looked up on a grid of 64 steps per octave
 # (0.55% apart): wherever a factor lies within _RATIO_TOL of the ratio it is the one
 # found (neighbouring factors are at least 11% apart), elsewhere nothing fits anyway
@@ -301,25 +299,14 @@ def _glides(loudest_hz: np.ndarray, peaks_hz: np.ndarray) -> np.ndarray:
     ``loudest_hz`` (n_frames,) each frame's loudest partial (0: none), ``peaks_hz``
     (n_frames, k) all its peaks (0: none).  A glide: frame ``i``'s pitch is gone
     from frame ``i + 1``'s peaks (nothing within _TRACK_TOL_CENTS), and the loudest
-    partial moved the same way from frame ``i - 1`` to ``i`` or from ``i + 1`` to
-    ``i + 2``, by at least GLIDE_MIN_CENTS and at most GLIDE_STEP_RATIO times (or 100
-    cents more than) this step: a vowel's loudest harmonic that hops to the next,
-    then again, hops by the harmonics' spacing, not by a glide's.
+    partial's step before or after goes the same way
+    (:func:`~.base.glide_neighbours`).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         cents = 1200 * np.log2(np.where(loudest_hz > 0, loudest_hz, np.nan))
         near = np.abs(1200 * np.log2(peaks_hz[1:] / loudest_hz[:-1, None])) <= _TRACK_TOL_CENTS
-    step = np.diff(cents)                                   # step[i]: frame i -> i + 1
-    size = np.abs(step)
-    limit = np.maximum(size + 100.0, GLIDE_STEP_RATIO * size)
-
-    def like(other, this):                                  # step ``other`` as a glide's ``this``
-        return ((np.sign(step[other]) == np.sign(step[this])) & (size[other] >= GLIDE_MIN_CENTS)
-                & (size[other] <= limit[this]))
-    same = np.zeros((2, step.size), bool)                   # as the step before / after
-    same[0, 1:] = like(slice(None, -1), slice(1, None))
-    same[1, :-1] = like(slice(1, None), slice(None, -1))
-    return ~near.any(axis=1) & same.any(axis=0)
+    before, after = glide_neighbours(np.diff(cents))
+    return ~near.any(axis=1) & (before | after)
 
 
 def peaks_for(n_voices: int) -> int:
