@@ -192,13 +192,13 @@ def subdivide(voices: VoiceFrames, substeps: int, *, jump_share: float | None = 
     keyed = (voices.amp2 > 0) | (voices.amp1 > 0)
     base = voices.fnum.astype(np.float64) * 2.0 ** voices.block.astype(np.float64)   # ~ pitch
     with np.errstate(divide="ignore", invalid="ignore"):
-        cents = np.abs(1200 * np.log2(base[1:] / base[:-1]))
+        step = 1200 * np.log2(base[1:] / base[:-1])                 # cents, signed
+        before, after = glide_neighbours(step)
+        cents = np.abs(step)
     level = np.ones(cents.shape, bool)
     for name in _WAVE_FIELDS:
         a = getattr(voices, name)
         level &= a[1:] == a[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        before, after = glide_neighbours(1200 * np.log2(base[1:] / base[:-1]))
     glide = level & keyed[1:] & keyed[:-1] & (
         (cents < _GLIDE_CENTS) | (before & after & (cents <= GLIDE_MAX_CENTS)))
     for name in _MULT_FIELDS:
