@@ -397,6 +397,21 @@ def test_a_glide_in_steps_over_track_cents_is_moving_a_single_jump_is_not():
     assert {3, 4, 5} <= set(frames.astype(int).tolist())           # in the glide's middle
 
 
+def test_a_wide_vibrato_is_moving_at_its_turns_a_hop_and_back_is_not():
+    from wav2vgm.methods.base import VoiceFrames
+    n = 16
+    v = VoiceFrames.empty(n, 2)
+    vibrato = 300.0 * 2 ** (500 * np.sin(2 * np.pi * np.arange(n) / 12) / 1200)   # +-500 cents
+    hop = np.where((np.arange(n) >= 6) & (np.arange(n) < 8), 1200.0 * 2 ** (300 / 1200), 1200.0)
+    for ch, f in enumerate((vibrato, hop)):
+        v.fnum[:, ch], v.block[:, ch] = R.hz_to_fnum(f, mult=1)
+        v.amp2[:, ch] = 0.5
+    keys = model.moving_partials(v, np.arange(n), half_frames=2)
+    frames, log_f = np.divmod(keys, 64.0)
+    assert np.all(2 ** log_f < 1000)                                 # the vibrato only
+    assert {3, 9} <= set(frames.astype(int).tolist())              # at its turns too
+
+
 @needs_model
 def test_the_model_keeps_its_voices_off_a_vibrato(tmp_path):
     # a pursuit voice holds its segment's pitch: next to a partial with vibrato it beats and

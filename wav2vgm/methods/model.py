@@ -41,7 +41,7 @@ from ..errors import ModelError
 from ..opl3 import registers as R
 from ..spectrum import parabolic_peak
 from . import codebook, features
-from .base import GLIDE_MAX_CENTS, GLIDE_MIN_CENTS, VoiceFrames, greedy_pairs
+from .base import GLIDE_MAX_CENTS, GLIDE_MIN_CENTS, VoiceFrames, glide_neighbours, greedy_pairs
 from .loudness import voice_power
 
 MODEL_SCHEMA = "wav2vgm-inverse-2"
@@ -174,7 +174,11 @@ MOVING_S = 0.05
 # another partial is no glide): the sine tracker keeps a gliding loudest partial on its
 # channel (:func:`~.sines._glides`).  `python benchmarks/run.py glides --player adplay`:
 # 8 notes joined by 40 ms glides 4.56 -> 4.13 dB, sweeps 3 kHz -> 100 Hz 8.94 -> 7.52,
-# a +-200 Hz vibrato 6.19 -> 6.13; the 23 clips the same (2.0644)
+# a +-200 Hz vibrato 6.19 -> 6.13; the 23 clips the same (2.0644).  And where it turns
+# (a wide vibrato), every step over _TRACK_CENTS going as its neighbours do: that vibrato
+# 4.09 -> 3.49 (after the pitch glides within frames, :func:`~.base.subdivide`), the 23
+# clips 2.0643 -> 2.0644 (galway +0.001); with either neighbour instead of both 2.34, but
+# the 23 clips 2.0650 (chord +0.006, speech_a +0.005)
 NEAR_MOVING_CENTS = 100.0
 FLOOR_RANGE_DB = 55.0         # bands this far below the frame's loudest count as silent
 SILENT_POWER = 1e-20          # the floor of digital silence (-200 dB), so logs stay finite
@@ -223,7 +227,8 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     ``frames``: sounding on each of the ``half_frames`` frames either side (the table's
     ends repeated), their pitch spans at least MOVING_CENTS there and glides, no step
     from frame to frame over _TRACK_CENTS (more: the channel moved to another partial)
-    unless it glides one way (at least two steps of GLIDE_MIN_CENTS, none over GLIDE_MAX_CENTS)."""
+    unless it glides (none over GLIDE_MAX_CENTS): one way, at least two steps of
+    GLIDE_MIN_CENTS, or every larger step one of a glide's (:func:`~.base.glide_neighbours`)."""
     hz = np.where(voices.sounding_amplitudes() > 0, voices.sounding_hz(), 0.0)
     n = hz.shape[0]
     near = np.clip(np.asarray(frames)[:, None] + np.arange(-half_frames, half_frames + 1), 0, n - 1)
@@ -233,8 +238,16 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     span = (log_f.max(axis=1) - log_f.min(axis=1)) * 1200
     d = np.diff(log_f, axis=1) * 1200                               # cents per frame
     step = np.abs(d).max(axis=1, initial=0.0)
-    glide = (((d >= 0).all(axis=1) | (d <= 0).all(axis=1))
-             & ((np.abs(d) >= GLIDE_MIN_CENTS).sum(axis=1) >= 2) & (step <= GLIDE_MAX_CENTS))
+    # a glide one way, or one that turns (a wide vibrato): every step over _TRACK_CENTS
+    # a glide's, like the steps on both sides of it (at the window's ends, the one inside)
+    before, after = (np.moveaxis(a, 0, 1) for a in glide_neighbours(np.moveaxis(d, 1, 0)))
+    glides_on = before & after
+    glides_on[:, 0] |= after[:, 0]
+    glides_on[:, -1] |= before[:, -1]
+    glide = (((((d >= 0).all(axis=1) | (d <= 0).all(axis=1))
+               & ((np.abs(d) >= GLIDE_MIN_CENTS).sum(axis=1) >= 2))
+              | ((np.abs(d) <= _TRACK_CENTS) | glides_on).all(axis=1))
+             & (step <= GLIDE_MAX_CENTS))
     row, col = np.nonzero(on & (span >= MOVING_CENTS) & ((step <= _TRACK_CENTS) | glide))
     f = np.asarray(frames)[row]
     return np.sort(f * 64.0 + np.log2(hz[f, col]))
