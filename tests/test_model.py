@@ -388,9 +388,9 @@ def test_a_glide_in_steps_over_track_cents_is_moving_a_single_jump_is_not():
     v = VoiceFrames.empty(n, 2)
     glide = 440.0 * 2 ** (np.clip(np.arange(n) - 2, 0, 4) * 250 / 1200)   # 250 cents a frame
     jump = np.where(np.arange(n) < 4, 880.0, 880.0 * 2 ** (250 / 1200))
-    for ch, f in enumerate((glide, jump)):
+    for ch, (f, amp) in enumerate(((glide, 0.4), (jump, 0.5))):     # the jump loudest
         v.fnum[:, ch], v.block[:, ch] = R.hz_to_fnum(f, mult=1)
-        v.amp2[:, ch] = 0.5
+        v.amp2[:, ch] = amp
     keys = model.moving_partials(v, np.arange(n), half_frames=2)
     frames, log_f = np.divmod(keys, 64.0)
     assert np.all(2 ** log_f < 800)                                  # channel 0 only
@@ -403,13 +403,30 @@ def test_a_wide_vibrato_is_moving_at_its_turns_a_hop_and_back_is_not():
     v = VoiceFrames.empty(n, 2)
     vibrato = 300.0 * 2 ** (500 * np.sin(2 * np.pi * np.arange(n) / 12) / 1200)   # +-500 cents
     hop = np.where((np.arange(n) >= 6) & (np.arange(n) < 8), 1200.0 * 2 ** (300 / 1200), 1200.0)
-    for ch, f in enumerate((vibrato, hop)):
+    for ch, (f, amp) in enumerate(((vibrato, 0.4), (hop, 0.5))):     # the hop loudest
         v.fnum[:, ch], v.block[:, ch] = R.hz_to_fnum(f, mult=1)
-        v.amp2[:, ch] = 0.5
+        v.amp2[:, ch] = amp
     keys = model.moving_partials(v, np.arange(n), half_frames=2)
     frames, log_f = np.divmod(keys, 64.0)
     assert np.all(2 ** log_f < 1000)                                 # the vibrato only
     assert {3, 9} <= set(frames.astype(int).tolist())              # at its turns too
+
+
+def test_every_partial_moves_where_the_loudest_glides():
+    from wav2vgm.methods.base import VoiceFrames
+    n = 9
+    v = VoiceFrames.empty(n, 2)
+    glide = 300.0 * 2 ** (np.clip(np.arange(n) - 2, 0, 4) * 250 / 1200)   # 250 cents a frame
+    v.fnum[:, 0], v.block[:, 0] = R.hz_to_fnum(glide, mult=1)
+    v.amp2[:, 0] = 0.5
+    # a quiet partial that sounds on frame 4 alone (a harmonic keyed afresh each frame)
+    v.fnum[:, 1], v.block[:, 1] = R.hz_to_fnum(np.full(n, 1500.0), mult=1)
+    v.amp2[4, 1] = 0.05
+    keys = model.moving_partials(v, np.array([4]), half_frames=2)
+    assert np.allclose(np.sort(2 ** np.divmod(keys, 64.0)[1]), [glide[4], 1500.0], rtol=3e-3)
+    # where the loudest holds still, it does not
+    v.fnum[:, 0], v.block[:, 0] = R.hz_to_fnum(np.full(n, 300.0), mult=1)
+    assert model.moving_partials(v, np.array([4]), half_frames=2).size == 0
 
 
 @needs_model
