@@ -256,7 +256,7 @@ at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
 adplay --quality best` (and `fast`) give the others: `best` 2.055 dB,
-`fast` 2.128 (always 60 frames per second, a new voice set at 2.5 dB).
+`fast` 2.127 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
