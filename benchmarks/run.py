@@ -433,6 +433,11 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   busy sound (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
   UTC); the network runs only on each
   segment's reference frame and is a small part of that.
+- Both methods share the sine tracker's limits: two partials closer than
+  about 45 Hz show as one peak whose level beats (`python benchmarks/run.py
+  close --player adplay`), and of a fast glide only the loudest partial keeps
+  its channel (`python benchmarks/run.py glides --player adplay`); the
+  README's Limitations give the figures.
 """
 
 
