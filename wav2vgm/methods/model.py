@@ -234,9 +234,11 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     GLIDE_MIN_CENTS, or every larger step one of a glide's (:func:`~.base.glide_neighbours`);
     and every operator sounding on a frame where the loudest glides in steps over
     _TRACK_CENTS."""
-    hz = np.where(voices.sounding_amplitudes() > 0, voices.sounding_hz(), 0.0)
+    amp = voices.sounding_amplitudes()
+    hz = np.where(amp > 0, voices.sounding_hz(), 0.0)
     n = hz.shape[0]
-    near = np.clip(np.asarray(frames)[:, None] + np.arange(-half_frames, half_frames + 1), 0, n - 1)
+    fr = np.asarray(frames)
+    near = np.clip(fr[:, None] + np.arange(-half_frames, half_frames + 1), 0, n - 1)
     around = hz[near]                                               # (frames, window, ops)
     on = (around > 0).all(axis=1)
     log_f = np.log2(np.maximum(around, 1e-3))
@@ -257,14 +259,13 @@ def moving_partials(voices: VoiceFrames, frames: np.ndarray, *, half_frames: int
     # where the loudest operator glides in steps over _TRACK_CENTS, every sounding one
     # counts: a gliding note's other partials move with it, each re-keyed on a channel
     # of its own from frame to frame
-    fr = np.asarray(frames)
     if hz.shape[1] and fr.size:
-        loud = np.argmax(voices.sounding_amplitudes()[fr], axis=1)[:, None]
+        loud = np.argmax(amp[fr], axis=1)[:, None]
         lead_glides = (np.take_along_axis(moves, loud, axis=1)
                        & (np.take_along_axis(step, loud, axis=1) > _TRACK_CENTS))
         moves |= lead_glides & (hz[fr] > 0)
     row, col = np.nonzero(moves)
-    f = np.asarray(frames)[row]
+    f = fr[row]
     return np.sort(f * 64.0 + np.log2(hz[f, col]))
 
 
