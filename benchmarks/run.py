@@ -16,6 +16,7 @@
     python benchmarks/run.py tones --player adplay   # clean synthetic tones: levels between TL steps, or not
     python benchmarks/run.py close --player adplay   # partials closer than the analysis window resolves
     python benchmarks/run.py glides --player adplay  # partials whose pitch moves fast: glides, sweeps
+    python benchmarks/run.py stairs          # levels in ramps instead of TL steps (an emulator oracle)
     python benchmarks/run.py all
 
 Figures go to stdout as Markdown tables; the README and the model card quote them.
@@ -1105,6 +1106,111 @@ def valleys(player: str) -> None:
                   + f" | {np.nanmean(held):+.1f} |", flush=True)
 
 
+# the level oracles of `stairs`: moving averages over about one and two update spacings
+# (12 updates a frame at 60 frames/s are 69 native samples apart, 8 at 90 and 6 at 120 about 61)
+STAIR_RAMPS = (69, 138)
+
+
+def _level_timeline(vgm, chip_class=None):
+    """Render ``vgm`` (a :class:`~wav2vgm.vgm.VgmFile`) on ``chip_class`` (a subclass of the
+    emulator's chip) as adplay times its writes; returns the mono mix at 44.1 kHz."""
+    from wav2vgm.opl3.emulator import Chip, render_writes
+    from wav2vgm.opl3.render import player_write_times, resample
+    from wav2vgm.opl3.registers import NATIVE_RATE_INT
+    times, n = player_write_times(vgm.times, int(vgm.end_time), wait_ends=vgm.wait_ends)
+    stereo = render_writes(times, vgm.regs, vgm.values, n_samples=n, chip=(chip_class or Chip)())
+    out = stereo.astype(np.float32).mean(axis=1, keepdims=True) / 32768.0
+    return resample(out, from_hz=NATIVE_RATE_INT, to_hz=44100)[:, 0]
+
+
+def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
+    """Play ``vgm`` with every plain sine operator's level (total level plus key scaling, in
+    the chip's 0.19 dB units) moving in ramps instead of stairs: its moving average over
+    ``ramp`` samples, or with ``falling_only`` only the part the envelope generator could
+    ramp (per note, the least attenuation still to come, which never falls within a note)
+    averaged, the rest in steps as written.  No register write plays this: an oracle."""
+    from wav2vgm.opl3 import emulator as E
+    from wav2vgm.opl3.tables import KSL_SHIFT
+
+    def level(chip, n, timeline):
+        tl, ksl, eg_ksl = ((np.asarray(a) for a in timeline[:3]) if timeline is not None
+                           else (a[:, None] for a in (chip.tl, chip.ksl, chip.eg_ksl)))
+        return np.broadcast_to((tl.astype(np.int32) << 2) + (eg_ksl.astype(np.int32) >> KSL_SHIFT[ksl]),
+                               (36, n))
+
+    spans = []
+
+    class Recording(E.Chip):
+        def _span(self, n, timeline=None):
+            spans.append((level(self, n, timeline).copy(), np.repeat((self.key > 0)[:, None], n, axis=1)))
+            return super()._span(n, timeline)
+
+    _level_timeline(vgm, Recording)
+    written = np.concatenate([a for a, _ in spans], axis=1).astype(np.float64)
+    keyed = np.concatenate([k for _, k in spans], axis=1)
+    spans.clear()
+    base = written
+    if falling_only:                # per note: the least attenuation still to come
+        base = np.empty_like(written)
+        for s in range(36):
+            edges = np.flatnonzero(np.diff(keyed[s].astype(np.int8))) + 1
+            for a, b in zip(np.r_[0, edges], np.r_[edges, written.shape[1]]):
+                base[s, a:b] = np.minimum.accumulate(written[s, a:b][::-1])[::-1]
+    half = ramp // 2
+    padded = np.concatenate([np.repeat(base[:, :1], half, axis=1), base,
+                             np.repeat(base[:, -1:], ramp - half, axis=1)], axis=1)
+    c = np.cumsum(padded, axis=1)
+    played = np.rint(written - base + (c[:, ramp:] - c[:, :-ramp]) / ramp).astype(np.int64)
+    played = np.clip(played, 0, 0x1FF)
+    at = [0]
+
+    class Ramped(E.Chip):
+        def _span(self, n, timeline=None):
+            a = at[0]
+            at[0] += n
+            if timeline is None:
+                timeline = tuple(np.repeat(x[:, None], n, axis=1) for x in (
+                    self.tl, self.ksl, self.eg_ksl, self.mult, self.ch_fnum, self.ch_block))
+            tl, ksl, eg_ksl, mult, fnum, block = (np.array(x) for x in timeline)
+            sine = (self.ws == 0) & (self.mod_src == E.MOD_ZERO)
+            tl[sine], ksl[sine], eg_ksl[sine] = 0, 3, played[sine, a:a + n]   # KSL code 3: unshifted
+            return super()._span(n, (tl, ksl, eg_ksl, mult, fnum, block))
+
+    return _level_timeline(vgm, Ramped)
+
+
+def stairs(dirs) -> None:
+    """What the chip's level stairs cost: each clip converted, played by the emulator as
+    written and with its sine operators' levels in ramps (:func:`_oracle_levels`), scored
+    against the input.  TL and key scaling move a level in steps at register updates, each
+    step a click; the envelope generator ramps levels, but only down (a decay), so the
+    ``falling ramps`` column is what envelope decays could gain at most."""
+    from wav2vgm import spectrum
+    from wav2vgm.vgm import read_vgm
+    cols = [f"ramps of {w} samples" for w in STAIR_RAMPS]
+    _header("clip", "`model` as written", *cols, f"falling ramps only ({STAIR_RAMPS[0]})",
+            "`sines` as written", f"`sines`, {cols[-1]}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in clips(dirs):
+            ref = load_audio(str(clip), target_rate_hz=44100)[0]
+            row = []
+            for method in METHODS[::-1]:
+                out = Path(tmp) / f"{method}.vgm"
+                convert_file(str(clip), str(out), ConvertOptions(method=method))
+                vgm = read_vgm(str(out))
+                plays = [_level_timeline(vgm)]
+                if method == "model":
+                    plays += [_oracle_levels(vgm, ramp=w, falling_only=False) for w in STAIR_RAMPS]
+                    plays.append(_oracle_levels(vgm, ramp=STAIR_RAMPS[0], falling_only=True))
+                else:
+                    plays.append(_oracle_levels(vgm, ramp=STAIR_RAMPS[-1], falling_only=False))
+                row += [spectrum.logmel_distance(ref, y, rate_hz=44100).distance_db for y in plays]
+            rows.append(row)
+            print(f"| {clip.stem} | " + " | ".join(f"{d:.3f}" for d in row) + " |", flush=True)
+    print("| mean | " + " | ".join(f"{d:.3f}" for d in np.mean(rows, axis=0)) + " |")
+
+
 def _long_clip(path: Path, minutes: int) -> None:
     import soundfile as sf
     rng = np.random.default_rng(minutes)
@@ -1120,7 +1226,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["quality", "speed", "voices", "render", "memory", "batch", "card",
                                     "floor", "stereo", "sides", "startup", "bands", "queue", "valleys",
-                                    "vibrato", "tones", "close", "glides", "all"])
+                                    "vibrato", "tones", "close", "glides", "stairs", "all"])
     p.add_argument("--player", choices=["emulator", "adplay"], default="emulator")
     p.add_argument("--clips", nargs="*", default=[str(d) for d in DEFAULT_DIRS])
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"],
@@ -1144,6 +1250,8 @@ def main(argv=None) -> int:
         batch()
     if a.what in ("startup", "all"):
         startup()
+    if a.what == "stairs":                  # the emulator's, alone: its oracles need its insides
+        stairs(a.clips)
     by_player = {"floor": floor, "stereo": stereo, "sides": sides, "bands": bands, "queue": queue,
                  "valleys": valleys, "vibrato": vibrato, "tones": tones, "close": close, "glides": glides,
                  "card": card}              # alone, with --player
