@@ -442,7 +442,7 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - And the writer's: a level moves in steps at register updates, each a
   faint click.  Played in ramps instead (an emulator oracle, `python
   benchmarks/run.py stairs`), the 23 clips would score about 1.98-2.00 dB
-  for this method and 3.13 for `sines`; the chip ramps a level only down
+  for this method and 3.12 for `sines`; the chip ramps a level only down
   (its envelope generator's decay), which would gain at most 0.02 dB.
 """
 
@@ -1157,15 +1157,15 @@ def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
     played = np.empty(written.shape, np.int16)
     half = ramp // 2
     for s in range(36):             # a slot at a time: a clip's samples, not 36 times them
-        base = written[s].astype(np.int64)
-        if falling_only:            # per note: the least attenuation still to come
-            edges = np.flatnonzero(np.diff(keyed[s].astype(np.int8))) + 1
-            for a, b in zip(np.r_[0, edges], np.r_[edges, base.size]):
-                base[a:b] = np.minimum.accumulate(base[a:b][::-1])[::-1]
-        c = np.cumsum(np.r_[np.zeros(1, np.int64), np.full(half, base[0]), base,
-                            np.full(ramp - half, base[-1])])
-        ramped = (c[ramp:-1] - c[:-ramp - 1]) / ramp                   # centred moving average
-        played[s] = np.clip(np.rint(written[s] - base + ramped), 0, 0x1FF)
+        edges = np.flatnonzero(np.diff(keyed[s].astype(np.int8))) + 1
+        for a, b in zip(np.r_[0, edges], np.r_[edges, written.shape[1]]):   # note by note
+            level = written[s, a:b].astype(np.int64)
+            # with falling_only, the least attenuation still to come in the note
+            base = np.minimum.accumulate(level[::-1])[::-1] if falling_only else level
+            c = np.cumsum(np.r_[np.zeros(1, np.int64), np.full(half, base[0]), base,
+                                np.full(ramp - half, base[-1])])
+            ramped = (c[ramp:-1] - c[:-ramp - 1]) / ramp               # centred moving average
+            played[s, a:b] = np.clip(np.rint(level - base + ramped), 0, 0x1FF)
     at = [0]
 
     class Ramped(E.Chip):

@@ -1,8 +1,10 @@
-"""Shared pytest helpers: the adplay availability check."""
+"""Shared pytest helpers: the adplay availability check, the benchmarks module."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +21,13 @@ def adplay_path() -> str:
     if ADPLAY is None:
         pytest.skip("adplay not on PATH")
     return ADPLAY
+
+
+@pytest.fixture(scope="session")
+def bench_run():
+    """``benchmarks/run.py`` as a module (its clips, helpers and oracles)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,25 +6,13 @@ core), so the figures in the README and these checks are one measurement.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 pytestmark = pytest.mark.benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _run_module():
-    spec = importlib.util.spec_from_file_location("benchmarks_run", ROOT / "benchmarks" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_default_method_converts_100x_faster_than_real_time_on_one_core():
-    run = _run_module()
+def test_default_method_converts_100x_faster_than_real_time_on_one_core(bench_run):
+    run = bench_run
     with run._speed_clip() as (tmp, src), run._one_core():
         run.convert_timed(src, tmp / "warm.vgm", "model")              # model load
         seconds = run.convert_timed(src, tmp / "out.vgm", "model", repeats=5)
@@ -34,9 +22,9 @@ def test_default_method_converts_100x_faster_than_real_time_on_one_core():
 
 
 @pytest.mark.parametrize("method", ["model", "sines"])
-def test_memory_does_not_grow_with_the_input(method, tmp_path):
+def test_memory_does_not_grow_with_the_input(method, tmp_path, bench_run):
     """Audio is streamed in blocks: 20 minutes peak at most 150 MB above 1 minute."""
-    run = _run_module()
+    run = bench_run
     peaks = []
     for minutes in (1, 20):
         src = tmp_path / f"m{minutes}.flac"
