@@ -1116,16 +1116,12 @@ def valleys(player: str) -> None:
 STAIR_RAMPS = (69, 138)
 
 
-def _level_timeline(vgm, chip_class=None):
-    """Render ``vgm`` (a :class:`~wav2vgm.vgm.VgmFile`) on ``chip_class`` (a subclass of the
-    emulator's chip) as adplay times its writes; returns the mono mix at 44.1 kHz."""
-    from wav2vgm.opl3.emulator import Chip, render_writes
-    from wav2vgm.opl3.render import player_write_times, resample
-    from wav2vgm.opl3.registers import NATIVE_RATE_INT
-    times, n = player_write_times(vgm.times, int(vgm.end_time), wait_ends=vgm.wait_ends)
-    stereo = render_writes(times, vgm.regs, vgm.values, n_samples=n, chip=(chip_class or Chip)())
-    out = stereo.astype(np.float32).mean(axis=1, keepdims=True) / 32768.0
-    return resample(out, from_hz=NATIVE_RATE_INT, to_hz=44100)[:, 0]
+def _play_on(vgm, chip=None) -> np.ndarray:
+    """The mono mix at 44.1 kHz of ``vgm`` (a :class:`~wav2vgm.vgm.VgmFile`) played on
+    ``chip`` (default: the emulator as ``score`` plays it) with adplay's write timing."""
+    from wav2vgm.opl3.render import render_events
+    return render_events(vgm.times, vgm.regs, vgm.values, end_vgm=int(vgm.end_time),
+                         rate_hz=44100, wait_ends=vgm.wait_ends, chip=chip).mean(axis=1)
 
 
 def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
@@ -1137,7 +1133,7 @@ def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
     from wav2vgm.opl3 import emulator as E
     from wav2vgm.opl3.tables import KSL_SHIFT
 
-    def level(chip, n, timeline):
+    def written_level(chip, n, timeline):
         tl, ksl, eg_ksl = ((np.asarray(a) for a in timeline[:3]) if timeline is not None
                            else (a[:, None] for a in (chip.tl, chip.ksl, chip.eg_ksl)))
         return np.broadcast_to((tl.astype(np.int32) << 2) + (eg_ksl.astype(np.int32) >> KSL_SHIFT[ksl]),
@@ -1147,10 +1143,11 @@ def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
 
     class Recording(E.Chip):
         def _span(self, n, timeline=None):
-            spans.append((level(self, n, timeline).copy(), np.repeat((self.key > 0)[:, None], n, axis=1)))
+            spans.append((written_level(self, n, timeline).copy(),
+                          np.repeat((self.key > 0)[:, None], n, axis=1)))
             return super()._span(n, timeline)
 
-    _level_timeline(vgm, Recording)
+    _play_on(vgm, Recording())
     written = np.concatenate([a for a, _ in spans], axis=1)              # (36, n) int32
     keyed = np.concatenate([k for _, k in spans], axis=1)
     spans.clear()
@@ -1159,13 +1156,13 @@ def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
     for s in range(36):             # a slot at a time: a clip's samples, not 36 times them
         edges = np.flatnonzero(np.diff(keyed[s].astype(np.int8))) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, written.shape[1]]):   # note by note
-            level = written[s, a:b].astype(np.int64)
+            note = written[s, a:b].astype(np.int64)
             # with falling_only, the least attenuation still to come in the note
-            base = np.minimum.accumulate(level[::-1])[::-1] if falling_only else level
+            base = np.minimum.accumulate(note[::-1])[::-1] if falling_only else note
             c = np.cumsum(np.r_[np.zeros(1, np.int64), np.full(half, base[0]), base,
                                 np.full(ramp - half, base[-1])])
             ramped = (c[ramp:-1] - c[:-ramp - 1]) / ramp               # centred moving average
-            played[s, a:b] = np.clip(np.rint(level - base + ramped), 0, 0x1FF)
+            played[s, a:b] = np.clip(np.rint(note - base + ramped), 0, 0x1FF)
     at = [0]
 
     class Ramped(E.Chip):
@@ -1180,7 +1177,7 @@ def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
             tl[sine], ksl[sine], eg_ksl[sine] = 0, 3, played[sine, a:a + n]   # KSL 3: unshifted
             return super()._span(n, (tl, ksl, eg_ksl, mult, fnum, block))
 
-    return _level_timeline(vgm, Ramped)
+    return _play_on(vgm, Ramped())
 
 
 def stairs(dirs) -> None:
@@ -1203,7 +1200,7 @@ def stairs(dirs) -> None:
                 out = Path(tmp) / f"{method}.vgm"
                 convert_file(str(clip), str(out), ConvertOptions(method=method))
                 vgm = read_vgm(str(out))
-                plays = [_level_timeline(vgm)]
+                plays = [_play_on(vgm)]
                 if method == "model":
                     plays += [_oracle_levels(vgm, ramp=w, falling_only=False) for w in STAIR_RAMPS]
                     plays.append(_oracle_levels(vgm, ramp=STAIR_RAMPS[0], falling_only=True))

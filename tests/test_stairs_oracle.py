@@ -47,7 +47,7 @@ def _far_power_db(x: np.ndarray) -> float:
 @pytest.mark.parametrize("falling_only", [False, True])
 def test_ramps_one_sample_long_play_what_is_written(bench_run, tmp_path, falling_only):
     vgm = _stepping_tone(tmp_path / "t.vgm", [10, 14, 18, 12, 20, 16, 24])
-    written = bench_run._level_timeline(vgm)
+    written = bench_run._play_on(vgm)
     assert np.any(written)
     np.testing.assert_array_equal(
         bench_run._oracle_levels(vgm, ramp=1, falling_only=falling_only), written)
@@ -55,7 +55,7 @@ def test_ramps_one_sample_long_play_what_is_written(bench_run, tmp_path, falling
 
 def test_ramps_replace_the_steps_and_their_splatter(bench_run, tmp_path):
     vgm = _stepping_tone(tmp_path / "t.vgm", [0, 4] * 20)             # 3 dB up and down
-    written = bench_run._level_timeline(vgm)
+    written = bench_run._play_on(vgm)
     ramped = bench_run._oracle_levels(vgm, ramp=138, falling_only=False)
     assert _far_power_db(ramped) < _far_power_db(written) - 10         # measured: -50 / -29 dB
 
@@ -63,14 +63,14 @@ def test_ramps_replace_the_steps_and_their_splatter(bench_run, tmp_path):
 def test_a_level_that_only_falls_ramps_all_the_way(bench_run, tmp_path):
     vgm = _stepping_tone(tmp_path / "t.vgm", list(range(0, 40)))       # 0.75 dB a step, falling
     ramped = bench_run._oracle_levels(vgm, ramp=138, falling_only=False)
-    assert not np.array_equal(ramped, bench_run._level_timeline(vgm))
+    assert not np.array_equal(ramped, bench_run._play_on(vgm))
     # all of it is what envelope decays could ramp
     np.testing.assert_array_equal(bench_run._oracle_levels(vgm, ramp=138, falling_only=True), ramped)
 
 
 def test_falling_ramps_leave_rising_steps(bench_run, tmp_path):
     vgm = _stepping_tone(tmp_path / "t.vgm", list(range(40, 0, -1)))     # rising in steps
-    written = bench_run._level_timeline(vgm)
+    written = bench_run._play_on(vgm)
     np.testing.assert_array_equal(bench_run._oracle_levels(vgm, ramp=138, falling_only=True),
                                   written)
     assert not np.array_equal(bench_run._oracle_levels(vgm, ramp=138, falling_only=False), written)

@@ -96,19 +96,20 @@ def resample(stereo: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
 
 def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None = None,
                   timing: str = "adplay", tail_s: float = 0.0, wait_ends=None,
-                  progress=None) -> np.ndarray:
+                  progress=None, chip: Chip | None = None) -> np.ndarray:
     """Render VGM-timed writes; returns (n, 2) float32 in [-1, 1) at ``rate_hz``.
 
     ``rate_hz=None`` keeps the native rate (49,716 Hz).  ``tail_s`` renders
     that much extra after the end so release tails are heard.  ``progress``:
     called once with the number of native samples to render; it returns a
     callable that is given each step's count of samples rendered, or None.
+    ``chip``: the chip to play them on (default: a fresh :class:`Chip`).
     """
     native = R.NATIVE_RATE_INT
     times, n_native = player_write_times(times_vgm, end_vgm, rate_hz=native, timing=timing,
                                          wait_ends=wait_ends)
     n_native += int(round(tail_s * native))
-    stereo = render_writes(times, regs, values, n_samples=n_native, chip=Chip(),
+    stereo = render_writes(times, regs, values, n_samples=n_native, chip=chip or Chip(),
                            progress=progress(n_native) if progress is not None else None)
     out = stereo.astype(np.float32) / 32768.0
     if rate_hz is not None and int(rate_hz) != native:
