@@ -4,7 +4,7 @@
     python benchmarks/run.py speed [--model PATH] [--substeps N]   # x real time of each method on a 60 s clip
     python benchmarks/run.py voices          # batch voice renders per second (one core)
     python benchmarks/run.py render          # x real time of `wav2vgm render` (the chip emulator)
-    python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes
+    python benchmarks/run.py memory          # peak memory converting 1, 20 and 60 minutes, rendering 1 and 10
     python benchmarks/run.py floor           # random-patch clips: their exact patches at other phases, and through our writer
     python benchmarks/run.py stereo          # per-side distances of stereo mixes, --mono / --stereo / --split-sides
     python benchmarks/run.py sides --player adplay   # the clips' renders: mono mix against each side
@@ -559,7 +559,8 @@ def _time(fn) -> float:
 
 
 def memory(methods=("model", "sines")) -> None:
-    """Peak RSS of a fresh process converting 1, 20 and 60 minutes of audio, per method."""
+    """Peak RSS of a fresh process converting 1, 20 and 60 minutes of audio, per method, and
+    of one rendering (`wav2vgm render`) the `model` conversions of 1 and 10 minutes."""
     print("| audio | method | peak memory |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -569,17 +570,29 @@ def memory(methods=("model", "sines")) -> None:
             for method in methods:
                 mb = peak_memory_mb(src, Path(tmp) / "o.vgm", method)
                 print(f"| {minutes} min | {method} | {mb:.0f} MB |", flush=True)
+            src.unlink()
+        for minutes in (1, 10):
+            src, vgm = Path(tmp) / f"r{minutes}.flac", Path(tmp) / f"r{minutes}.vgm"
+            _long_clip(src, minutes)
+            convert_file(str(src), str(vgm), ConvertOptions())
+            mb = _peak_mb(f"from wav2vgm.cli import main; main(['render', {str(vgm)!r}, '-o', "
+                          f"{str(Path(tmp) / 'r.wav')!r}, '-q'], standalone_mode=False)")
+            print(f"| {minutes} min | `render` of its `model` VGM | {mb:.0f} MB |", flush=True)
+
+
+def _peak_mb(code: str) -> float:
+    """Peak RSS (MB) of a fresh Python process running ``code`` in the repository."""
+    code += "; import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    return int(out.stdout.split()[-1]) / 1024
 
 
 def peak_memory_mb(src: Path, dst: Path, method: str) -> float:
     """Peak RSS (MB) of a fresh Python process converting ``src`` to ``dst``."""
-    code = ("import resource; from wav2vgm.batch import convert_file, keep_freed_memory;"
-            "from wav2vgm.convert import ConvertOptions; keep_freed_memory();"
-            f"convert_file({str(src)!r}, {str(dst)!r}, ConvertOptions(method={method!r}));"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True)
-    return int(out.stdout.split()[-1]) / 1024
+    return _peak_mb("from wav2vgm.batch import convert_file, keep_freed_memory;"
+                    "from wav2vgm.convert import ConvertOptions; keep_freed_memory();"
+                    f"convert_file({str(src)!r}, {str(dst)!r}, ConvertOptions(method={method!r}))")
 
 
 def batch(n_files: int = 20, seconds: int = 30, jobs: int = 2) -> None:

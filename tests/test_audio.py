@@ -18,6 +18,7 @@ from wav2vgm.audio import (
     load_audio,
     open_audio,
     write_wav,
+    write_wav_blocks,
 )
 from wav2vgm.errors import AudioError, InputError, OutputError, ParameterError
 
@@ -447,7 +448,7 @@ def test_write_wav_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise sf.LibsndfileError(1, "simulated\nfailure")
 
-    monkeypatch.setattr(sf, "write", boom)
+    monkeypatch.setattr(sf.SoundFile, "write", boom)      # the writer writes through SoundFile
     with pytest.raises(OutputError) as info:
         write_wav(path, np.ones(100) * 0.1, 8000)
     assert_one_line(info.value, str(path))
@@ -539,3 +540,26 @@ def test_window_reads_part_of_the_stream_directly(tmp_path, rate_hz):
         assert s.window(whole.size - 100, 1000).shape == (100,)
         assert s.window(whole.size + 5, 10).shape == (0,)
         assert np.array_equal(np.concatenate(list(s.blocks())), whole)
+
+
+def test_write_wav_blocks_writes_what_write_wav_writes(tmp_path):
+    x = (np.random.default_rng(0).standard_normal((5000, 2)) * 0.3).astype(np.float32)
+    write_wav(tmp_path / "whole.wav", x, 44100)
+    write_wav_blocks(tmp_path / "parts.wav", (x[a:a + 1234] for a in range(0, 5000, 1234)),
+                     44100, channels=2)
+    assert (tmp_path / "parts.wav").read_bytes() == (tmp_path / "whole.wav").read_bytes()
+
+
+def test_write_wav_blocks_a_failing_source_leaves_nothing(tmp_path):
+    path = tmp_path / "keep.wav"
+    write_wav(path, np.zeros(10), 8000)
+    before = path.read_bytes()
+
+    def blocks():
+        yield np.zeros((100, 2), np.float32)
+        raise OutputError("the source failed half-way")
+
+    with pytest.raises(OutputError, match="half-way"):
+        write_wav_blocks(path, blocks(), 8000, channels=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.wav"]

@@ -406,3 +406,60 @@ def test_plain_write_refused_while_soft_writes_wait():
         chip.write(0xB0, 0x20)
     chip.generate(20)
     chip.write(0xB0, 0x20)                          # fine once they have landed
+
+
+def test_render_spacing_lands_each_write_after_the_one_before():
+    """Writes closer than the player's spacing queue up; later ones land at their own time."""
+    w = _tone_writes()
+    regs, vals = [r for r, _ in w], [v for _, v in w]
+    # two bursts: the first all at 0, the second (the same writes again) far later
+    times = [0] * len(w) + [500] * len(w)
+    from wav2vgm.opl3 import emulator as E
+    landed = []
+
+    class Spy(Chip):
+        def write(self, reg, value):
+            landed.append(self.sample)
+            super().write(reg, value)
+
+        def write_soft(self, offset, reg, value):
+            ok = super().write_soft(offset, reg, value)
+            if ok:
+                landed.append(self.sample + offset)
+            return ok
+
+    E.render_writes(times, regs + regs, vals + vals, n_samples=800, write_spacing=2, chip=Spy())
+    k = len(w)
+    assert landed[:k] == [1 + 2 * j for j in range(k)]          # one sample on, 2 apart
+    assert landed[k:] == [501 + 2 * j for j in range(k)]        # the queue had drained by 500
+
+
+def test_render_takes_a_long_file_s_writes_in_chunks(monkeypatch):
+    """The writes become Python ints a chunk at a time; chunk edges change nothing."""
+    from wav2vgm.opl3 import emulator as E
+    rng = np.random.default_rng(3)
+    w = _tone_writes()
+    regs = [r for r, _ in w] + [R.operator_register(R.OP_KSL_TL, 0, 1)] * 300
+    vals = [v for _, v in w] + rng.integers(0, 40, 300).tolist()
+    times = np.sort(np.r_[np.zeros(len(w), int), rng.integers(10, 20000, 300)])
+    whole = E.render_writes(times, regs, vals, n_samples=21000)
+    monkeypatch.setattr(E, "_WRITE_CHUNK", 7)
+    assert np.array_equal(E.render_writes(times, regs, vals, n_samples=21000), whole)
+    assert np.abs(whole).max() > 0
+
+
+def test_a_vgm_renders_a_block_at_a_time():
+    """``vgm_blocks`` (what ``wav2vgm render`` writes as it goes) holds the same samples as
+    ``render_vgm``, in blocks of about a second."""
+    from pathlib import Path
+    from wav2vgm.opl3.render import render_vgm, vgm_blocks
+    from wav2vgm.vgm import read_vgm
+    vgm = read_vgm(str(Path(__file__).resolve().parents[1] / "samples" / "vgm" / "speech.vgm"))
+    whole = render_vgm(vgm, rate_hz=44100)
+    n, blocks = vgm_blocks(vgm, rate_hz=44100)
+    parts = list(blocks)
+    assert n == whole.shape[0] == sum(len(p) for p in parts)
+    assert len(parts) >= 5 and max(len(p) for p in parts) <= 44100
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+    n, blocks = vgm_blocks(vgm, rate_hz=None)                  # native: one emulator span each
+    assert np.array_equal(np.concatenate(list(blocks)), render_vgm(vgm, rate_hz=None))

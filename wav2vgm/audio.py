@@ -28,13 +28,13 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Iterable, Iterator, Union
 
 import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, OutputError, ParameterError
-from .resample import lowpass_filter, resample_poly
+from .resample import CONTEXT_MARGIN, lowpass_filter, resample_poly, resampled_blocks
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -56,9 +56,6 @@ Source = Union[str, "os.PathLike[str]", BinaryIO]
 _READ_ERRORS = (RuntimeError, sf.LibsndfileError, ValueError, OSError,
                 EOFError, TypeError)
 
-# Extra input samples of context kept on each side of a block beyond the
-# half-length of the resampling filter.
-_CONTEXT_MARGIN = 16
 
 
 def _one_line(text: object) -> str:
@@ -292,7 +289,7 @@ class AudioStream:
         up, down = self._up, self._down
         context = 0
         if up != down:      # the filter's reach, in whole steps of ``down`` input frames
-            context = -(-((self._resample_filter().size - 1) // 2 // up + _CONTEXT_MARGIN) // down)
+            context = -(-((self._resample_filter().size - 1) // 2 // up + CONTEXT_MARGIN) // down)
         # start on an input frame whose output position is whole (a multiple of ``down``),
         # the filter's reach before the window
         first = max(0, (start * down // up // down - context) * down)
@@ -309,35 +306,8 @@ class AudioStream:
         return x[skip:skip + count].astype(np.float32)
 
     def _resampled_blocks(self, n: int, block: int, sides: bool) -> Iterator[np.ndarray]:
-        up, down = self._up, self._down
-        h = self._resample_filter()
-        half_len = (h.size - 1) // 2
-        # Filter half-length in input samples, plus a safety margin.
-        context = -(-half_len // up) + _CONTEXT_MARGIN
-        # Left context is a multiple of ``down`` so each chunk starts on an
-        # input index whose output position is an integer: the polyphase
-        # phases then line up with those of the whole-signal resampling.
-        left = -(-context // down) * down
-        buf = np.empty((0, 3) if sides else 0, dtype=np.float64)
-        buf_start = 0                   # input index of buf[0]
-        for a in range(0, n, block):
-            b = min(a + block, n)
-            lo = max(0, a - left)
-            hi = min(n, b + context)
-            # Keep [lo, buf_end) of what was read, read the rest sequentially.
-            buf_end = buf_start + len(buf)
-            if lo > buf_start:
-                buf = buf[min(lo - buf_start, len(buf)):]
-                buf_start = lo
-            if hi > buf_end:
-                new = self._read_frames(hi - buf_end, buf_end, sides=sides)
-                buf = np.concatenate((buf, new)) if len(buf) else new
-            chunk = buf[lo - buf_start:hi - buf_start]
-            y = resample_poly(chunk, up, down, axis=0, taps=h)
-            offset = (a - lo) * up // down
-            k_start = a * up // down
-            k_end = -(-n * up // down) if b == n else b * up // down
-            yield y[offset:offset + (k_end - k_start)].astype(np.float32)
+        return resampled_blocks(lambda count, start: self._read_frames(count, start, sides=sides),
+                                n, self._up, self._down, block=block, taps=self._resample_filter())
 
     def read_all(self) -> np.ndarray:
         """All of :meth:`blocks` concatenated (float32 mono, ``n_samples`` long)."""
@@ -547,12 +517,30 @@ def write_wav(path: Union[str, "os.PathLike[str]"], samples: object, rate_hz: in
         OutputError: the file cannot be written (one-line message).
         ParameterError: bad ``samples``, ``rate_hz`` or ``subtype``.
     """
+    data = _prepare_samples(samples)
+    write_wav_blocks(path, [data], rate_hz, channels=1 if data.ndim == 1 else data.shape[1],
+                     subtype=subtype)
+
+
+def write_wav_blocks(path: Union[str, "os.PathLike[str]"], blocks: Iterable[object],
+                     rate_hz: int, *, channels: int, subtype: str = "PCM_16") -> None:
+    """:func:`write_wav` of the concatenation of ``blocks`` (each as its ``samples``, with
+    ``channels`` channels), written as they come: a long signal never sits in memory
+    whole (except for ``"-"``, whose WAV header needs the length before the data).
+    The same atomic replace: nothing is left at ``path`` if a block fails to come.
+    """
     rate_hz = _check_rate(rate_hz, "rate_hz")
     if not isinstance(subtype, str) or not sf.check_format("WAV", subtype):
         raise ParameterError(f"subtype {subtype!r} cannot be written to a WAV file")
-    data = _prepare_samples(samples)
-    if subtype.upper() in _INTEGER_SUBTYPES and np.issubdtype(data.dtype, np.floating):
-        data = np.clip(np.nan_to_num(data, nan=0.0), -1.0, 1.0)
+    clip = subtype.upper() in _INTEGER_SUBTYPES
+
+    def write_all(target) -> None:
+        with sf.SoundFile(target, "w", rate_hz, int(channels), subtype, format="WAV") as f:
+            for block in blocks:
+                data = _prepare_samples(block)
+                if clip and np.issubdtype(data.dtype, np.floating):
+                    data = np.clip(np.nan_to_num(data, nan=0.0), -1.0, 1.0)
+                f.write(data)
 
     name = os.fspath(path)
     if isinstance(name, bytes):
@@ -560,7 +548,7 @@ def write_wav(path: Union[str, "os.PathLike[str]"], samples: object, rate_hz: in
     if name == "-":
         bio = io.BytesIO()
         try:
-            sf.write(bio, data, rate_hz, subtype=subtype, format="WAV")
+            write_all(bio)
         except _READ_ERRORS as exc:
             raise OutputError(f"cannot write WAV to <stdout>: {_reason(exc)}") from None
         try:
@@ -586,7 +574,7 @@ def write_wav(path: Union[str, "os.PathLike[str]"], samples: object, rate_hz: in
             except FileExistsError:
                 continue
         with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, data, rate_hz, subtype=subtype, format="WAV")
+            write_all(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, dest)

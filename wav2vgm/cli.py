@@ -152,18 +152,19 @@ def _vgm_source(vgm_path: str):
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def render(vgm_path, output, rate_hz, timing, loops, quiet):
     """Play an OPL3/OPL2 VGM (or VGZ; '-' reads stdin) through the emulator into a 16-bit stereo WAV."""
-    from .audio import write_wav
+    from .audio import write_wav_blocks
     from .batch import progress_bars
     from .opl3 import registers as R
-    from .opl3.render import render_vgm
+    from .opl3.render import vgm_blocks
     from .vgm import read_vgm
 
     vgm = read_vgm(_vgm_source(vgm_path))
     with progress_bars(desc="rendering", rate_hz=R.NATIVE_RATE_INT, quiet=quiet) as make_bar:
-        stereo = render_vgm(vgm, rate_hz=rate_hz, timing=timing, progress=make_bar, loops=loops)
-    write_wav(output, stereo, rate_hz)
+        # written as rendered, a second or so at a time: a long file never sits in memory
+        n, blocks = vgm_blocks(vgm, rate_hz=rate_hz, timing=timing, progress=make_bar, loops=loops)
+        write_wav_blocks(output, blocks, rate_hz, channels=2)
     if output != "-" and not quiet:
-        click.echo(f"wrote {output}: {stereo.shape[0] / rate_hz:.2f} s at {rate_hz} Hz", err=True)
+        click.echo(f"wrote {output}: {n / rate_hz:.2f} s at {rate_hz} Hz", err=True)
 
 
 @main.command()

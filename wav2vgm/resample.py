@@ -22,6 +22,7 @@ all maps each period of ``down`` inputs to its ``up`` outputs instead.
 from __future__ import annotations
 
 from math import gcd
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from .errors import ParameterError
 
 KAISER_BETA = 5.0             # scipy.signal.resample_poly's default window: ("kaiser", 5.0)
 HALF_LEN_PER_RATE = 10        # filter half-length in units of max(up, down), as scipy
+# extra input samples of context kept on each side of a block beyond the filter's reach
+CONTEXT_MARGIN = 16
 
 
 def lowpass_filter(up: int, down: int) -> np.ndarray:
@@ -75,6 +78,46 @@ def resample_poly(x, up: int, down: int, *, axis: int = 0, taps: np.ndarray | No
     for c in range(flat.shape[1]):
         out[c] = plan.apply(flat[:, c], n_out)
     return np.moveaxis(out.T.reshape((n_out,) + moved.shape[1:]), 0, axis)
+
+
+def resampled_blocks(read: Callable[[int, int], np.ndarray], n: int, up: int, down: int, *,
+                     block: int, taps: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Resample a signal of ``n`` input samples by ``up/down`` a block at a time.
+
+    ``read(count, start)`` returns input samples ``start`` to ``start + count``
+    (shape ``(count,)`` or ``(count, channels)``); it is called with ``start``
+    rising, each sample read once.  Yields float32 blocks, one per ``block``
+    input samples, that together are :func:`resample_poly` of the whole
+    signal (``ceil(n * up / down)`` samples) up to floating-point rounding:
+    each block is resampled with the filter's reach of context on both
+    sides, starting on an input sample whose output position is whole, so
+    the polyphase phases line up with the whole signal's.
+    """
+    up, down = _reduced(up, down)
+    h = lowpass_filter(up, down) if taps is None else taps
+    half_len = (h.size - 1) // 2
+    context = -(-half_len // up) + CONTEXT_MARGIN        # the filter's reach, in inputs
+    left = -(-context // down) * down                    # a multiple of down: whole positions
+    buf = None
+    buf_start = 0                                        # input index of buf[0]
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        lo = max(0, a - left)
+        hi = min(n, b + context)
+        # keep [lo, buf_end) of what was read, read the rest in order
+        buf_end = buf_start + (0 if buf is None else len(buf))
+        if buf is not None and lo > buf_start:
+            buf = buf[min(lo - buf_start, len(buf)):]
+            buf_start = lo
+        if hi > buf_end:
+            new = read(hi - buf_end, buf_end)
+            buf = new if buf is None or not len(buf) else np.concatenate((buf, new))
+        chunk = buf[lo - buf_start:hi - buf_start]
+        y = resample_poly(chunk, up, down, axis=0, taps=h)
+        offset = (a - lo) * up // down
+        k_start = a * up // down
+        k_end = -(-n * up // down) if b == n else b * up // down
+        yield y[offset:offset + (k_end - k_start)].astype(np.float32)
 
 
 class _Plan:

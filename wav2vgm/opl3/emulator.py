@@ -35,7 +35,7 @@ from . import registers as R
 from .queue import WRITE_SPACING
 from .tables import EXP, KSL_SHIFT, KSL_TOP, MULT_X2, EG_INCSTEP, WAVE_LEVEL, WAVE_NEG
 
-__all__ = ["Chip", "render_writes", "operator_output", "phase_increment",
+__all__ = ["Chip", "render_writes", "render_blocks", "operator_output", "phase_increment",
            "feedback_operator", "lfo_tremolo", "vibrato_offset"]
 
 ATTACK, DECAY, SUSTAIN, RELEASE = 0, 1, 2, 3
@@ -46,6 +46,7 @@ MOD_ZERO = -1      # slot modulation input: nothing
 MOD_FEEDBACK = -2  # slot modulation input: its own feedback
 
 _MAX_SPAN = 4096   # samples rendered per internal span (bounds memory)
+_WRITE_CHUNK = 1 << 16   # writes :func:`render_blocks` turns into Python ints at a time
 
 # --------------------------------------------------------------------------
 # Operator block: table lookups shared with the batch voice renderer
@@ -863,35 +864,62 @@ def render_writes(times, regs, values, *, n_samples: int, write_spacing: int = W
     later; ``0`` applies each write at its time.
     ``progress``: called with the number of samples rendered since the last call.
     """
-    chip = chip or Chip()
-    times = np.asarray(times, dtype=np.int64)
-    if write_spacing:
-        applied = np.empty_like(times)
-        last = -(1 << 40)
-        for i, t in enumerate(times.tolist()):
-            last = max(last + write_spacing, t)
-            applied[i] = last + 1
-        times = applied
     out = np.empty((int(n_samples), 2), np.int16)
     pos = 0
-    i = 0
-    n_writes = len(times)
-    times_l = times.tolist()
-    regs_l = np.asarray(regs).tolist()
-    values_l = np.asarray(values).tolist()
+    for part in render_blocks(times, regs, values, n_samples=n_samples,
+                              write_spacing=write_spacing, chip=chip, progress=progress):
+        out[pos:pos + len(part)] = part
+        pos += len(part)
+    return out
+
+
+def render_blocks(times, regs, values, *, n_samples: int, write_spacing: int = WRITE_SPACING,
+                  chip: Chip | None = None, progress=None):
+    """:func:`render_writes` a span at a time: yields (n, 2) int16 blocks of at most
+    ``_MAX_SPAN`` samples that together are its ``n_samples``."""
+    chip = chip or Chip()
+    times = np.asarray(times, dtype=np.int64)
+    regs, values = np.asarray(regs), np.asarray(values)
+    if write_spacing and times.size:
+        # each write lands write_spacing after the one before it, or at its time if later:
+        # landing[i] = max over j <= i of (times[j] + spacing * (i - j)), then one sample on
+        step = np.arange(times.size, dtype=np.int64)
+        step *= int(write_spacing)
+        landing = times - step
+        np.maximum.accumulate(landing, out=landing)
+        landing += step
+        landing += 1
+        times = landing
+        del step
+    n_samples = int(n_samples)
+    n_writes = times.size
+    pos = 0
+    i = 0                   # the next write
+    # the writes as Python ints a chunk at a time (the loop below is plain Python; whole
+    # lists of a long file's writes would take tens of bytes per write)
+    base, t_l, r_l, v_l = 0, [], [], []
+
+    def due(limit: int) -> bool:
+        """Whether write ``i`` exists and comes before ``limit`` (loads its chunk)."""
+        nonlocal base, t_l, r_l, v_l
+        if i - base >= len(t_l):
+            if i >= n_writes:
+                return False
+            base = i
+            t_l, r_l, v_l = (a[i:i + _WRITE_CHUNK].tolist() for a in (times, regs, values))
+        return t_l[i - base] < limit
+
     while pos < n_samples:
-        while i < n_writes and times_l[i] <= pos:        # due now: from this sample on
-            chip.write(regs_l[i], values_l[i])
+        while due(pos + 1):                            # due now: from this sample on
+            chip.write(r_l[i - base], v_l[i - base])
             i += 1
         # the span runs to the next hard write; level and pitch writes ride inside it
         end = min(pos + _MAX_SPAN, n_samples)
-        while (i < n_writes and times_l[i] < end
-               and chip.write_soft(times_l[i] - pos, regs_l[i], values_l[i])):
+        while due(end) and chip.write_soft(t_l[i - base] - pos, r_l[i - base], v_l[i - base]):
             i += 1
-        if i < n_writes and times_l[i] < end:
-            end = times_l[i]
-        out[pos:end] = chip.generate(end - pos)
+        if due(end):
+            end = t_l[i - base]
+        yield chip.generate(end - pos)
         if progress is not None:
             progress(end - pos)
         pos = end
-    return out

@@ -10,13 +10,15 @@ optionally resamples.
 
 from __future__ import annotations
 
-import numpy as np
 from math import gcd
+from typing import Iterator
+
+import numpy as np
 
 from ..errors import ParameterError
-from ..resample import resample_poly
+from ..resample import resample_poly, resampled_blocks
 from . import registers as R
-from .emulator import Chip, render_writes
+from .emulator import Chip, render_blocks
 
 VGM_RATE_HZ = 44100
 ADPLAY_MIN_WAIT = 40      # AdPlug drops shorter waits
@@ -94,6 +96,51 @@ def resample(stereo: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
     return resample_poly(x, int(to_hz) // g, int(from_hz) // g, axis=0).astype(np.float32)
 
 
+def event_blocks(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None = None,
+                 timing: str = "adplay", tail_s: float = 0.0, wait_ends=None,
+                 progress=None, chip: Chip | None = None) -> tuple[int, Iterator[np.ndarray]]:
+    """:func:`render_events` a block at a time, so a long file never sits in memory whole:
+    returns the number of samples the blocks will hold and an iterator over them, (n, 2)
+    float32 (about a second each where resampled, else one emulator span)."""
+    native = R.NATIVE_RATE_INT
+    times, n_native = player_write_times(times_vgm, end_vgm, rate_hz=native, timing=timing,
+                                         wait_ends=wait_ends)
+    n_native += int(round(tail_s * native))
+    spans = (s.astype(np.float32) / 32768.0 for s in render_blocks(
+        times, regs, values, n_samples=n_native, chip=chip or Chip(),
+        progress=progress(n_native) if progress is not None else None))
+    if rate_hz is None or int(rate_hz) == native:
+        return n_native, spans
+    g = gcd(native, int(rate_hz))
+    up, down = int(rate_hz) // g, native // g
+    return -(-n_native * up // down), resampled_blocks(_in_order(spans), n_native, up, down,
+                                                       block=native)
+
+
+def _in_order(blocks: Iterator[np.ndarray]):
+    """``read(count, start)`` over consecutive ``blocks``, for :func:`resampled_blocks`."""
+    pending = [np.zeros((0, 2), np.float32)]
+
+    def read(count: int, start: int) -> np.ndarray:
+        have = sum(len(b) for b in pending)
+        while have < count:
+            pending.append(next(blocks))
+            have += len(pending[-1])
+        joined = np.concatenate(pending)
+        pending[:] = [joined[count:]]
+        return joined[:count]
+    return read
+
+
+def _gathered(n: int, blocks: Iterator[np.ndarray]) -> np.ndarray:
+    out = np.empty((n, 2), np.float32)
+    pos = 0
+    for b in blocks:
+        out[pos:pos + len(b)] = b
+        pos += len(b)
+    return out
+
+
 def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None = None,
                   timing: str = "adplay", tail_s: float = 0.0, wait_ends=None,
                   progress=None, chip: Chip | None = None) -> np.ndarray:
@@ -105,27 +152,14 @@ def render_events(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None 
     callable that is given each step's count of samples rendered, or None.
     ``chip``: the chip to play them on (default: a fresh :class:`Chip`).
     """
-    native = R.NATIVE_RATE_INT
-    times, n_native = player_write_times(times_vgm, end_vgm, rate_hz=native, timing=timing,
-                                         wait_ends=wait_ends)
-    n_native += int(round(tail_s * native))
-    stereo = render_writes(times, regs, values, n_samples=n_native, chip=chip or Chip(),
-                           progress=progress(n_native) if progress is not None else None)
-    out = stereo.astype(np.float32) / 32768.0
-    if rate_hz is not None and int(rate_hz) != native:
-        out = resample(out, from_hz=native, to_hz=int(rate_hz))
-    return out
+    return _gathered(*event_blocks(times_vgm, regs, values, end_vgm=end_vgm, rate_hz=rate_hz,
+                                   timing=timing, tail_s=tail_s, wait_ends=wait_ends,
+                                   progress=progress, chip=chip))
 
 
-def render_vgm(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
-               tail_s: float = 0.0, progress=None, loops: int = 1) -> np.ndarray:
-    """Render a parsed VGM (:class:`wav2vgm.vgm.VgmFile`) to (n, 2) float32 at ``rate_hz``.
-
-    OPL2 files (YM3812 only) play on the OPL3 in its OPL2-compatible mode,
-    as they would on a real OPL3 card.  ``progress``: as for :func:`render_events`.
-    ``loops``: times the data plays, jumping back to the loop point as
-    looping players do (files without a loop play once).
-    """
+def vgm_blocks(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
+               tail_s: float = 0.0, progress=None, loops: int = 1) -> tuple[int, Iterator[np.ndarray]]:
+    """:func:`render_vgm` a block at a time (as :func:`event_blocks`)."""
     if not isinstance(loops, int) or loops < 1:
         raise ParameterError(f"loops must be an integer >= 1, got {loops!r}")
     times, regs, values = vgm.times, vgm.regs, vgm.values
@@ -141,5 +175,18 @@ def render_vgm(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
             tail = wait_ends[wait_ends > end - length]
             wait_ends = np.concatenate([wait_ends, (tail[None, :] + shift).ravel()])
         end += (loops - 1) * length
-    return render_events(times, regs, values, end_vgm=end, rate_hz=rate_hz, timing=timing,
-                         tail_s=tail_s, wait_ends=wait_ends, progress=progress)
+    return event_blocks(times, regs, values, end_vgm=end, rate_hz=rate_hz, timing=timing,
+                        tail_s=tail_s, wait_ends=wait_ends, progress=progress)
+
+
+def render_vgm(vgm, *, rate_hz: int | None = 44100, timing: str = "adplay",
+               tail_s: float = 0.0, progress=None, loops: int = 1) -> np.ndarray:
+    """Render a parsed VGM (:class:`wav2vgm.vgm.VgmFile`) to (n, 2) float32 at ``rate_hz``.
+
+    OPL2 files (YM3812 only) play on the OPL3 in its OPL2-compatible mode,
+    as they would on a real OPL3 card.  ``progress``: as for :func:`render_events`.
+    ``loops``: times the data plays, jumping back to the loop point as
+    looping players do (files without a loop play once).
+    """
+    return _gathered(*vgm_blocks(vgm, rate_hz=rate_hz, timing=timing, tail_s=tail_s,
+                                 progress=progress, loops=loops))
