@@ -47,6 +47,7 @@ MOD_FEEDBACK = -2  # slot modulation input: its own feedback
 
 _MAX_SPAN = 4096   # samples rendered per internal span (bounds memory)
 _WRITE_CHUNK = 1 << 16   # writes :func:`render_blocks` turns into Python ints at a time
+_NEVER = 1 << 62         # the time of the write that ends each chunk
 
 # --------------------------------------------------------------------------
 # Operator block: table lookups shared with the batch voice renderer
@@ -896,29 +897,32 @@ def render_blocks(times, regs, values, *, n_samples: int, write_spacing: int = W
     pos = 0
     i = 0                   # the next write
     # the writes as Python ints a chunk at a time (the loop below is plain Python; whole
-    # lists of a long file's writes would take tens of bytes per write)
-    base, t_l, r_l, v_l = 0, [], [], []
+    # lists of a long file's writes would take tens of bytes per write), each chunk ending
+    # in a write that never comes, so the loops need no bounds test
+    base, t_l, r_l, v_l = 0, [_NEVER], [0], [0]
 
-    def due(limit: int) -> bool:
-        """Whether write ``i`` exists and comes before ``limit`` (loads its chunk)."""
-        nonlocal base, t_l, r_l, v_l
-        if i - base >= len(t_l):
-            if i >= n_writes:
-                return False
-            base = i
-            t_l, r_l, v_l = (a[i:i + _WRITE_CHUNK].tolist() for a in (times, regs, values))
-        return t_l[i - base] < limit
+    def load(at: int):
+        return at, *([*a[at:at + _WRITE_CHUNK].tolist(), fill]
+                     for a, fill in ((times, _NEVER), (regs, 0), (values, 0)))
 
     while pos < n_samples:
-        while due(pos + 1):                            # due now: from this sample on
-            chip.write(r_l[i - base], v_l[i - base])
-            i += 1
+        while True:                                    # due now: from this sample on
+            while t_l[i - base] <= pos:
+                chip.write(r_l[i - base], v_l[i - base])
+                i += 1
+            if i - base < len(t_l) - 1 or i >= n_writes:
+                break
+            base, t_l, r_l, v_l = load(i)
         # the span runs to the next hard write; level and pitch writes ride inside it
         end = min(pos + _MAX_SPAN, n_samples)
-        while due(end) and chip.write_soft(t_l[i - base] - pos, r_l[i - base], v_l[i - base]):
-            i += 1
-        if due(end):
-            end = t_l[i - base]
+        while True:
+            while t_l[i - base] < end and chip.write_soft(t_l[i - base] - pos, r_l[i - base],
+                                                          v_l[i - base]):
+                i += 1
+            if i - base < len(t_l) - 1 or i >= n_writes:
+                break
+            base, t_l, r_l, v_l = load(i)
+        end = min(end, t_l[i - base])
         yield chip.generate(end - pos)
         if progress is not None:
             progress(end - pos)
