@@ -57,7 +57,6 @@ _READ_ERRORS = (RuntimeError, sf.LibsndfileError, ValueError, OSError,
                 EOFError, TypeError)
 
 
-
 def _one_line(text: object) -> str:
     """``text`` as one line: whitespace runs (newlines included) collapsed."""
     return " ".join(str(text).split())
