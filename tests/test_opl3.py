@@ -414,7 +414,6 @@ def test_render_spacing_lands_each_write_after_the_one_before():
     regs, vals = [r for r, _ in w], [v for _, v in w]
     # two bursts: the first all at 0, the second (the same writes again) far later
     times = [0] * len(w) + [500] * len(w)
-    from wav2vgm.opl3 import emulator as E
     landed = []
 
     class Spy(Chip):
@@ -428,7 +427,7 @@ def test_render_spacing_lands_each_write_after_the_one_before():
                 landed.append(self.sample + offset)
             return ok
 
-    E.render_writes(times, regs + regs, vals + vals, n_samples=800, write_spacing=2, chip=Spy())
+    render_writes(times, regs + regs, vals + vals, n_samples=800, write_spacing=2, chip=Spy())
     k = len(w)
     assert landed[:k] == [1 + 2 * j for j in range(k)]          # one sample on, 2 apart
     assert landed[k:] == [501 + 2 * j for j in range(k)]        # the queue had drained by 500
@@ -436,15 +435,14 @@ def test_render_spacing_lands_each_write_after_the_one_before():
 
 def test_render_takes_a_long_file_s_writes_in_chunks(monkeypatch):
     """The writes become Python ints a chunk at a time; chunk edges change nothing."""
-    from wav2vgm.opl3 import emulator as E
     rng = np.random.default_rng(3)
     w = _tone_writes()
     regs = [r for r, _ in w] + [R.operator_register(R.OP_KSL_TL, 0, 1)] * 300
     vals = [v for _, v in w] + rng.integers(0, 40, 300).tolist()
     times = np.sort(np.r_[np.zeros(len(w), int), rng.integers(10, 20000, 300)])
-    whole = E.render_writes(times, regs, vals, n_samples=21000)
-    monkeypatch.setattr(E, "_WRITE_CHUNK", 7)
-    assert np.array_equal(E.render_writes(times, regs, vals, n_samples=21000), whole)
+    whole = render_writes(times, regs, vals, n_samples=21000)
+    monkeypatch.setattr("wav2vgm.opl3.emulator._WRITE_CHUNK", 7)
+    assert np.array_equal(render_writes(times, regs, vals, n_samples=21000), whole)
     assert np.abs(whole).max() > 0
 
 

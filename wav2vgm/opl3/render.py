@@ -5,7 +5,8 @@ A VGM stamps writes in 44.1 kHz samples; the chip runs at its native rate
 reference player (AdPlug's ``adplay`` with the Nuked core) does, so that our
 render lines up with the reference sample for sample; ``timing="exact"`` maps
 times by plain rounding instead.  :func:`render_events` runs the emulator and
-optionally resamples.
+optionally resamples; :func:`event_blocks` does the same a block at a time, for
+files too long to hold (``wav2vgm render``).
 """
 
 from __future__ import annotations
@@ -118,10 +119,15 @@ def event_blocks(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None =
 
 
 def _in_order(blocks: Iterator[np.ndarray]):
-    """``read(count, start)`` over consecutive ``blocks``, for :func:`resampled_blocks`."""
+    """``read(count, start)`` over consecutive ``blocks``, for :func:`resampled_blocks`
+    (which reads in order, each sample once)."""
     pending = [np.zeros((0, 2), np.float32)]
+    at = [0]                                     # the next sample read will give
 
     def read(count: int, start: int) -> np.ndarray:
+        if start != at[0]:
+            raise ParameterError(f"blocks are read in order: asked for {start}, next is {at[0]}")
+        at[0] += count
         have = sum(len(b) for b in pending)
         while have < count:
             pending.append(next(blocks))
