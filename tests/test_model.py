@@ -429,6 +429,50 @@ def test_every_partial_moves_where_the_loudest_glides():
     assert model.moving_partials(v, np.array([4]), half_frames=2).size == 0
 
 
+def test_a_loudest_partial_gliding_from_channel_to_channel_moves_a_hop_does_not():
+    from wav2vgm.methods.base import VoiceFrames
+    # a wide vibrato's turn: steps over 100 cents a frame, so the tracker keys the partial
+    # on another channel each frame (no channel holds it through the window)
+    turn = 111.0 * 2 ** (np.array([700, 400, 135, 0, 135, 400, 700, 900]) / 1200)
+    n = turn.size
+    v = VoiceFrames.empty(n, n + 1)
+    for i, f in enumerate(turn):
+        v.fnum[i, i], v.block[i, i] = R.hz_to_fnum(f, mult=1)
+        v.amp2[i, i] = 0.8
+    v.fnum[:, n], v.block[:, n] = R.hz_to_fnum(np.full(n, 70.0), mult=1)   # a quiet one
+    v.amp2[:, n] = 0.1
+    keys = model.moving_partials(v, np.array([3, 4]), half_frames=2)
+    frames, log_f = np.divmod(keys, 64.0)
+    assert np.allclose(np.sort(2 ** log_f[frames == 3]), [70.0, turn[3]], rtol=3e-3)
+    # the loudest harmonic hopping to the next (a vowel) while the pitch drifts: no glide
+    drift = 150.0 * 2 ** (np.arange(n) * 60.0 / 1200)
+    harmonic = np.where(np.arange(n) < 4, 3, 4)
+    for i in range(n):
+        v.fnum[i, i], v.block[i, i] = R.hz_to_fnum(drift[i] * harmonic[i], mult=1)
+    assert model.moving_partials(v, np.array([3, 4]), half_frames=2).size == 0
+
+
+@needs_model
+def test_the_model_keeps_its_voices_off_fast_glides(tmp_path):
+    # a pursuit voice judged on its segment's middle frame used to sound on at full level
+    # where a tracked partial glided away (or back) through it, and no partial counted as
+    # moving where the loudest glided faster than one channel follows (emulator, these
+    # 2 s clips: 8 notes joined by 40 ms glides 5.00 -> 3.85 dB, a 300 Hz sine with a 3 Hz
+    # vibrato of +-200 Hz 3.64 -> 2.55; sines 3.55, 2.85)
+    t = np.arange(2 * 44100) / 44100
+    notes = np.repeat([220.0, 330.0, 262.0, 392.0, 294.0, 440.0, 349.0, 523.0], t.size // 8 + 1)[:t.size]
+    k = int(0.04 * 44100)
+    glide = np.exp(np.convolve(np.log(np.concatenate([np.full(k, notes[0]), notes, np.full(k, notes[-1])])),
+                               np.ones(k) / k, mode="same")[k:-k])
+    melody = np.cumsum(2 * np.pi * glide / 44100)
+    vibrato = np.cumsum(2 * np.pi * (300 + 200 * np.sin(2 * np.pi * 3 * t)) / 44100)
+    for name, x in (("glides", np.sin(melody) + 0.3 * np.sin(2 * melody)), ("vibrato", np.sin(vibrato))):
+        src = tmp_path / f"{name}.wav"
+        write_wav(str(src), (0.5 * x / np.abs(x).max()).astype(np.float32), 44100)
+        d = _method_distances(src, tmp_path)
+        assert d["model"] < d["sines"] + 0.5, (name, d)
+
+
 @needs_model
 def test_the_model_keeps_its_voices_off_a_vibrato(tmp_path):
     # a pursuit voice holds its segment's pitch: next to a partial with vibrato it beats and
