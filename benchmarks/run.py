@@ -207,10 +207,14 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    within the stretch (a level fitted frame by frame jumps between the
    trial gains as partials beat in the judged band); no pitched candidate
    lies within 100 cents of a tracked partial that glides (vibrato, a
-   sweep: 20 cents or more within 50 ms), which a voice holding its
-   stretch's pitch would beat against (`python benchmarks/run.py vibrato
-   --player adplay`: a vibrato tone 3.86 -> 1.55 dB, 8 instruments with
-   vibrato 2.449 -> 2.409); a pursuit sine on the pitch of a steady
+   sweep: 20 cents or more within 50 ms, or the loudest partial gliding
+   from channel to channel), which a voice holding its stretch's pitch
+   would beat against (`python benchmarks/run.py vibrato --player adplay`:
+   a vibrato tone 3.86 -> 1.55 dB, 8 instruments with vibrato 2.449 ->
+   2.409), and a chosen voice rests on the frames where its loudest
+   partial comes that near one (`python benchmarks/run.py glides --player
+   adplay`: a +-200 Hz vibrato 2.94 -> 2.03 dB, 8 notes joined by glides
+   3.90 -> 3.23); a pursuit sine on the pitch of a steady
    tracked partial (within 30 cents) would sound with it at a phase the
    key-ons fix, not at the summed power the pursuit planned with, so its
    power goes to the tracked operator and its channel rests
@@ -257,7 +261,7 @@ at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
 adplay --quality best` (and `fast`) give the others: `best` 2.055 dB,
-`fast` 2.127 (always 60 frames per second, a new voice set at 2.5 dB).
+`fast` 2.129 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
@@ -369,10 +373,10 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
   sine tracker, scores about as `sines` does: guitar 9%, melody 10%,
-  trumpet 3% below it, flute and wormintr 1% above it (1.81 against
+  trumpet 3% below it, flute and wormintr 0.5-1% above it (1.81 against
   1.80 dB, 1.56 against 1.54).
 - Speech is 25-31% below `sines` (2.78-2.94 dB; speech_a 31.4%, speech_b
-  30.3%, speech_gb 30.1%, speech 28.1%, speech_es 24.5%); the band timbres
+  30.3%, speech_gb 30.1%, speech 28.1%, speech_es 24.7%); the band timbres
   for fricatives and the changes that came with them took the five speech
   clips 0.3-0.6 dB closer, and passing an operator's jump to another
   partial nearer the quieter level (`model.JUMP_SHARE`), notes fading
@@ -386,8 +390,8 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   valleys --player adplay`).  The excess comes from what changes between
   register updates: every TL change is a step in the waveform, and 0.75 dB
   is the finest step TL has.
-- On random-patch clips it reaches 1.77-2.17 dB (under 2 dB on 5 of 6:
-  opl_random_11 1.85, _12 1.98, _21 1.90, _22 1.79 and _23 1.77; _13 at
+- On random-patch clips it reaches 1.78-2.17 dB (under 2 dB on 5 of 6:
+  opl_random_11 1.85, _12 1.98, _21 1.90, _22 1.79 and _23 1.78; _13 at
   2.17; opl_patches.wav in samples/, made the same way, 2.12).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
