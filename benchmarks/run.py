@@ -434,6 +434,21 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   spectrum takes voices whose extra partials the tracker would have done
   without, and the atoms predict even the true voices' sound 1-2.4 dB per
   band off (the pitch grid and the phases of overlapping partials).
+  Analysed on each chord's middle frame, the network names the pitch and,
+  among its three most probable, the timbre of 23 of the 24 voices of
+  opl_patches.wav and of opl_random_13 (2026-12-05), yet the pursuit picks
+  none of them there: the tracker already plays their partials, and its two
+  channels go to what the tracker leaves (faint high partials, band and
+  noise timbres).  Claiming a detected voice whose strong partials (within
+  25 dB of its loudest, at least 3) match the frame's peaks within 25 cents
+  and 3 dB on average, its peaks taken from the tracker: in the pursuit's
+  two channels, the chords it named played closer (opl_patches' first chord
+  about 1 dB per band closer) but the others lost the pursuit's filler of
+  the top bands (the 11 OPL clips 2.88 dB against 1.92); on two channels of
+  their own (the tracker on 14), instruments were claimed too (the 23 clips
+  2.80 dB, trumpet 2.07 -> 5.05), and within 1 dB over at least 5 partials
+  the 23 clips scored 2.22 (the tracker's two lost channels; opl_random_13
+  -0.05 dB).
 - About 1.4-1.7x slower than `sines` on the steady speed clip and 2.6-3.2x on
   busy sound (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
   UTC); the network runs only on each
