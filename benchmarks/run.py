@@ -1163,13 +1163,10 @@ def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
     ramp (per note, the least attenuation still to come, which never falls within a note)
     averaged, the rest in steps as written.  No register write plays this: an oracle."""
     from wav2vgm.opl3 import emulator as E
-    from wav2vgm.opl3.tables import KSL_SHIFT
 
     def written_level(chip, n, timeline):
-        tl, ksl, eg_ksl = ((np.asarray(a) for a in timeline[:3]) if timeline is not None
-                           else (a[:, None] for a in (chip.tl, chip.ksl, chip.eg_ksl)))
-        return np.broadcast_to((tl.astype(np.int32) << 2) + (eg_ksl.astype(np.int32) >> KSL_SHIFT[ksl]),
-                               (36, n))
+        level = (timeline if timeline is not None else chip._held_timeline())[0]
+        return np.broadcast_to(level.astype(np.int32), (36, n))
 
     spans = []
 
@@ -1202,12 +1199,11 @@ def _oracle_levels(vgm, *, ramp: int, falling_only: bool) -> np.ndarray:
             a = at[0]
             at[0] += n
             if timeline is None:
-                timeline = tuple(np.repeat(x[:, None], n, axis=1) for x in (
-                    self.tl, self.ksl, self.eg_ksl, self.mult, self.ch_fnum, self.ch_block))
-            tl, ksl, eg_ksl, mult, fnum, block = (np.array(x) for x in timeline)
+                timeline = self._held_timeline()
+            level = np.repeat(timeline[0], n, axis=1) if timeline[0].shape[1] == 1 else timeline[0].copy()
             sine = (self.ws == 0) & (self.mod_src == E.MOD_ZERO)
-            tl[sine], ksl[sine], eg_ksl[sine] = 0, 3, played[sine, a:a + n]   # KSL 3: unshifted
-            return super()._span(n, (tl, ksl, eg_ksl, mult, fnum, block))
+            level[sine] = played[sine, a:a + n]
+            return super()._span(n, (level, *timeline[1:]))
 
     return _play_on(vgm, Ramped())
 

@@ -66,7 +66,8 @@ def operator_output(phase, ws, eg_out):
     ``eg_out`` broadcast against it.  Returns int32 values in -4085..4084,
     one's-complemented in the negative half-waves exactly as the chip does.
     """
-    idx = (np.asarray(ws, dtype=np.int32) << 10) | (np.asarray(phase) & 0x3FF).astype(np.int32)
+    idx = ((np.asarray(ws, dtype=np.int32) << 10)
+           | (np.asarray(phase) & 0x3FF).astype(np.int32, copy=False))
     level = _WAVE_LEVEL_FLAT[idx] + (np.asarray(eg_out, dtype=np.int32) << 3)
     return _EXP_LINEAR[np.minimum(level, 0x1FFF)] ^ _WAVE_NEGMASK_FLAT[idx]
 
@@ -123,15 +124,27 @@ def _feedback_scalar(phase, ws, eg_out, fb, hist):
         shift = 9 - int(fb[j])
         o1, o2 = int(hist[j, 0]), int(hist[j, 1])
         ph = phase[j].tolist()
-        env = env8[j].tolist() if env8.shape[1] > 1 else [int(env8[j, 0])] * n
-        y_row = [0] * n
-        for t in range(n):
-            i = base | ((ph[t] + ((o1 + o2) >> shift)) & 0x3FF)
-            lv = wave[i] + env[t]
-            y = exp_[lv if lv < 0x1FFF else 0x1FFF] ^ neg[i]
-            y_row[t] = y
-            o2 = o1
-            o1 = y
+        if env8.shape[1] == 1:
+            # a constant envelope: the waveform's 1024 outputs at it, one lookup a sample
+            # (the same numbers as below)
+            w = slice(base, base + 1024)
+            table = (_EXP_LINEAR[np.minimum(_WAVE_LEVEL_FLAT[w] + int(env8[j, 0]), 0x1FFF)]
+                     ^ _WAVE_NEGMASK_FLAT[w]).tolist()
+            y_row = []
+            append = y_row.append
+            for p in ph:
+                o2, o1 = o1, table[(p + ((o1 + o2) >> shift)) & 0x3FF]
+                append(o1)
+        else:
+            y_row = [0] * n
+            env = env8[j].tolist()
+            for t in range(n):
+                i = base | ((ph[t] + ((o1 + o2) >> shift)) & 0x3FF)
+                lv = wave[i] + env[t]
+                y = exp_[lv if lv < 0x1FFF else 0x1FFF] ^ neg[i]
+                y_row[t] = y
+                o2 = o1
+                o1 = y
         out[j] = y_row
         hist[j, 0] = o1
         hist[j, 1] = o2
@@ -487,9 +500,10 @@ class Chip:
         if self._soft_cuts:
             states, cuts = self._soft_states, self._soft_cuts
             lengths = np.diff(np.append(np.minimum(cuts, n_samples), n_samples))
-            slot_lp, ch_lp = (np.repeat(np.stack(field, axis=-1), lengths, axis=-1)
-                              for field in zip(*states))          # (4, 36, n), (2, 18, n)
-            timeline = (*slot_lp, *ch_lp)
+            # what each state sets, worked out once per state and then repeated per sample
+            slot_lp, ch_lp = (np.stack(field, axis=-1) for field in zip(*states))
+            per_state = self._level_and_pitch(*slot_lp, *(a[R.SLOT_CHANNEL] for a in ch_lp))
+            timeline = tuple(np.repeat(a, lengths, axis=-1) for a in per_state)   # (36, n) each
             self._soft_states, self._soft_cuts = [], []
         out = np.empty((n_samples, 2), np.int16)
         done = 0
@@ -499,6 +513,21 @@ class Chip:
             out[done:done + n] = self._span(n, part)
             done += n
         return out
+
+    def _held_timeline(self) -> tuple:
+        """:meth:`_level_and_pitch` of the registers as they stand, (36, 1) each."""
+        ch = R.SLOT_CHANNEL
+        return tuple(a[:, None] for a in self._level_and_pitch(
+            self.tl, self.ksl, self.eg_ksl, self.mult, self.ch_fnum[ch], self.ch_block[ch]))
+
+    def _level_and_pitch(self, tl, ksl, eg_ksl, mult, fnum, block) -> tuple:
+        """Per slot (36, ...) the attenuation its level registers add to the envelope's, and
+        either its phase increment (no vibrato on the chip) or, where some operator has
+        vibrato, its (F-number, block, multiplier) for the span to modulate."""
+        level = ((tl << 2) + (eg_ksl >> KSL_SHIFT[ksl])).astype(np.int32)
+        if self.vib.any():
+            return level, fnum, block, mult
+        return level, phase_increment(fnum, block, mult)
 
     # -- writes inside a span ----------------------------------------------------------
     def is_soft(self, reg: int, value: int) -> bool:
@@ -568,49 +597,55 @@ class Chip:
         return self._slot_lp.copy(), self._ch_lp.copy()
 
     def _span(self, n: int, timeline=None) -> np.ndarray:
-        """Render ``n`` samples.  ``timeline``: per-sample (tl, ksl, eg_ksl, mult) (36, n) and
-        (fnum, block) (18, n) where soft writes land inside the span; else the registers hold."""
+        """Render ``n`` samples.  ``timeline``: per sample (36, n) what :meth:`_level_and_pitch`
+        gives where soft writes land inside the span; else the registers hold."""
         k0 = self.sample
         k = np.arange(k0, k0 + n, dtype=np.int64)
         clock = _eg_clock(k0, n)
         trem = lfo_tremolo(k, deep=self.dam)
+        ch = R.SLOT_CHANNEL
         if timeline is None:
-            tl, ksl, eg_ksl, mult = (a[:, None] for a in (self.tl, self.ksl, self.eg_ksl, self.mult))
-            ch_fnum, ch_block = self.ch_fnum[:, None], self.ch_block[:, None]
-        else:
-            tl, ksl, eg_ksl, mult, ch_fnum, ch_block = timeline
+            timeline = self._held_timeline()
+        level = timeline[0]
 
         # envelope generator -> attenuation per slot and sample
-        eg_start = np.empty((36, n), np.int64)
+        eg_start = np.empty((36, n), np.int32)
         reset_at = np.full(36, -1, np.int64)
         static = self._static_envelopes()
         eg_start[static] = self.eg_rout[static][:, None]
         for s in np.flatnonzero(~static).tolist():
             reset_at[s] = self._envelope(s, n, clock, eg_start[s])
         self._static = None                          # the envelopes moved on
-        ch = R.SLOT_CHANNEL
-        eg_out = eg_start + (tl << 2) + (eg_ksl >> KSL_SHIFT[ksl])
+        eg_out = eg_start + level
         if self.am.any():
             eg_out += np.where(self.am[:, None] > 0, trem[None, :], 0)
         np.minimum(eg_out, 0x1FF, out=eg_out)
 
         # phase generator
-        fnum = ch_fnum[ch]
-        if self.vib.any():
+        if len(timeline) == 2:
+            inc = timeline[1]
+        else:
+            fnum, block, mult = timeline[1:]
             fnum = fnum + np.where(self.vib[:, None] > 0,
                                    vibrato_offset(k[None, :], fnum, deep=self.dvb), 0)
-        inc = phase_increment(fnum, ch_block[ch], mult)
+            inc = phase_increment(fnum, block, mult)
         inc = np.broadcast_to(inc, (36, n))
-        csum = np.cumsum(inc, axis=1)
-        before = csum - inc
-        acc_before = self.pg_phase[:, None] + before
-        for s in np.flatnonzero(reset_at >= 0):
+        # the accumulator before each sample's step, in one array changed in place: the
+        # running sum of the increments, less this sample's, plus where the span starts
+        acc = np.cumsum(inc, axis=1)
+        total = acc[:, -1].copy()
+        acc -= inc
+        start = self.pg_phase.copy()
+        acc += start[:, None]
+        for s in np.flatnonzero(reset_at >= 0):     # a key-on resets the phase after sample r
             r = reset_at[s]
-            acc_before[s, r + 1:] = before[s, r + 1:] - before[s, r]
-            self.pg_phase[s] = (csum[s, -1] - before[s, r]) & 0x7FFFF
+            self.pg_phase[s] = (total[s] - (acc[s, r] - start[s])) & 0x7FFFF
+            acc[s, r + 1:] -= acc[s, r]
         keep = reset_at < 0
-        self.pg_phase[keep] = (self.pg_phase[keep] + csum[keep, -1]) & 0x7FFFF
-        phase = (acc_before >> 9) & 0x3FF
+        self.pg_phase[keep] = (start[keep] + total[keep]) & 0x7FFFF
+        acc >>= 9
+        acc &= 0x3FF
+        phase = acc.astype(np.int32)
         if self.rhy & 0x20:
             self._rhythm_phases(phase, k)
 
@@ -635,14 +670,17 @@ class Chip:
         # mixer with Nuked's delays: output A is mixed after slot 14, so it hears slots >= 15
         # one sample late; output B one sample later still, after slot 32
         ext = np.concatenate([self.hist[:, ::-1], out], axis=1)  # out[n-2], out[n-1], out...
-        perm, starts, silent = self._routing()
         stereo = np.empty((n, 2), np.int16)
         for j, (late_from, delay) in enumerate(((15, 0), (33, 1))):
-            val = np.empty((36, n), np.int64)
+            val = np.empty((36, n), np.int32)
             val[:late_from] = ext[:late_from, 2 - delay:2 - delay + n]
             val[late_from:] = ext[late_from:, 1 - delay:1 - delay + n]
-            acc = np.add.reduceat(val[perm], starts, axis=0)     # (18, n) per channel
-            acc[silent] = 0
+            # each channel's slots added a rank at a time (its first slot, then its second,
+            # ...): a few whole-array additions (np.add.reduceat over the first axis took
+            # about ten times as long)
+            acc = np.zeros((18, n), np.int32)
+            for channels, slots in self._routing():
+                acc[channels] += val[slots]
             acc = ((acc + 0x8000) & 0xFFFF) - 0x8000             # (int16_t) per channel
             mask = self.ch_cha if j == 0 else self.ch_chb
             stereo[:, j] = np.clip(acc[mask].sum(axis=0), -32768, 32767)
@@ -651,16 +689,16 @@ class Chip:
         self.sample += n
         return stereo
 
-    def _routing(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The slots summed into each channel's output, for ``np.add.reduceat``: the slots in
-        channel order, where each channel's run starts, and the channels that sum nothing."""
+    def _routing(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The slots summed into each channel's output, a rank at a time: for the first slot
+        of every channel, then the second, ..., the channels that have one and those slots."""
         key = self.ch_out.tobytes()
         r = self._routing_cache.get(key)
         if r is None:
             rows = [[int(x) for x in row if x >= 0] for row in self.ch_out]
-            perm = [x for row in rows for x in row] or [0]
-            starts = np.minimum(np.cumsum([0] + [len(row) for row in rows])[:-1], len(perm) - 1)
-            r = (np.array(perm), starts, np.array([not row for row in rows]))
+            r = [(np.array([c for c, row in enumerate(rows) if len(row) > rank], np.int64),
+                  np.array([row[rank] for row in rows if len(row) > rank], np.int64))
+                 for rank in range(max(len(row) for row in rows))]
             self._routing_cache[key] = r
         return r
 
