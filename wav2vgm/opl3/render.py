@@ -108,7 +108,7 @@ def event_blocks(times_vgm, regs, values, *, end_vgm: int, rate_hz: int | None =
                                          wait_ends=wait_ends)
     n_native += int(round(tail_s * native))
     spans = (s.astype(np.float32) / 32768.0 for s in render_blocks(
-        times, regs, values, n_samples=n_native, chip=chip or Chip(),
+        times, regs, values, n_samples=n_native, chip=chip,
         progress=progress(n_native) if progress is not None else None))
     if rate_hz is None or int(rate_hz) == native:
         return n_native, spans
