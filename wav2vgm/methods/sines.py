@@ -124,6 +124,9 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     scale reads about -85 dB per bin, its loudest peaks about -76, so in
     quiet passages a noisy recording's hiss is played as faint sines, far
     under what the yardstick hears (60 dB under the loudest mel band).
+    ``range_db``: 50 / 60 / 70 dB scored 2.095 / 2.064 / 2.070 dB (`model`,
+    adplay, 23 clips, 2026-12-05; at 50 doofus 2.73 -> 2.90, flute 1.81 ->
+    1.92).
     """
     n_frames, n_bins = mag.shape
     out_f = np.zeros((n_frames, n_peaks))
