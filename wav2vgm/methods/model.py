@@ -143,7 +143,9 @@ JUMP_SHARE = 0.35
 # for 4 -> 2; chord -0.15, opl_patches -0.10, opl_random_21/22 -0.11/-0.09, opl_random_12
 # +0.10, speech_a/gb +0.07); a third option (2 and 4, or 2 and 1) 2.607 / 2.598; with
 # no option favoured before the first stretch (below), a third of 1 / 4 channels 2.294 /
-# 2.313 against 2.298, for a third tracker run
+# 2.313 against 2.298, for a third tracker run.  Rechecked on 2026-12-05 with the band
+# timbres and all since: 2 / 3 / 4 channels 2.064 / 2.085 / 2.136 dB (3: speech 2.78 ->
+# 2.73, trumpet -0.03, but melody +0.10, wormintr +0.07, opl_random_13 +0.04)
 MIX_VOICES = (0, 2)
 OPTIONS = ("sines", "mix")
 # the option playing now is favoured by this much (mean dB per band); none is before the
