@@ -221,6 +221,9 @@ _TRACK_CENTS = 100.0
 # that gain (chord, 4 a second, gains 0.03-0.09 dB too).  23 clips: "balanced" 2.495
 # (60) -> 2.420 dB, "best" 2.436 (90) -> 2.410 (60 / 90) -> 2.394 (60 / 120); on the
 # dev, samples and corpus clips alone 2.501 -> 2.425 and 2.446 -> 2.423 -> 2.408.
+# Rechecked for "balanced" on 2026-12-05 (23 clips): busy sound at 75 / 90 / 105 / 120
+# frames a second 2.089 / 2.064 / 2.079 / 2.059 dB (at 105 doofus +0.13, flute +0.07,
+# speech -0.04; 120 costs a third more frames for 0.005: design.md, Other tries).
 AUTO_FRAME_RATES_HZ = {"balanced": (60.0, 90.0), "best": (60.0, 120.0)}
 AUTO_CHANGES_PER_S = 10.0
 AUTO_PROBE_S = 10.0
