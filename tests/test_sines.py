@@ -298,3 +298,29 @@ def test_a_fast_sweep_plays_on_one_held_channel(tmp_path):
             key_ons += bool(val & 0x20) and not keyed.get(reg, False)
             keyed[reg] = bool(val & 0x20)
     assert key_ons <= 3, key_ons
+
+
+def test_band_leaders_come_before_a_bands_second_partial():
+    """Each mel band's loudest peak goes first, then the others, each group in the given
+    (loudest-first) order; frames' missing peaks stay last."""
+    from wav2vgm.methods.pursuit import atom_rows, atom_top_band
+    from wav2vgm.methods.sines import band_leaders_first
+    pf = np.array([[5150.0, 5350.0, 2000.0, 440.0, 0.0], [100.0, 0.0, 0.0, 0.0, 0.0]])
+    band = atom_top_band(atom_rows(np.zeros(4, np.int64), pf[0, :4]))
+    assert band[0] == band[1] and len(set(band[[0, 2, 3]].tolist())) == 3
+    assert band_leaders_first(pf).tolist() == [[0, 2, 3, 1, 4], [0, 1, 2, 3, 4]]
+
+
+def test_channels_go_to_an_empty_band_before_a_bands_second_partial():
+    """Two channels, two loud partials in one mel band and a quiet one 20 dB down in another:
+    the quiet one gets the second channel (its band would stay empty) and the first
+    channel plays its band's power (match_band_power)."""
+    from wav2vgm.opl3 import registers as R
+    freqs = np.fft.rfftfreq(4096, 1 / 44100)
+    mag = _tones(freqs, [(5150.0, 0.5), (5350.0, 0.4), (1500.0, 0.05)], 6)
+    out = SinesMethod(n_voices=2).process(mag, freqs)
+    played = sorted(float(f) for f in (R.fnum_to_hz(out.fnum[3].astype(np.int64),
+                                                    out.block[3].astype(np.int64))
+                                       * np.asarray(R.MULT_FACTORS)[out.mult2[3]]))
+    assert played == pytest.approx([1500.0, 5150.0], rel=0.01)
+    assert (out.amp2[3] > 0).all()
