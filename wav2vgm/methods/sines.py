@@ -329,10 +329,10 @@ def band_leaders_first(pf: np.ndarray) -> np.ndarray:
     mel band (the band its sine atom is loudest in, as
     :func:`match_band_power` reads it); the leaders come first, then the
     others, each group loudest first.  The channels go to the leaders: the
-    yardstick, like the ear's critical bands, hears a band's power, which
-    the band's loudest partial plays once :func:`match_band_power` has
-    raised it by the band's other partials (at most BAND_MATCH_DB), while a
-    band with no partial played stays empty.  Partials share bands above
+    yardstick hears a band's power, which the band's loudest partial plays
+    once :func:`match_band_power` has raised it by the band's other
+    partials (at most BAND_MATCH_DB), while a band with no partial played
+    stays empty.  Partials share bands above
     about 2.5 kHz for speech (bands 150-300 Hz wide there).  adplay, 23
     clips (2026-12-05): `model` 2.064 -> 2.052 dB (the 15 tuned on 2.073 ->
     2.060, held out 2.048 -> 2.037; opl_random_12 1.98 -> 1.86, wormintr
