@@ -180,8 +180,9 @@ Per block of frames (`wav2vgm/methods/model.py`, `pursuit.py`):
    and offered with its three most probable timbres (the network names the
    right one on 63% of its validation frames; the pursuit judges by sound);
 2. the sine tracker (the `sines` method) plays the strongest partials on 16
-   channels, the loudest of each mel band first, each moved towards its mel
-   band's power (at most 6 dB: a peak
+   channels, the loudest of each mel band first (and on their first
+   operators partials in bands no channel plays first), each moved towards
+   its mel band's power (at most 6 dB: a peak
    shows one partial, the band also holds what no channel plays);
 3. a greedy pursuit on the log-mel error fills the other 2 channels: the
    network's voices, the frame's peaks as sines and as sine pairs (one

@@ -324,3 +324,23 @@ def test_channels_go_to_an_empty_band_before_a_bands_second_partial():
                                        * np.asarray(R.MULT_FACTORS)[out.mult2[3]]))
     assert played == pytest.approx([1500.0, 5150.0], rel=0.01)
     assert (out.amp2[3] > 0).all()
+
+
+def test_empty_bands_first_offers_partners_in_unplayed_bands_first():
+    from wav2vgm.methods.sines import empty_bands_first, sine_bands
+    spare = np.array([[5050.0, 3000.0, 0.0], [300.0, 5050.0, 0.0]])
+    played = np.array([[1000.0, 4900.0], [0.0, 0.0]])
+    assert sine_bands(np.array([4900.0]))[0] == sine_bands(np.array([5050.0]))[0]
+    assert empty_bands_first(spare, played).tolist() == [[1, 0, 2], [0, 1, 2]]
+
+
+def test_a_channels_partner_goes_to_an_empty_band_before_a_played_one():
+    """Operator 1 of the 1000 Hz channel can pair with 5050 Hz (x5, louder, in the band the
+    4900 Hz channel plays) or 3000 Hz (x3, in a band no channel plays): it takes 3000 Hz."""
+    freqs = np.fft.rfftfreq(4096, 1 / 44100)
+    mag = _tones(freqs, [(1000.0, 0.5), (4900.0, 0.4), (5050.0, 0.3), (3000.0, 0.1)], 6)
+    out = SinesMethod(n_voices=2).process(mag, freqs)
+    from wav2vgm.opl3 import registers as R
+    hz = R.fnum_to_hz(out.fnum[3].astype(np.int64), out.block[3].astype(np.int64))
+    c = int(np.argmin(np.abs(hz * np.asarray(R.MULT_FACTORS)[out.mult2[3]] - 1000.0)))
+    assert R.MULT_FACTORS[out.mult1[3, c]] == 3 and out.amp1[3, c] > 0
