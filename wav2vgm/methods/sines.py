@@ -584,7 +584,9 @@ class SinesMethod:
 # 2.46 -> 2.73, opl_random_21/22 +0.05); raising only (at most 6 / 10 dB) or a 4 dB cap
 # (3 dB down): worse on the 10 clips tried (the 5 speech clips, doofus, organ, flute,
 # melody, chord: 2.700 / 2.710 / 2.696 against 2.684); matched in the sines-only option
-# alone (the mix's tracker as it was): 2.395 over the 23
+# alone (the mix's tracker as it was): 2.395 over the 23.  Rechecked 2026-12-05 with the
+# band order (band_leaders_first, empty_bands_first): 4.5 / 6 / 9 dB 2.035 / 2.032 /
+# 2.029 (the 15 tuned on 2.039 / 2.034 / 2.034)
 BAND_MATCH_DB = 6.0
 
 
