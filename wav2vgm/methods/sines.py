@@ -322,7 +322,7 @@ def _glides(loudest_hz: np.ndarray, peaks_hz: np.ndarray) -> np.ndarray:
     return ~near.any(axis=1) & (before | after)
 
 
-def band_leaders_first(pf: np.ndarray) -> np.ndarray:
+def band_leaders_first(pf: np.ndarray, *, bands: np.ndarray | None = None) -> np.ndarray:
     """(n_frames, n_peaks) the order that plays each frame's mel bands before their second partials.
 
     ``pf`` (n_frames, n_peaks) peak frequencies, loudest first (0: none, at
@@ -344,14 +344,18 @@ def band_leaders_first(pf: np.ndarray) -> np.ndarray:
     only partials at least 3 or 6 dB under their band's leader: 2.062 / 2.060.
     """
     n, k = pf.shape
-    band = sine_bands(pf)
-    seen = np.zeros((n, spectrum.N_MELS), bool)
-    group = np.where(pf > 0, 0, 2).astype(np.int8)     # 0 leader, 1 follower, 2 no peak
-    rows = np.arange(n)
-    for j in range(k):                                  # loudest first: a band's first is its leader
-        b = band[:, j]
-        group[:, j] += seen[rows, b] & (pf[:, j] > 0)
-        seen[rows, b] |= pf[:, j] > 0
+    valid = pf > 0
+    band = sine_bands(pf) if bands is None else bands
+    # each row's peaks grouped by band, in their order within a band: the first of a group
+    # leads it
+    key = np.where(valid, band, spectrum.N_MELS).astype(np.int16)
+    order = np.argsort(key, axis=1, kind="stable")
+    grouped = np.take_along_axis(key, order, axis=1)
+    follows = np.zeros((n, k), bool)
+    follows[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
+    follower = np.empty((n, k), bool)
+    np.put_along_axis(follower, order, follows, axis=1)
+    group = np.where(valid, follower, 2).astype(np.int8)   # 0 leader, 1 follower, 2 no peak
     return np.argsort(group, axis=1, kind="stable")
 
 
@@ -363,7 +367,9 @@ def sine_bands(f_hz: np.ndarray) -> np.ndarray:
     return atom_top_band(atom_rows(np.zeros(f_hz.shape, np.int64), np.where(f_hz > 0, f_hz, 0.0)))
 
 
-def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray) -> np.ndarray:
+def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray, *,
+                      spare_bands: np.ndarray | None = None,
+                      played_bands: np.ndarray | None = None) -> np.ndarray:
     """(n_frames, n_spare) the order that offers the first operators the spare partials in
     mel bands no channel plays before the others, each group in the given order.
 
@@ -380,12 +386,12 @@ def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray) -> np.ndarray
     second spare partial after the rest: 2.029 (the 15 tuned on 2.039).
     """
     n = played_hz.shape[0]
-    rows = np.arange(n)
+    rows = np.arange(n)[:, None]
+    band = sine_bands(played_hz) if played_bands is None else played_bands
     played = np.zeros((n, spectrum.N_MELS), bool)
-    band = sine_bands(played_hz)
-    for j in range(played_hz.shape[1]):
-        played[rows, band[:, j]] |= played_hz[:, j] > 0
-    taken = played[rows[:, None], sine_bands(spare_hz)]
+    on = played_hz > 0
+    played[np.broadcast_to(rows, on.shape)[on], band[on]] = True
+    taken = played[rows, sine_bands(spare_hz) if spare_bands is None else spare_bands]
     group = np.where(spare_hz > 0, taken.astype(np.int8), 2)
     return np.argsort(group, axis=1, kind="stable")
 
@@ -427,8 +433,9 @@ class SinesMethod:
         pa = np.where(pf > 0, np.take_along_axis(pa, order, axis=1), 0.0)
         n_ok = ok.sum(axis=1)
         # the loudest of each mel band first: a channel adds more where its band has none
-        order = band_leaders_first(pf)
-        pf, pa = (np.take_along_axis(a, order, axis=1) for a in (pf, pa))
+        bands = sine_bands(pf)
+        order = band_leaders_first(pf, bands=bands)
+        pf, pa, bands = (np.take_along_axis(a, order, axis=1) for a in (pf, pa, bands))
         # -- track: each channel follows one of the nv partials first in that order ------
         peak = self._track(pf[:, :nv], np.minimum(n_ok, nv), pf)       # (n, nv) peak per channel
         on = peak >= 0
@@ -437,10 +444,13 @@ class SinesMethod:
         # -- op2 plays the channel's partial; op1 a partner at a multiplier ratio ----
         on = a_c > 0
         spare = nv + np.argsort(-pa[:, nv:], axis=1, kind="stable")   # loudest first
-        spare_hz, spare_amp = (np.take_along_axis(a, spare, axis=1) for a in (pf, pa))
         # ... those in bands no channel's partial plays first
-        spare = empty_bands_first(spare_hz, f_c)
-        spare_hz, spare_amp = (np.take_along_axis(a, spare, axis=1) for a in (spare_hz, spare_amp))
+        first = empty_bands_first(
+            np.take_along_axis(pf, spare, axis=1), f_c,
+            spare_bands=np.take_along_axis(bands, spare, axis=1),
+            played_bands=np.take_along_axis(bands, np.maximum(peak, 0), axis=1))
+        spare = np.take_along_axis(spare, first, axis=1)
+        spare_hz, spare_amp = (np.take_along_axis(a, spare, axis=1) for a in (pf, pa))
         m2 = self._note_mult2(f_c, on, R.carrier_mult(np.where(on, f_c, 440.0)),
                               spare_hz, spare_amp)
         base = np.where(on, f_c / _MULT_VALUES[m2], 0.0)
