@@ -397,11 +397,16 @@ def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray, *,
 
 
 def peaks_for(n_voices: int) -> int:
-    """Peaks picked per frame for ``n_voices`` channels: one per channel, and twice as many
-    spare ones for the channels' first operators to pair with (more spare peaks pair more
-    partials: mean distance over the 23 benchmark clips 3.91 -> 3.72 dB for `sines` going
-    from 1x to 2x spare peaks)."""
-    return 3 * int(n_voices) + 8
+    """Peaks picked per frame for ``n_voices`` channels: one per channel, and four times as
+    many spare ones for the channels' first operators to pair with (more spare peaks pair
+    more partials: mean distance over the 23 benchmark clips 3.91 -> 3.72 dB for `sines`
+    going from 1x to 2x spare peaks).  Once partners in empty bands came first
+    (:func:`empty_bands_first`), the quiet peaks further down paid too: adplay, 23 clips
+    (2026-12-05), 3 / 4 / 5 / 6 / 8 peaks per channel (+ 8), `model` 2.032 / 2.024 / 2.014
+    / 2.010 / 2.010 dB (the 15 tuned on 2.034 / 2.026 / 2.013 / 2.011 / 2.013; speech 2.69
+    -> 2.58 at 5, speech_es 2.90 -> 2.77), `sines` 3.000 / 2.909 / 2.865 / 2.853 (to 6), for
+    about 4% more time at 5 (the 60 s speed clip, 0.565 -> 0.589 s)."""
+    return 5 * int(n_voices) + 8
 
 
 class SinesMethod:
