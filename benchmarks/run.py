@@ -262,8 +262,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 2.036 dB,
-`fast` 2.105 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 1.996 dB,
+`fast` 2.090 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
@@ -374,13 +374,13 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
 ## Limits
 - Where plain sines already sound best (clean harmonic tones, sparse OPL
   music) the model method, whose mix leaves 16 of the 18 channels to the
-  sine tracker, scores about as `sines` does: guitar 10%, melody 8%,
-  trumpet 2% below it, flute 0.1% above it (1.761 against 1.760 dB).
-- Speech is 23-30% below `sines` (2.76-2.94 dB; speech_a 29.5%, speech_b
-  27.8%, speech_gb 27.9%, speech 26.9%, speech_es 23.4%; each was 25-31%
-  before the tracker played each mel band's loudest partial first, which
-  `sines` gains more from on speech: speech_gb 4.17 -> 4.01 dB against the
-  model's 2.91 -> 2.89); the band timbres
+  sine tracker, scores about as `sines` does: guitar 10%, melody 4%,
+  trumpet 0.2% below it, flute 2% above it (1.77 against 1.74 dB).
+- Speech is 18-27% below `sines` (2.69-2.90 dB; speech_a 26.6%, speech_b
+  24.8%, speech_gb 24.4%, speech 23.7%, speech_es 17.9%; each was 25-31%
+  before the tracker chose its partials and partners by mel band, which
+  `sines` gains more from on speech: speech 3.86 -> 3.53 dB against the
+  model's 2.78 -> 2.69); the band timbres
   for fricatives and the changes that came with them took the five speech
   clips 0.3-0.6 dB closer, and passing an operator's jump to another
   partial nearer the quieter level (`model.JUMP_SHARE`), notes fading
@@ -388,15 +388,15 @@ its noise timbre changed to the carrier-driven form, the random-patch clips of
   (`base.ONSET_DROP_DB`) another 0.07-0.14 dB.
   The voiced frames are most of what is left, and not the choice of
   voices: in the cells 40-60 dB under their frame's loudest mel band, speech_a's render is
-  5.1 dB louder than the atoms of its voices predict (opl_random_13 2.9,
-  chord 1.7), while three of its frames played unchanged for a second
+  4.8 dB louder than the atoms of its voices predict (opl_random_13 2.9,
+  chord 1.4), while three of its frames played unchanged for a second
   render within 1 dB of the prediction there (`python benchmarks/run.py
   valleys --player adplay`).  The excess comes from what changes between
   register updates: every TL change is a step in the waveform, and 0.75 dB
   is the finest step TL has.
-- On random-patch clips it reaches 1.76-2.12 dB (under 2 dB on 5 of 6:
-  opl_random_11 1.78, _12 1.86, _21 1.94, _22 1.76 and _23 1.79; _13 at
-  2.12; opl_patches.wav in samples/, made the same way, 2.11).  Their chip
+- On random-patch clips it reaches 1.78-2.12 dB (under 2 dB on 5 of 6:
+  opl_random_11 1.83, _12 1.85, _21 1.93, _22 1.78 and _23 1.79; _13 at
+  2.12; opl_patches.wav in samples/, made the same way, 2.08).  Their chip
   output carries a large DC offset (one-sided waveforms), whose spectral
   side lobes the analysis took for a 54 Hz partial until frames lost their
   DC before the spectrum (opl_random_13 2.55 -> 2.22 dB, opl_patches 2.41

@@ -82,8 +82,9 @@ def main():
               show_default=True,
               help="Speed/quality trade-off of the model method: fast starts a new voice set "
                    "only at larger changes and stays at 60 frames per second; best starts one "
-                   "at smaller changes, analyses busy sound at 120 frames per second and "
-                   "compares the mix with plain sines every half second.")
+                   "at smaller changes, analyses busy sound at 120 frames per second, picks "
+                   "more spectral peaks and compares the mix with plain sines every half "
+                   "second.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Use another exported ONNX model.")
 @click.option("--stereo/--mono", default=True, show_default=True,

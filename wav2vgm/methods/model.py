@@ -79,8 +79,9 @@ TIMBRES_PER_DETECTION = 3
 # 1.813 dB without the comparison; opl_random_21 13% of the time, 1.953 -> 1.950), for a
 # second sine tracker that cost 15-20% of its time (60 s clip, six interleaved runs:
 # 0.968 -> 0.815 s at best).  "best" still compares.
-QUALITY = {"fast": (40, 2.5, 10, ("mix",)), "balanced": (40, 2.25, 10, ("mix",)),
-           "best": (40, 2.0, 10, ("sines", "mix"))}
+# The last field: peaks picked per channel (sines.PEAKS_PER_CHANNEL), more at "best"
+QUALITY = {"fast": (40, 2.5, 10, ("mix",), 3), "balanced": (40, 2.25, 10, ("mix",), 3),
+           "best": (40, 2.0, 10, ("sines", "mix"), 5)}
 # frames per onnxruntime call: the network's activations for 32 frames stay in cache
 # (one core: 23.3 ms for 130 frames in calls of 32, 27.1 ms in one call; same outputs)
 ONNX_BATCH = 32
@@ -450,7 +451,8 @@ class ModelMethod:
         self.n_voices = int(n_voices)
         path = str(model_path) if model_path else str(default_model_path())
         self.session = load_session(path)
-        self.n_peaks, self.change_db, self.n_lazy, compared = QUALITY[quality]
+        self.n_peaks, self.change_db, self.n_lazy, compared, self.peaks_per_channel = \
+            QUALITY[quality]
         self.max_segment = max(1, int(round(SEGMENT_MAX_S * frame_rate_hz)))
         self.median_frames = int(round(LEVEL_MEDIAN_S * frame_rate_hz)) // 2 * 2 + 1       # odd
         self.switch_frames = max(1, int(round(SWITCH_S * frame_rate_hz)))
@@ -598,7 +600,7 @@ class ModelMethod:
             power = mel_power(mag)
         self.peak_power = max(self.peak_power, float(power.max()))
         floor = silence_floor(power, self.peak_power)
-        peaks = pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv))
+        peaks = pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv, per_channel=self.peaks_per_channel))
         # one voice set per steady stretch, chosen from the candidates of its middle frame
         # (only those frames are detected)
         starts = steady_segments(power, floor, max_frames=self.max_segment,

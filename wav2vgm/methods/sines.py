@@ -396,17 +396,23 @@ def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray, *,
     return np.argsort(group, axis=1, kind="stable")
 
 
-def peaks_for(n_voices: int) -> int:
-    """Peaks picked per frame for ``n_voices`` channels: one per channel, and four times as
-    many spare ones for the channels' first operators to pair with (more spare peaks pair
-    more partials: mean distance over the 23 benchmark clips 3.91 -> 3.72 dB for `sines`
-    going from 1x to 2x spare peaks).  Once partners in empty bands came first
-    (:func:`empty_bands_first`), the quiet peaks further down paid too: adplay, 23 clips
-    (2026-12-05), 3 / 4 / 5 / 6 / 8 peaks per channel (+ 8), `model` 2.032 / 2.024 / 2.014
-    / 2.010 / 2.010 dB (the 15 tuned on 2.034 / 2.026 / 2.013 / 2.011 / 2.013; speech 2.69
-    -> 2.58 at 5, speech_es 2.90 -> 2.77), `sines` 3.000 / 2.909 / 2.865 / 2.853 (to 6), for
-    about 4% more time at 5 (the 60 s speed clip, 0.565 -> 0.589 s)."""
-    return 5 * int(n_voices) + 8
+# peaks picked per channel (plus 8; :func:`peaks_for`).  Once partners in empty bands came
+# first (:func:`empty_bands_first`), the quiet peaks further down paid too: adplay, 23
+# clips (2026-12-05), 3 / 4 / 5 / 6 / 8 a channel, `model` 2.032 / 2.024 / 2.014 / 2.010 /
+# 2.010 dB (the 15 tuned on 2.034 / 2.026 / 2.013 / 2.011 / 2.013; at 5 speech 2.69 ->
+# 2.58, speech_es 2.90 -> 2.77), `sines` 3.000 / 2.909 / 2.865 / 2.853 (to 6).  But 5 took
+# the 60 s speed clip from 0.59 to 0.64 s at "balanced" (three interleaved pairs of runs,
+# medians of 5), past the 0.6 s the default must meet, so the model's "best" takes 5
+# (model.QUALITY: 2.019 -> 1.996 dB) and "fast", "balanced" and `sines` stay at 3
+PEAKS_PER_CHANNEL = 3
+
+
+def peaks_for(n_voices: int, *, per_channel: int = PEAKS_PER_CHANNEL) -> int:
+    """Peaks picked per frame for ``n_voices`` channels: one per channel, and ``per_channel``
+    - 1 times as many spare ones (plus 8) for the channels' first operators to pair with
+    (more spare peaks pair more partials: mean distance over the 23 benchmark clips 3.91
+    -> 3.72 dB for `sines` going from 1x to 2x spare peaks; see PEAKS_PER_CHANNEL)."""
+    return int(per_channel) * int(n_voices) + 8
 
 
 class SinesMethod:
