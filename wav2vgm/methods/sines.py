@@ -335,15 +335,15 @@ def band_leaders_first(pf: np.ndarray, *, bands: np.ndarray | None = None) -> np
     yardstick hears a band's power, which the band's loudest partial plays
     once :func:`match_band_power` has raised it by the band's other
     partials (at most BAND_MATCH_DB), while a band with no partial played
-    stays empty.  Partials share bands above
-    about 2.5 kHz for speech (bands 150-300 Hz wide there).  adplay, 23
-    clips (2026-12-05): `model` 2.064 -> 2.052 dB (the 15 tuned on 2.073 ->
-    2.060, held out 2.048 -> 2.037; opl_random_12 1.98 -> 1.86, wormintr
-    1.56 -> 1.49, speech_es 2.93 -> 2.89, but doofus 2.73 -> 2.79, strings
-    1.93 -> 1.97, speech_a 2.85 -> 2.88), `fast` 2.129 -> 2.105, `best`
-    2.055 -> 2.036, `sines` 3.147 -> 3.116 (speech_gb 4.17 -> 4.01).  Leaders
-    by interpolated height instead of this order: 2.053 / 3.115; demoting
-    only partials at least 3 or 6 dB under their band's leader: 2.062 / 2.060.
+    stays empty.  Partials share bands above about 2.5 kHz for speech
+    (bands 150-300 Hz wide there).  adplay, 23 clips (2026-12-05): `model`
+    2.064 -> 2.052 dB (the 15 tuned on 2.073 -> 2.060, held out 2.048 ->
+    2.037; opl_random_12 1.98 -> 1.86, wormintr 1.56 -> 1.49, speech_es 2.93
+    -> 2.89, but doofus 2.73 -> 2.79, strings 1.93 -> 1.97, speech_a 2.85 ->
+    2.88), `fast` 2.129 -> 2.105, `best` 2.055 -> 2.036, `sines` 3.147 ->
+    3.116 (speech_gb 4.17 -> 4.01).  Leaders by interpolated height instead
+    of this order: 2.053 / 3.115; demoting only partials at least 3 or 6 dB
+    under their band's leader: 2.062 / 2.060.
     """
     n, k = pf.shape
     valid = pf > 0
@@ -384,8 +384,8 @@ def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray, *,
     2.037 -> 2.029; speech 2.76 -> 2.69, speech_a 2.88 -> 2.76, trumpet
     2.08 -> 2.01, strings 1.97 -> 1.92, but opl_random_11 1.78 -> 1.83),
     `fast` 2.105 -> 2.090, `best` 2.036 -> 2.019, `sines` 3.116 -> 3.000
-    (speech 3.78 -> 3.53).  Also putting a band's
-    second spare partial after the rest: 2.029 (the 15 tuned on 2.039).
+    (speech 3.78 -> 3.53).  Also putting a band's second spare partial after
+    the rest: 2.029 (the 15 tuned on 2.039).
     """
     n = played_hz.shape[0]
     rows = np.arange(n)[:, None]
