@@ -250,10 +250,11 @@ def pair_partners(base_hz: np.ndarray, partner_hz: np.ndarray, partner_amp: np.n
 
     ``base_hz``: (n_frames, n_channels) base frequency (MULT=1) of channels
     whose second operator plays a partial (<= 0: channel silent);
-    ``partner_hz``/``partner_amp``: (n_frames, n_spare) spare partials,
-    loudest first (amp 0: none).  In channel order, each channel takes the
-    loudest untaken spare partial within 2% of ``base * MULT`` for some
-    MULT.  Returns (mult1, amp1, hz1), each (n_frames, n_channels): the MULT
+    ``partner_hz``/``partner_amp``: (n_frames, n_spare) spare partials in
+    order of preference (amp 0: none; the tracker gives those in bands no
+    channel plays first, each group loudest first: :func:`empty_bands_first`).
+    In channel order, each channel takes the first untaken spare partial
+    within 2% of ``base * MULT`` for some MULT.  Returns (mult1, amp1, hz1), each (n_frames, n_channels): the MULT
     register value, amplitude and frequency of the partial taken, with
     mult1 = -1 and amp1 = hz1 = 0 where none fits.
     """
@@ -304,7 +305,7 @@ def shared_base(base_hz, amp2, partner_hz, mult1, amp1):
 # melody 2.43 -> 2.23, trumpet 2.68 -> 2.59, flute 2.27 -> 2.19, opl_random_13 2.64 -> 2.45,
 # opl_random_12 2.33 -> 2.44 (the model)
 _NOTE_MULT2 = np.array([1, 2, 3])
-_NOTE_SPARE = 16              # the loudest spare partials looked at
+_NOTE_SPARE = 16              # the first spare partials looked at (empty bands first)
 _BASE_MAX_HZ = 6208.0         # the highest base pitch (F-number 1023, block 7)
 
 
