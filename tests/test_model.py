@@ -223,6 +223,18 @@ def test_random_patch_clips_draw_only_the_networks_timbres():
     assert max(drawn) == codebook.N_NETWORK_TIMBRES - 1 and min(drawn) == 0
 
 
+def test_random_patch_sample_regenerates_byte_for_byte(tmp_path):
+    # samples/make_samples.py (and benchmarks/make_heldout.py, which calls it) must keep
+    # running against the package: the committed random-patch VGM comes back unchanged
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "samples"))
+    import make_samples
+    vgm = make_samples.opl_patches(tmp_path, out=tmp_path, write_wav_file=False)
+    assert vgm.read_bytes() == (root / "samples" / "opl_patches.vgm").read_bytes()
+
+
 def test_unmeasured_candidates_are_levelled_on_their_own_bands():
     # a band timbre over a residual that also holds a loud low tone elsewhere: its level
     # comes from the residual in its own bands, not from the power of all of them

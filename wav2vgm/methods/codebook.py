@@ -94,6 +94,14 @@ _TEMPLATE_CYCLES = 16
 TEMPLATE_SETTINGS = (_TEMPLATE_PERIOD, _TEMPLATE_CYCLES, "templates-1")   # in the atoms key
 
 
+def voice_fields(timbre: int, f_hz) -> dict:
+    """Register fields of a codebook voice at base frequency ``f_hz`` (arrays ok)."""
+    t = TIMBRES[int(timbre)]
+    fnum, block = R.hz_to_fnum(f_hz, mult=1)
+    return dict(fnum=fnum, block=block, cnt=t.cnt, fb=t.fb, mult1=t.mult1, mult2=t.mult2,
+                ws1=t.ws1, ws2=t.ws2, tl1=t.tl1)
+
+
 def operator_tls(timbre, tl):
     """(TL of operator 1, TL of operator 2) of codebook voices whose carrier is at ``tl``.
 
