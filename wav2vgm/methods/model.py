@@ -79,9 +79,22 @@ TIMBRES_PER_DETECTION = 3
 # 1.813 dB without the comparison; opl_random_21 13% of the time, 1.953 -> 1.950), for a
 # second sine tracker that cost 15-20% of its time (60 s clip, six interleaved runs:
 # 0.968 -> 0.815 s at best).  "best" still compares.
-# The last field: peaks picked per channel (sines.PEAKS_PER_CHANNEL), more at "best"
-QUALITY = {"fast": (40, 2.5, 10, ("mix",), 3), "balanced": (40, 2.25, 10, ("mix",), 3),
-           "best": (40, 2.0, 10, ("sines", "mix"), 5)}
+QUALITY = {"fast": (40, 2.5, 10, ("mix",)), "balanced": (40, 2.25, 10, ("mix",)),
+           "best": (40, 2.0, 10, ("sines", "mix"))}
+# the loudest peaks picked per channel (sines.peaks_for), the band leaders coming on top
+# (see sines.PEAKS_PER_CHANNEL), and the spare peaks the tracker's first operators may
+# pair with (the first in its order: those in bands no channel plays, then the loudest).
+# adplay, 23 clips (2026-12-05), "balanced": 3 of the loudest a channel and no leaders
+# (as before) 2.032 dB; with the leaders 0 / 1 / 2 a channel 2.013 / 2.004 / 2.004 (the
+# 15 tuned on 2.016 / 2.004 / 2.007); at 1, 27 / 36 / 48 / all spares 2.011 / 2.004 /
+# 2.007 / 2.007 (in an earlier form of the leaders).  Speech gains most (speech_a 2.76 ->
+# 2.64, speech_es 2.90 -> 2.80), the random-patch clips lose a little (opl_random_12 1.85
+# -> 1.88, _13 2.12 -> 2.14).  "fast" 2.090 -> 2.067, "best" (which took 5 of the loudest
+# a channel) 1.996 -> 1.991, 2 / 3 a channel there 1.991 / 1.999.  The leaders cost
+# "balanced" about 5% of its time on the 60 s speed clip, whose noise puts a leader in
+# nearly every band (six interleaved pairs of runs, one core)
+LOUDEST_PER_CHANNEL = 1
+TRACKER_SPARES = 36
 # frames per onnxruntime call: the network's activations for 32 frames stay in cache
 # (one core: 23.3 ms for 130 frames in calls of 32, 27.1 ms in one call; same outputs)
 ONNX_BATCH = 32
@@ -451,7 +464,7 @@ class ModelMethod:
         self.n_voices = int(n_voices)
         path = str(model_path) if model_path else str(default_model_path())
         self.session = load_session(path)
-        self.n_peaks, self.change_db, self.n_lazy, compared, self.peaks_per_channel = \
+        self.n_peaks, self.change_db, self.n_lazy, compared = \
             QUALITY[quality]
         self.max_segment = max(1, int(round(SEGMENT_MAX_S * frame_rate_hz)))
         self.median_frames = int(round(LEVEL_MEDIAN_S * frame_rate_hz)) // 2 * 2 + 1       # odd
@@ -460,7 +473,8 @@ class ModelMethod:
         self.partial = codebook.strongest_partial()
         self.options = [OPTIONS.index(name) for name in compared]       # indices into OPTIONS
         self.mixes = [min(MIX_VOICES[k], self.n_voices) for k in self.options]
-        self.sines = [SinesMethod(n_voices=self.n_voices - k) for k in self.mixes]
+        self.sines = [SinesMethod(n_voices=self.n_voices - k, max_spares=TRACKER_SPARES)
+                      for k in self.mixes]
         self.tracks = [_Channels(k) for k in self.mixes]
         self.peak_power = 0.0
         self.current = None                # index into self.options of the one playing now
@@ -600,8 +614,8 @@ class ModelMethod:
             power = mel_power(mag)
         self.peak_power = max(self.peak_power, float(power.max()))
         floor = silence_floor(power, self.peak_power)
-        peaks = pick_peaks(mag, freqs_hz,
-                           n_peaks=peaks_for(nv, per_channel=self.peaks_per_channel))
+        peaks = pick_peaks(mag, freqs_hz, band_leaders=True,
+                           n_peaks=peaks_for(nv, per_channel=LOUDEST_PER_CHANNEL))
         # one voice set per steady stretch, chosen from the candidates of its middle frame
         # (only those frames are detected)
         starts = steady_segments(power, floor, max_frames=self.max_segment,

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..opl3 import registers as R
@@ -111,13 +113,20 @@ def _log2_hz(f_hz) -> np.ndarray:
     return np.log2(np.maximum(f_hz, 1e-9))
 
 
-def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -90.0,
-               range_db: float = 60.0, window_bins: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_leaders: bool = False,
+               floor_db: float = -90.0, range_db: float = 60.0, window_bins: float = 2.0
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The ``n_peaks`` loudest spectral peaks of each frame (Hann-windowed spectra).
 
     ``mag``: (n_frames, n_bins) linear amplitudes.  Returns (freq_hz, amp),
     each (n_frames, n_peaks), loudest first, amp 0 where a frame has fewer
-    peaks.  Peaks are local maxima above ``floor_db`` (re full scale), within
+    peaks.  With ``band_leaders`` each frame also gets the loudest peak of
+    every mel band none of its ``n_peaks`` loudest lies in (the band a sine
+    there is loudest in, :func:`sine_bands`), after them (so still loudest
+    first), and the arrays are as much wider as the block's frame with the
+    most such peaks needs (see :data:`PEAKS_PER_CHANNEL`).
+
+    Peaks are local maxima above ``floor_db`` (re full scale), within
     ``range_db`` of the frame's loudest peak, and above the Hann side-lobe
     envelope of every louder peak (side lobes and the ripple of a note that
     starts inside the window are not partials).  ``window_bins``: FFT bins
@@ -166,12 +175,23 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     kth = ~np.partition(~pair.view(np.uint32), n_cand - 1, axis=1)[:, n_cand - 1:n_cand]
     # (at least the smallest float32 above 0: peaks only)
     kth = np.maximum(kth.view(np.float32), np.float32(np.finfo(np.float32).smallest_subnormal))
-    r, col = np.nonzero(pair >= kth)                           # sorted by frame
-    # (ties at the n_cand-th value may give a frame more: the first n_cand of them stay)
+    cand = pair >= kth
+    lead = None
+    if band_leaders:
+        # each band's loudest pair (a run of pairs whose sines are loudest in one band)
+        starts, lengths = _pair_bands(n_pairs, float(freqs_hz[1] - freqs_hz[0]))
+        lead = pair >= np.repeat(np.maximum.reduceat(pair, starts, axis=1), lengths, axis=1)
+        lead &= pair > 0
+        cand |= lead
+    r, col = np.nonzero(cand)                                  # sorted by frame
     first = np.searchsorted(r, np.arange(n_frames))
     rank = np.arange(r.size) - first[r]
-    fit = rank < n_cand
-    r, col, rank = r[fit], col[fit], rank[fit]
+    if lead is None:
+        # (ties at the n_cand-th value may give a frame more: the first n_cand of them stay)
+        fit = rank < n_cand
+        r, col, rank = r[fit], col[fit], rank[fit]
+    else:
+        n_cand = int(rank.max()) + 1 if rank.size else 1
     idx = np.zeros((n_frames, n_cand), np.int64)               # frames with fewer: pair 0 ...
     real = np.zeros((n_frames, n_cand), bool)                  # ... marked as no peak
     idx[r, rank] = col
@@ -191,14 +211,62 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     pos = idx + delta
     keep = real & ~_side_lobes(pos, peak_db, window_bins=window_bins, range_db=range_db)
     # loudest (by the peak bin's magnitude) first
-    order = np.argsort(np.where(keep, -sc, np.inf), axis=1)[:, :n_peaks]
+    order = np.argsort(np.where(keep, -sc, np.inf), axis=1)
     kept = np.take_along_axis(keep, order, axis=1)
-    cr, cc = np.nonzero(kept)
+    if lead is None:
+        kept = kept[:, :n_peaks]
+        cr, cc = np.nonzero(kept)
+        col = cc
+    else:
+        # the n_peaks loudest, then the leaders of the bands they leave empty: a peak
+        # leads its band where no louder one is in it (its band read from a table)
+        at = np.take_along_axis(pos, order, axis=1)
+        at *= _BAND_STEPS
+        at += 0.5
+        band = _position_bands(n_bins, float(freqs_hz[1] - freqs_hz[0])).take(
+            np.clip(at.astype(np.int32), 0, _BAND_STEPS * n_bins - 1))
+        band[~kept] = spectrum.N_MELS
+        by_band = np.argsort(band, axis=1, kind="stable")             # loudest first within
+        grouped = np.take_along_axis(band, by_band, axis=1)
+        follows = np.zeros((n_frames, n_cand), bool)
+        follows[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
+        led = np.empty((n_frames, n_cand), bool)
+        np.put_along_axis(led, by_band, ~follows, axis=1)
+        kept[:, n_peaks:] &= led[:, n_peaks:]
+        cr, cc = np.nonzero(kept)
+        col = np.arange(cr.size) - np.searchsorted(cr, np.arange(n_frames))[cr]   # packed
+        n_out = max(n_peaks, int(col.max()) + 1 if col.size else 0)
+        out_f, out_a = np.zeros((n_frames, n_out)), np.zeros((n_frames, n_out))
     src = order[cr, cc]
     bin_hz = freqs_hz[1] - freqs_hz[0]
-    out_f[cr, cc] = freqs_hz[idx[cr, src]] + delta[cr, src] * bin_hz
-    out_a[cr, cc] = 10 ** (peak_db[cr, src] / 20)
+    out_f[cr, col] = freqs_hz[idx[cr, src]] + delta[cr, src] * bin_hz
+    out_a[cr, col] = 10 ** (peak_db[cr, src] / 20)
     return out_f, out_a
+
+
+@lru_cache(maxsize=4)
+def _pair_bands(n_pairs: int, bin_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pick_peaks`' bin pairs grouped by the mel band a sine there is loudest in:
+    (the first pair of each run of pairs in one band, each run's length in pairs).  Pair
+    ``j`` holds FFT bins ``2j + 1`` and ``2j + 2``."""
+    band = sine_bands((2 * np.arange(n_pairs) + 1.5) * bin_hz)
+    starts = np.flatnonzero(np.r_[True, band[1:] != band[:-1]])
+    lengths = np.diff(np.r_[starts, n_pairs])
+    for a in (starts, lengths):
+        a.flags.writeable = False
+    return starts, lengths
+
+
+_BAND_STEPS = 8          # :func:`_position_bands`' steps per FFT bin
+
+
+@lru_cache(maxsize=4)
+def _position_bands(n_bins: int, bin_hz: float) -> np.ndarray:
+    """:func:`sine_bands` of positions in FFT bins, ``1 / _BAND_STEPS`` bin apart (a table
+    to take from: the bands of a block's peaks in a fifth of the time)."""
+    band = sine_bands(np.arange(n_bins * _BAND_STEPS) * (bin_hz / _BAND_STEPS)).astype(np.int16)
+    band.flags.writeable = False
+    return band
 
 
 def _side_lobes(pos: np.ndarray, peak_db: np.ndarray, *, window_bins: float,
@@ -399,23 +467,24 @@ def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray, *,
     return np.argsort(group, axis=1, kind="stable")
 
 
-# peaks picked per channel (plus 8; :func:`peaks_for`).  Once partners in empty bands came
-# first (:func:`empty_bands_first`), the quiet peaks further down paid too: adplay, 23
-# clips (2026-12-05), 3 / 4 / 5 / 6 / 8 a channel, `model` 2.032 / 2.024 / 2.014 / 2.010 /
-# 2.010 dB (the 15 tuned on 2.034 / 2.026 / 2.013 / 2.011 / 2.013; at 5 speech 2.69 ->
-# 2.58, speech_es 2.90 -> 2.77), `sines` 3.000 / 2.909 / 2.865 / 2.853 (to 6).  But 5 took
-# the 60 s speed clip from 0.59 to 0.64 s at "balanced" (three interleaved pairs of runs,
-# medians of 5), past the 0.6 s the default must meet, so the model's "best" takes 5
-# (model.QUALITY: 2.019 -> 1.996 dB; 6 / 8 there 1.996 / 1.994) and "fast", "balanced"
-# and `sines` stay at 3
-PEAKS_PER_CHANNEL = 3
+# the loudest peaks picked per channel (plus 8; :func:`peaks_for`); :func:`pick_peaks` adds
+# the loudest peak of every mel band those leave empty (``band_leaders``), down to 60 dB
+# under the frame's loudest.  The tracker gives its channels to band leaders first
+# (:func:`band_leaders_first`) and its first operators' partners come from empty bands
+# first (:func:`empty_bands_first`), so what pays is a leader in every band rather than
+# more of the loudest: adplay, 23 clips (2026-12-05), `sines` with 3 / 5 / 6 of the loudest
+# a channel and no leaders 3.000 / 2.909 / 2.865 dB; with the leaders, 3 / 2 / 1 / 0 a
+# channel 2.816 / 2.785 / 2.724 / 2.719 (at 0: speech 3.53 -> 3.04, galway 5.99 -> 4.54,
+# smkerem 4.78 -> 4.28, opl_random_12 2.48 -> 2.59, the one clip further); in an earlier
+# form (leaders found before the side-lobe test), leaders only within 50 or 40 dB of the
+# frame's loudest scored 2.752 / 2.851 against 2.729.  The model's tracker takes 1
+# (model.LOUDEST_PER_CHANNEL)
+PEAKS_PER_CHANNEL = 0
 
 
 def peaks_for(n_voices: int, *, per_channel: int = PEAKS_PER_CHANNEL) -> int:
-    """Peaks picked per frame for ``n_voices`` channels: one per channel, and ``per_channel``
-    - 1 times as many spare ones (plus 8) for the channels' first operators to pair with
-    (more spare peaks pair more partials: mean distance over the 23 benchmark clips 3.91
-    -> 3.72 dB for `sines` going from 1x to 2x spare peaks; see PEAKS_PER_CHANNEL)."""
+    """The loudest peaks picked per frame for ``n_voices`` channels, ``per_channel`` a
+    channel plus 8 (the band leaders come on top: see PEAKS_PER_CHANNEL)."""
     return int(per_channel) * int(n_voices) + 8
 
 
@@ -425,8 +494,11 @@ class SinesMethod:
     name = "sines"
     jump_share = None           # levels glide through pitch jumps (see model.JUMP_SHARE)
 
-    def __init__(self, *, n_voices: int = 18):
+    def __init__(self, *, n_voices: int = 18, max_spares: int | None = None):
+        """``max_spares``: at most this many spare peaks offered to the first operators as
+        partners each frame (those in bands no channel plays first; None: all)."""
         self.n_voices = int(n_voices)
+        self.max_spares = max_spares
         self.track_hz = np.zeros(self.n_voices)       # frequency each channel played last
         self.track_on = np.zeros(self.n_voices, bool)
         self.held_mult2 = np.zeros(self.n_voices, np.int64)   # MULT2 of each channel's held note (0: none)
@@ -440,7 +512,8 @@ class SinesMethod:
         nv = self.n_voices
         out = VoiceFrames.empty(n_frames, nv)
         out.cnt[:] = 1
-        pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv))
+        pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv),
+                                                            band_leaders=True)
         # usable peaks first, loudest first (a stable sort keeps the order)
         ok = (pa > 0) & (pf > 20.0) & (pf < 22000.0)
         order = np.argsort(~ok, axis=1, kind="stable")
@@ -464,7 +537,7 @@ class SinesMethod:
             np.take_along_axis(pf, spare, axis=1), f_c,
             spare_bands=np.take_along_axis(bands, spare, axis=1),
             played_bands=np.take_along_axis(bands, np.maximum(peak, 0), axis=1))
-        spare = np.take_along_axis(spare, first, axis=1)
+        spare = np.take_along_axis(spare, first, axis=1)[:, :self.max_spares]
         spare_hz, spare_amp = (np.take_along_axis(a, spare, axis=1) for a in (pf, pa))
         m2 = self._note_mult2(f_c, on, R.carrier_mult(np.where(on, f_c, 440.0)),
                               spare_hz, spare_amp)
