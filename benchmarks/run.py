@@ -34,7 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# one BLAS thread, as `wav2vgm` itself sets (wav2vgm/cli.py): the speed figures are for one
+# core, and _one_core pins every thread, which spinning BLAS threads would then slow
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -262,8 +267,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 1.996 dB,
-`fast` 2.090 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 1.990 dB,
+`fast` 2.067 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
@@ -496,11 +501,19 @@ def _one_core():
         yield "all cores (this platform cannot pin a process)"
         return
     cpus = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(cpus)})
+    # every thread: those started at import (BLAS) keep their own affinity otherwise
+    tasks = Path("/proc/self/task")
+    threads = [int(t) for t in os.listdir(tasks)] if tasks.is_dir() else [0]
+    for t in threads:
+        os.sched_setaffinity(t, {min(cpus)})
     try:
         yield f"one core (CPU {min(cpus)})"
     finally:
-        os.sched_setaffinity(0, cpus)
+        for t in threads:
+            try:
+                os.sched_setaffinity(t, cpus)
+            except OSError:                                 # a thread that has ended
+                pass
 
 
 def speed(model_path: str | None = None, substeps: int | None = None) -> None:

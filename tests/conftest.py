@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
-import pytest
+# one BLAS thread, as the `wav2vgm` command sets (wav2vgm/cli.py), before numpy loads: the
+# benchmark checks pin every thread to one core, where spinning BLAS threads would slow them
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
 
 ADPLAY = shutil.which("adplay")
 

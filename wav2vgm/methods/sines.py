@@ -475,9 +475,9 @@ def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray, *,
 # more of the loudest: adplay, 23 clips (2026-12-05), `sines` with 3 / 5 / 6 of the loudest
 # a channel and no leaders 3.000 / 2.909 / 2.865 dB; with the leaders, 3 / 2 / 1 / 0 a
 # channel 2.816 / 2.785 / 2.724 / 2.719 (at 0: speech 3.53 -> 3.04, galway 5.99 -> 4.54,
-# smkerem 4.78 -> 4.28, opl_random_12 2.48 -> 2.59, the one clip further); in an earlier
-# form (leaders found before the side-lobe test), leaders only within 50 or 40 dB of the
-# frame's loudest scored 2.752 / 2.851 against 2.729.  The model's tracker takes 1
+# smkerem 4.78 -> 4.28, opl_random_12 2.48 -> 2.59, the one clip further); leaders only
+# within 50 or 40 dB of the frame's loudest scored 2.752 / 2.851 against 2.729 at 1 a
+# channel (docs/design.md, Band leaders).  The model's tracker takes 1
 # (model.LOUDEST_PER_CHANNEL)
 PEAKS_PER_CHANNEL = 0
 
