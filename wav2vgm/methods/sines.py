@@ -124,7 +124,9 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_lead
     every mel band none of its ``n_peaks`` loudest lies in (the band a sine
     there is loudest in, :func:`sine_bands`), after them (so still loudest
     first), and the arrays are as much wider as the block's frame with the
-    most such peaks needs (see :data:`PEAKS_PER_CHANNEL`).
+    most such peaks needs (see :data:`PEAKS_PER_CHANNEL`).  The side-lobe
+    test then sees those peaks too, which in spiky noise now and then masks
+    one of the loudest (2% of the frames of a random-spectra check).
 
     Peaks are local maxima above ``floor_db`` (re full scale), within
     ``range_db`` of the frame's loudest peak, and above the Hann side-lobe
@@ -176,17 +178,16 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_lead
     # (at least the smallest float32 above 0: peaks only)
     kth = np.maximum(kth.view(np.float32), np.float32(np.finfo(np.float32).smallest_subnormal))
     cand = pair >= kth
-    lead = None
     if band_leaders:
-        # each band's loudest pair (a run of pairs whose sines are loudest in one band)
+        # and each band's loudest pair (a run of pairs whose sines are loudest in one band):
+        # the leaders are told after the side-lobe test, by their interpolated peaks
         starts, lengths = _pair_bands(n_pairs, float(freqs_hz[1] - freqs_hz[0]))
-        lead = pair >= np.repeat(np.maximum.reduceat(pair, starts, axis=1), lengths, axis=1)
-        lead &= pair > 0
-        cand |= lead
+        cand |= pair >= np.repeat(np.maximum.reduceat(pair, starts, axis=1), lengths, axis=1)
+        cand &= pair > 0
     r, col = np.nonzero(cand)                                  # sorted by frame
     first = np.searchsorted(r, np.arange(n_frames))
     rank = np.arange(r.size) - first[r]
-    if lead is None:
+    if not band_leaders:
         # (ties at the n_cand-th value may give a frame more: the first n_cand of them stay)
         fit = rank < n_cand
         r, col, rank = r[fit], col[fit], rank[fit]
@@ -213,7 +214,7 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_lead
     # loudest (by the peak bin's magnitude) first
     order = np.argsort(np.where(keep, -sc, np.inf), axis=1)
     kept = np.take_along_axis(keep, order, axis=1)
-    if lead is None:
+    if not band_leaders:
         kept = kept[:, :n_peaks]
         cr, cc = np.nonzero(kept)
         col = cc
