@@ -34,15 +34,16 @@ import tempfile
 import time
 from pathlib import Path
 
-# one BLAS thread, as `wav2vgm` itself sets (wav2vgm/cli.py): the speed figures are for one
-# core, and _one_core pins every thread, which spinning BLAS threads would then slow
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import numpy as np  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# one BLAS thread, as `wav2vgm` itself asks (before numpy loads): the speed figures are for
+# one core, and _one_core pins every thread, which spinning BLAS threads would then slow
+from wav2vgm.threads import one_blas_thread  # noqa: E402
+
+one_blas_thread()
+
+import numpy as np  # noqa: E402
 
 from wav2vgm.audio import AUDIO_SUFFIXES, load_audio, write_wav  # noqa: E402
 from wav2vgm.batch import convert_file, keep_freed_memory  # noqa: E402

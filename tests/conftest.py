@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 
-# one BLAS thread, as the `wav2vgm` command sets (wav2vgm/cli.py), before numpy loads: the
-# benchmark checks pin every thread to one core, where spinning BLAS threads would slow them
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# one BLAS thread, as the `wav2vgm` command asks, before numpy loads: the benchmark checks
+# pin every thread to one core, where spinning BLAS threads would slow them
+from wav2vgm.threads import one_blas_thread
+
+one_blas_thread()
 
 import pytest  # noqa: E402
 

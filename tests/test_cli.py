@@ -927,3 +927,19 @@ def test_render_reports_progress_and_quiet_silences_it(tmp_path):
     result = cli("render", vgm, "-o", tmp_path / "q.wav", "-q")
     assert_ok(result)
     assert result.stderr == "" and sf.info(str(tmp_path / "q.wav")).duration > 0.9
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_the_command_starts_numpy_with_one_blas_thread_unless_told_otherwise():
+    # numpy's BLAS threads spin after each small product and gain the converter nothing
+    code = ("import os, wav2vgm.cli, numpy; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["1", "1"], out                      # one thread in the whole process
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "2"                               # the user's setting stays

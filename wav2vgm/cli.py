@@ -12,12 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
-# numpy's BLAS would start a thread per core, each spinning after every small matrix
-# product: converting the 60 s speed clip took 0.97-1.01 s wall either way on 2 cores, with
-# 1.7 s of CPU against 0.9 s (2026-12-05), and batch workers (--jobs) would fight over the
-# cores.  Set before numpy loads; a value the user set stays
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from .threads import one_blas_thread
+
+one_blas_thread()                                   # before numpy loads
 
 import click  # noqa: E402
 
