@@ -87,10 +87,9 @@ QUALITY = {"fast": (40, 2.5, 10, ("mix",)), "balanced": (40, 2.25, 10, ("mix",))
 # adplay, 23 clips (2026-12-05), "balanced": 3 of the loudest a channel and no leaders
 # (as before) 2.032 dB; with the leaders 0 / 1 / 2 a channel 2.013 / 2.004 / 2.004 (the
 # 15 tuned on 2.016 / 2.004 / 2.007); at 1, 27 / 36 / 48 / all spares 2.011 / 2.004 /
-# 2.007 / 2.007.  Speech gains most (speech_a 2.76 ->
-# 2.64, speech_es 2.90 -> 2.80), the random-patch clips lose a little (opl_random_12 1.85
-# -> 1.88, _13 2.12 -> 2.14).  "fast" 2.090 -> 2.067, "best" (which took 5 of the loudest
-# a channel) 1.996 -> 1.991, 2 / 3 a channel there 1.991 / 1.999.  The leaders cost
+# 2.007 / 2.007.  Speech gains most (speech_a 2.76 -> 2.64, speech_es 2.90 -> 2.80), the
+# random-patch clips lose a little (opl_random_12 1.85 -> 1.88, _13 2.12 -> 2.14).  "fast" 2.090 -> 2.067, "best" (which took 5 of the loudest
+# a channel) 1.996 -> 1.990, 2 / 3 a channel there 1.991 / 1.999.  The leaders cost
 # "balanced" about 5% of its time on the 60 s speed clip, whose noise puts a leader in
 # nearly every band (six interleaved pairs of runs, one core)
 LOUDEST_PER_CHANNEL = 1

@@ -1,7 +1,8 @@
 """The baseline: spectral peaks played as pure sines (the seed's idea, done right).
 
 * peaks are picked per frame with sub-bin (parabolic, log-magnitude)
-  interpolation of frequency and amplitude;
+  interpolation of frequency and amplitude: the loudest few and the loudest
+  of every other mel band (:func:`pick_peaks`' band leaders);
 * the channels play the loudest peak of each mel band first, then the
   loudest of the rest (:func:`band_leaders_first`), tracked across frames so
   each channel follows one partial and keeps its key on while its pitch and
@@ -507,8 +508,8 @@ class SinesMethod:
 
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray, *, peaks=None,
                 power: np.ndarray | None = None) -> VoiceFrames:
-        """``peaks``: this frame block's :func:`pick_peaks` with ``n_peaks=peaks_for(n_voices)``,
-        if known; ``power``: its mel power (:func:`~.pursuit.mel_power`), if known."""
+        """``peaks``: this frame block's :func:`pick_peaks` (``band_leaders``, ``n_peaks`` from
+        :func:`peaks_for`), if known; ``power``: its mel power (:func:`~.pursuit.mel_power`), if known."""
         n_frames = mag.shape[0]
         nv = self.n_voices
         out = VoiceFrames.empty(n_frames, nv)
