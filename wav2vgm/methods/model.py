@@ -613,8 +613,7 @@ class ModelMethod:
             power = mel_power(mag)
         self.peak_power = max(self.peak_power, float(power.max()))
         floor = silence_floor(power, self.peak_power)
-        peaks = pick_peaks(mag, freqs_hz, band_leaders=True,
-                           n_peaks=peaks_for(nv, per_channel=LOUDEST_PER_CHANNEL))
+        peaks = pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv, per_channel=LOUDEST_PER_CHANNEL))
         # one voice set per steady stretch, chosen from the candidates of its middle frame
         # (only those frames are detected)
         starts = steady_segments(power, floor, max_frames=self.max_segment,

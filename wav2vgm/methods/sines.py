@@ -114,20 +114,16 @@ def _log2_hz(f_hz) -> np.ndarray:
     return np.log2(np.maximum(f_hz, 1e-9))
 
 
-def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_leaders: bool = False,
-               floor_db: float = -90.0, range_db: float = 60.0, window_bins: float = 2.0
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_peaks`` loudest spectral peaks of each frame (Hann-windowed spectra).
+def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db: float = -90.0,
+               range_db: float = 60.0, window_bins: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's ``n_peaks`` loudest spectral peaks and its band leaders (Hann-windowed spectra).
 
     ``mag``: (n_frames, n_bins) linear amplitudes.  Returns (freq_hz, amp),
-    each (n_frames, n_peaks), loudest first, amp 0 where a frame has fewer
-    peaks.  With ``band_leaders`` each frame also gets the loudest peak of
-    every mel band none of its ``n_peaks`` loudest lies in (the band a sine
-    there is loudest in, :func:`sine_bands`), after them (so still loudest
-    first), and the arrays are as much wider as the block's frame with the
-    most such peaks needs (see :data:`PEAKS_PER_CHANNEL`).  The side-lobe
-    test then sees those peaks too, which in spiky noise now and then masks
-    one of the loudest (2% of the frames of a random-spectra check).
+    each (n_frames, n_out), loudest first, amp 0 where a frame has fewer
+    peaks: the ``n_peaks`` loudest, then the band leaders, the loudest peak
+    of every mel band none of those lies in (the band a sine there is
+    loudest in, :func:`sine_bands`); ``n_out`` >= ``n_peaks`` is what the
+    block's frame with the most peaks needs (see :data:`PEAKS_PER_CHANNEL`).
 
     Peaks are local maxima above ``floor_db`` (re full scale), within
     ``range_db`` of the frame's loudest peak, and above the Hann side-lobe
@@ -148,10 +144,8 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_lead
     1.92).
     """
     n_frames, n_bins = mag.shape
-    out_f = np.zeros((n_frames, n_peaks))
-    out_a = np.zeros((n_frames, n_peaks))
     if n_frames == 0:
-        return out_f, out_a
+        return np.zeros((0, n_peaks)), np.zeros((0, n_peaks))
     # peaks are found on the linear magnitudes (the same comparisons as in dB, which
     # is monotonic); logs are taken only around the candidates
     mag = np.asarray(mag, np.float32)
@@ -179,21 +173,17 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_lead
     # (at least the smallest float32 above 0: peaks only)
     kth = np.maximum(kth.view(np.float32), np.float32(np.finfo(np.float32).smallest_subnormal))
     cand = pair >= kth
-    if band_leaders:
-        # and each band's loudest pair (a run of pairs whose sines are loudest in one band):
-        # the leaders are told after the side-lobe test, by their interpolated peaks
-        starts, lengths = _pair_bands(n_pairs, float(freqs_hz[1] - freqs_hz[0]))
-        cand |= pair >= np.repeat(np.maximum.reduceat(pair, starts, axis=1), lengths, axis=1)
-        cand &= pair > 0
+    # and each band's loudest pair (a run of pairs whose sines are loudest in one band):
+    # the leaders are told after the side-lobe test, by their interpolated peaks.  The
+    # side-lobe test sees them too, which in spiky noise now and then masks one of the
+    # loudest (2% of the frames of a random-spectra check)
+    starts, lengths = _pair_bands(n_pairs, float(freqs_hz[1] - freqs_hz[0]))
+    cand |= pair >= np.repeat(np.maximum.reduceat(pair, starts, axis=1), lengths, axis=1)
+    cand &= pair > 0
     r, col = np.nonzero(cand)                                  # sorted by frame
     first = np.searchsorted(r, np.arange(n_frames))
     rank = np.arange(r.size) - first[r]
-    if not band_leaders:
-        # (ties at the n_cand-th value may give a frame more: the first n_cand of them stay)
-        fit = rank < n_cand
-        r, col, rank = r[fit], col[fit], rank[fit]
-    else:
-        n_cand = int(rank.max()) + 1 if rank.size else 1
+    n_cand = int(rank.max()) + 1 if rank.size else 1
     idx = np.zeros((n_frames, n_cand), np.int64)               # frames with fewer: pair 0 ...
     real = np.zeros((n_frames, n_cand), bool)                  # ... marked as no peak
     idx[r, rank] = col
@@ -215,30 +205,25 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, band_lead
     # loudest (by the peak bin's magnitude) first
     order = np.argsort(np.where(keep, -sc, np.inf), axis=1)
     kept = np.take_along_axis(keep, order, axis=1)
-    if not band_leaders:
-        kept = kept[:, :n_peaks]
-        cr, cc = np.nonzero(kept)
-        col = cc
-    else:
-        # the n_peaks loudest, then the leaders of the bands they leave empty: a peak
-        # leads its band where no louder one is in it (its band read from a table)
-        at = np.take_along_axis(pos, order, axis=1)
-        at *= _BAND_STEPS
-        at += 0.5
-        band = _position_bands(n_bins, float(freqs_hz[1] - freqs_hz[0])).take(
-            np.clip(at.astype(np.int32), 0, _BAND_STEPS * n_bins - 1))
-        band[~kept] = spectrum.N_MELS
-        by_band = np.argsort(band, axis=1, kind="stable")             # loudest first within
-        grouped = np.take_along_axis(band, by_band, axis=1)
-        follows = np.zeros((n_frames, n_cand), bool)
-        follows[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
-        led = np.empty((n_frames, n_cand), bool)
-        np.put_along_axis(led, by_band, ~follows, axis=1)
-        kept[:, n_peaks:] &= led[:, n_peaks:]
-        cr, cc = np.nonzero(kept)
-        col = np.arange(cr.size) - np.searchsorted(cr, np.arange(n_frames))[cr]   # packed
-        n_out = max(n_peaks, int(col.max()) + 1 if col.size else 0)
-        out_f, out_a = np.zeros((n_frames, n_out)), np.zeros((n_frames, n_out))
+    # the n_peaks loudest, then the leaders of the bands they leave empty: a peak leads its
+    # band where no louder one is in it (its band read from a table)
+    at = np.take_along_axis(pos, order, axis=1)
+    at *= _BAND_STEPS
+    at += 0.5
+    band = _position_bands(n_bins, float(freqs_hz[1] - freqs_hz[0])).take(
+        np.clip(at.astype(np.int32), 0, _BAND_STEPS * n_bins - 1))
+    band[~kept] = spectrum.N_MELS
+    by_band = np.argsort(band, axis=1, kind="stable")                 # loudest first within
+    grouped = np.take_along_axis(band, by_band, axis=1)
+    follows = np.zeros((n_frames, n_cand), bool)
+    follows[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
+    led = np.empty((n_frames, n_cand), bool)
+    np.put_along_axis(led, by_band, ~follows, axis=1)
+    kept[:, n_peaks:] &= led[:, n_peaks:]
+    cr, cc = np.nonzero(kept)
+    col = np.arange(cr.size) - np.searchsorted(cr, np.arange(n_frames))[cr]       # packed
+    n_out = max(n_peaks, int(col.max()) + 1 if col.size else 0)
+    out_f, out_a = np.zeros((n_frames, n_out)), np.zeros((n_frames, n_out))
     src = order[cr, cc]
     bin_hz = freqs_hz[1] - freqs_hz[0]
     out_f[cr, col] = freqs_hz[idx[cr, src]] + delta[cr, src] * bin_hz
@@ -470,7 +455,7 @@ def empty_bands_first(spare_hz: np.ndarray, played_hz: np.ndarray, *,
 
 
 # the loudest peaks picked per channel (plus 8; :func:`peaks_for`); :func:`pick_peaks` adds
-# the loudest peak of every mel band those leave empty (``band_leaders``), down to 60 dB
+# the loudest peak of every mel band those leave empty (band leaders), down to 60 dB
 # under the frame's loudest.  The tracker gives its channels to band leaders first
 # (:func:`band_leaders_first`) and its first operators' partners come from empty bands
 # first (:func:`empty_bands_first`), so what pays is a leader in every band rather than
@@ -508,14 +493,13 @@ class SinesMethod:
 
     def process(self, mag: np.ndarray, freqs_hz: np.ndarray, *, peaks=None,
                 power: np.ndarray | None = None) -> VoiceFrames:
-        """``peaks``: this frame block's :func:`pick_peaks` (``band_leaders``, ``n_peaks`` from
-        :func:`peaks_for`), if known; ``power``: its mel power (:func:`~.pursuit.mel_power`), if known."""
+        """``peaks``: this frame block's :func:`pick_peaks` with ``n_peaks=peaks_for(n_voices)``,
+        if known; ``power``: its mel power (:func:`~.pursuit.mel_power`), if known."""
         n_frames = mag.shape[0]
         nv = self.n_voices
         out = VoiceFrames.empty(n_frames, nv)
         out.cnt[:] = 1
-        pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv),
-                                                            band_leaders=True)
+        pf, pa = peaks if peaks is not None else pick_peaks(mag, freqs_hz, n_peaks=peaks_for(nv))
         # usable peaks first, loudest first (a stable sort keeps the order)
         ok = (pa > 0) & (pf > 20.0) & (pf < 22000.0)
         order = np.argsort(~ok, axis=1, kind="stable")
