@@ -71,7 +71,7 @@ def main():
               help="Output .vgm/.vgz file, '-' for stdout, or a folder for folder inputs.")
 @click.option("--method", type=click.Choice(["model", "sines"]), default="model", show_default=True,
               help="The ONNX inverse model with analysis by synthesis (default), or tracked "
-                   "spectral peaks as sines (about 1.3-1.7x faster on steady sound, 2.6-3.2x on busy sound).")
+                   "spectral peaks as sines (about 1.2-1.7x faster on steady sound, 2.6-3.2x on busy sound).")
 @click.option("--frame-rate", "frame_rate", type=float, default=None,
               help="Analysis frames per second (1-1000).  [default: 60; the model at balanced "
                    "or best takes 90 or 120 for sound that changes often, such as speech]")
