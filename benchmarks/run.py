@@ -268,8 +268,8 @@ sound loses (speech.wav 3.71 dB at 60, 3.50 at 90; opl_patches.wav 2.55
 at 60, 2.65 at 90; choosing the rate took the 23-clip mean from 2.495 to
 2.420 dB at `balanced`, before the two writer changes in step 6).  The
 table's means are `balanced`'s; `python benchmarks/run.py quality --player
-adplay --quality best` (and `fast`) give the others: `best` 1.990 dB,
-`fast` 2.067 (always 60 frames per second, a new voice set at 2.5 dB).
+adplay --quality best` (and `fast`) give the others: `best` 1.986 dB,
+`fast` 2.059 (always 60 frames per second, a new voice set at 2.5 dB).
 On 60 s of speech and OPL music `balanced` takes 1.1-1.25x the time and
 1.1x the file size it would at 60 frames per second, `best` 1.5-1.9x and 1.2x
 (`python benchmarks/run.py speed`, three runs on 2026-12-04 at 20:04-20:12
@@ -1016,7 +1016,7 @@ def _glide_clips() -> list[tuple[str, np.ndarray]]:
 
 def glides(player: str) -> None:
     """Fast glides (:func:`_glide_clips`): both methods.  A partial that moves more than
-    80 cents from one frame to the next starts a new note on another channel each frame."""
+    70 cents (sines._TRACK_TOL_CENTS) from one frame to the next starts a new note on another channel each frame."""
     from wav2vgm.methods import base
     _header("clip", "sines", "model")
     _synthetic_table(_glide_clips(), player, base, "FILL_IN_LEVELS", (("sines", None), ("model", None)))

@@ -38,8 +38,12 @@ _SORTED_REGS = _MULT_REGS
 # (rechecked 2026-12-05 with the band order, adplay, 23 clips: 1.5% / 2% / 3% 2.039 /
 # 2.032 / 2.076 dB, the 15 tuned on 2.048 / 2.034 / 2.085)
 _RATIO_TOL = 0.02
-_TRACK_TOL_CENTS = 80.0     # a partial continues a track if it moved less than this
-# (adplay, 23 clips, `model`, 2026-12-05: 50 / 80 / 120 cents 2.080 / 2.064 / 2.080 dB)
+_TRACK_TOL_CENTS = 70.0     # a partial continues a track if it moved less than this
+# (adplay, 23 clips, `model`, 2026-12-05: 50 / 80 / 120 cents 2.080 / 2.064 / 2.080 dB;
+# after the band leaders 30 / 40 / 50 / 60 / 65 / 70 / 75 / 80 / 100: 2.046 / 2.022 /
+# 2.012 / 1.995 / 1.997 / 1.993 / 1.998 / 2.004 / 2.005, the 15 tuned on 2.058 / 2.030 /
+# 2.019 / 1.999 / 2.001 / 1.997 / 2.005 / 2.004 / 2.019; at 70 opl_patches 2.07 -> 2.03,
+# opl_random_23 1.81 -> 1.74 but _12 1.88 -> 1.95; `sines` 2.719 -> 2.707)
 # ... and a frame's loudest partial, falling from under LEAD_MAX_HZ, continues the last
 # frame's loudest (when neither found another) if it fell less than LEAD_CENTS: a kick
 # drum's sine drops 100-300 cents a frame, and each frame re-keyed it on another channel,
@@ -609,7 +613,7 @@ class SinesMethod:
         ``pf`` (n_frames, >= n_played) partials, loudest first; the first
         ``n_played`` of each frame are played (at most ``n_voices``, so all
         find a channel).  ``peaks_hz``: all of each frame's peaks (default
-        ``pf``).  A channel whose partial moved at most 80 cents continues it
+        ``pf``).  A channel whose partial moved at most _TRACK_TOL_CENTS (70) continues it
         (key held; closest pairs first), and so does the loudest partial,
         moving less than LEAD_CENTS, that of the last frame's loudest where
         neither found another (within a block), if it falls from under
