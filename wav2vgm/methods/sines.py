@@ -187,9 +187,9 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     r, col = np.nonzero(cand)                                  # sorted by frame
     first = np.searchsorted(r, np.arange(n_frames))
     rank = np.arange(r.size) - first[r]
-    n_cand = int(rank.max()) + 1 if rank.size else 1
-    idx = np.zeros((n_frames, n_cand), np.int64)               # frames with fewer: pair 0 ...
-    real = np.zeros((n_frames, n_cand), bool)                  # ... marked as no peak
+    width = int(rank.max()) + 1 if rank.size else 1            # the most candidates a frame has
+    idx = np.zeros((n_frames, width), np.int64)                # frames with fewer: pair 0 ...
+    real = np.zeros((n_frames, width), bool)                   # ... marked as no peak
     idx[r, rank] = col
     real[r, rank] = True
     rows = np.arange(n_frames)[:, None]
@@ -199,7 +199,7 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     idx = at - rows * score.shape[1] + 1                       # bin index in the full spectrum
     sc = np.where(real, np.take(flat, at), np.float32(-1.0))   # -1: no peak
     at = (rows * n_bins + idx)[..., None] + np.arange(-1, 2)          # into the flat spectra
-    near = np.take(mag.ravel(), at)                                   # (n, n_cand, 3)
+    near = np.take(mag.ravel(), at)                                   # (n, width, 3)
     np.maximum(near, np.float32(1e-9), out=near)
     near_db = 20 * np.log10(near)
     delta, height = parabolic_peak(near_db[..., 0], near_db[..., 1], near_db[..., 2])
@@ -217,13 +217,7 @@ def pick_peaks(mag: np.ndarray, freqs_hz: np.ndarray, *, n_peaks: int, floor_db:
     band = _position_bands(n_bins, float(freqs_hz[1] - freqs_hz[0])).take(
         np.clip(at.astype(np.int32), 0, _BAND_STEPS * n_bins - 1))
     band[~kept] = spectrum.N_MELS
-    by_band = np.argsort(band, axis=1, kind="stable")                 # loudest first within
-    grouped = np.take_along_axis(band, by_band, axis=1)
-    follows = np.zeros((n_frames, n_cand), bool)
-    follows[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
-    led = np.empty((n_frames, n_cand), bool)
-    np.put_along_axis(led, by_band, ~follows, axis=1)
-    kept[:, n_peaks:] &= led[:, n_peaks:]
+    kept[:, n_peaks:] &= ~_band_followers(band)[:, n_peaks:]
     cr, cc = np.nonzero(kept)
     col = np.arange(cr.size) - np.searchsorted(cr, np.arange(n_frames))[cr]       # packed
     n_out = max(n_peaks, int(col.max()) + 1 if col.size else 0)
@@ -405,20 +399,27 @@ def band_leaders_first(pf: np.ndarray, *, bands: np.ndarray | None = None) -> np
     of this order: 2.053 / 3.115; demoting only partials at least 3 or 6 dB
     under their band's leader: 2.062 / 2.060.
     """
-    n, k = pf.shape
     valid = pf > 0
     band = sine_bands(pf) if bands is None else bands
     # each row's peaks grouped by band, in their order within a band: the first of a group
     # leads it
-    key = np.where(valid, band, spectrum.N_MELS).astype(np.int16)
-    order = np.argsort(key, axis=1, kind="stable")
-    grouped = np.take_along_axis(key, order, axis=1)
+    follower = _band_followers(np.where(valid, band, spectrum.N_MELS).astype(np.int16))
+    group = np.where(valid, follower, 2).astype(np.int8)   # 0 leader, 1 follower, 2 no peak
+    return np.argsort(group, axis=1, kind="stable")
+
+
+def _band_followers(band: np.ndarray) -> np.ndarray:
+    """(n_frames, k) bool: which entries have an earlier one in their row with the same
+    ``band`` (so each row's first of a band leads it; :func:`band_leaders_first` and
+    :func:`pick_peaks`' band leaders)."""
+    n, k = band.shape
+    order = np.argsort(band, axis=1, kind="stable")
+    grouped = np.take_along_axis(band, order, axis=1)
     follows = np.zeros((n, k), bool)
     follows[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
     follower = np.empty((n, k), bool)
     np.put_along_axis(follower, order, follows, axis=1)
-    group = np.where(valid, follower, 2).astype(np.int8)   # 0 leader, 1 follower, 2 no peak
-    return np.argsort(group, axis=1, kind="stable")
+    return follower
 
 
 def sine_bands(f_hz: np.ndarray) -> np.ndarray:
